@@ -1,0 +1,145 @@
+# Stockade build. `make run` and `make test` are the two entry points (see README.md).
+#
+# Layout the build relies on (add files, not rules):
+#   src/<subsystem>/*.c   -> the library (build*/libstockade.a)
+#   src/cmd/*.c           -> the `stockade` binary (thin commands over the library)
+#   src/agent/*.c         -> `stockade-agent`, the in-sandbox agent (its own small program)
+#   tests/unit/test-*.c   -> one unit-test binary per module
+#   tests/hostile/*.c     -> attack programs run *inside* jails (plain build, no sanitizers)
+#   tests/fuzz/fuzz-*.c   -> libFuzzer targets (make fuzz, clang)
+#
+# Two build flavours share one rule set: release in build/, ASan+UBSan in build-asan/.
+
+SHELL := /bin/bash
+CC ?= gcc
+PKGS := libseccomp libcap jansson yaml-0.1 openssl libcurl sqlite3 libpq libarchive libzstd \
+        libmicrohttpd javascriptcoregtk-4.1 python3-embed
+
+# Deliberate warning list (bubblewrap/crun style): everything -Wall -Wextra has, plus shadowing,
+# prototypes, switch defaults, format safety, casts that drop qualifiers, and VLAs.
+WARN := -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
+        -Wswitch-default -Wformat=2 -Wformat-security -Wcast-qual -Wpointer-arith \
+        -Wundef -Wvla -Wwrite-strings -Wnull-dereference -Wimplicit-fallthrough \
+        -Wno-unused-parameter -Wno-format-nonliteral
+CFLAGS_BASE := -std=gnu17 $(WARN) -D_GNU_SOURCE -fno-strict-aliasing -fstack-protector-strong \
+        -D_FORTIFY_SOURCE=2 -g -MMD -MP -Isrc
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm -ldl
+
+ifeq ($(FLAVOUR),asan)
+OUT := build-asan
+OPT := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+LDSAN := -fsanitize=address,undefined
+else
+OUT := build
+OPT := -O2
+LDSAN :=
+endif
+
+CFLAGS := $(CFLAGS_BASE) $(OPT) $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+LDFLAGS += $(LDSAN)
+
+LIB_SRC := $(filter-out src/cmd/% src/agent/%,$(wildcard src/*/*.c))
+CMD_SRC := $(wildcard src/cmd/*.c)
+AGENT_SRC := $(wildcard src/agent/*.c)
+UNIT_SRC := $(wildcard tests/unit/test-*.c)
+HOSTILE_SRC := $(wildcard tests/hostile/*.c)
+
+LIB_OBJ := $(LIB_SRC:%.c=$(OUT)/obj/%.o)
+CMD_OBJ := $(CMD_SRC:%.c=$(OUT)/obj/%.o)
+AGENT_OBJ := $(AGENT_SRC:%.c=$(OUT)/obj/%.o)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(OUT)/tests/%)
+HOSTILE_BIN := $(HOSTILE_SRC:tests/hostile/%.c=build/hostile/%)
+
+.SECONDARY:
+.PHONY: all build asan deps run test test-release unit format format-check bench fuzz clean help
+.DEFAULT_GOAL := all
+
+all: build
+
+help:
+	@echo "make run          install missing dependencies, build, start 'stockade serve' on 127.0.0.1:8080"
+	@echo "make test         install, build (release + ASan/UBSan), run every test under ASan/UBSan"
+	@echo "make test-release run the suite against the release build"
+	@echo "make bench        run the benchmarks in bench/ (release build)"
+	@echo "make format       apply clang-format;  make format-check  check it"
+
+deps:
+	@bash scripts/deps.sh
+
+build: deps
+	@$(MAKE) --no-print-directory binaries
+
+asan: deps
+	@$(MAKE) --no-print-directory FLAVOUR=asan binaries
+
+binaries: $(OUT)/stockade $(if $(AGENT_SRC),$(OUT)/stockade-agent) $(UNIT_BIN) hostile
+
+hostile: $(HOSTILE_BIN)
+
+$(OUT)/libstockade.a: $(LIB_OBJ)
+	@mkdir -p $(@D)
+	@rm -f $@
+	@echo "  AR      $@"
+	@ar rcs $@ $^
+
+$(OUT)/stockade: $(CMD_OBJ) $(OUT)/libstockade.a
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $(CMD_OBJ) $(OUT)/libstockade.a $(PKG_LIBS)
+
+$(OUT)/stockade-agent: $(AGENT_OBJ)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $(AGENT_OBJ) -lpthread
+
+$(OUT)/tests/test-%: $(OUT)/obj/tests/unit/test-%.o $(OUT)/obj/tests/unit/unit-main.o $(OUT)/libstockade.a
+	@mkdir -p $(@D)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $< $(OUT)/obj/tests/unit/unit-main.o $(OUT)/libstockade.a $(PKG_LIBS)
+
+$(OUT)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS) -c -o $@ $<
+
+# Attack programs: no sanitizer runtime (it would need syscalls the jail refuses), static where
+# possible so they do not depend on what the jail binds.
+build/hostile/%: tests/hostile/%.c
+	@mkdir -p $(@D)
+	@echo "  CC      $@"
+	@$(CC) -std=gnu17 -O1 -w -D_GNU_SOURCE -o $@ $< -lpthread
+
+run: build
+	./build/stockade serve --listen 127.0.0.1:8080 --data-dir ./data
+
+# The whole suite runs against the ASan+UBSan build; the release build is built too (the
+# benchmarks and `make run` use it) and its unit tests run as well.
+test: deps format-check
+	@$(MAKE) --no-print-directory binaries
+	@$(MAKE) --no-print-directory FLAVOUR=asan binaries
+	STOCKADE_BUILD=build-asan bash tests/run.sh
+
+test-release: build
+	STOCKADE_BUILD=build bash tests/run.sh
+
+unit: build
+	STOCKADE_BUILD=build bash tests/run.sh unit
+
+bench: build
+	bash bench/run.sh
+
+FORMAT_FILES = $(shell git ls-files 'src/*.c' 'src/*.h' 'tests/unit/*.c' 'tests/unit/*.h' 2>/dev/null)
+format:
+	clang-format -i $(FORMAT_FILES)
+
+format-check:
+	@out=$$(clang-format --dry-run $(FORMAT_FILES) 2>&1); \
+	if [ -n "$$out" ]; then echo "$$out" | head -40; echo "format-check: run 'make format'"; exit 1; fi; \
+	echo "format-check: ok"
+
+fuzz:
+	bash tests/fuzz/run.sh
+
+clean:
+	rm -rf build build-asan
+
+-include $(shell find build build-asan -name '*.d' 2>/dev/null)

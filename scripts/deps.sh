@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The one place Stockade's dependencies are named and pinned.
+# Used by `make deps`, which `make run`, `make build` and `make test` all depend on.
+# Installs only what is missing; safe to run again. Needs root for apt-get.
+#
+# Debian packages are pinned by name with the version this tree was tested against; when the
+# archive has moved on (a security update), the candidate version is taken and a note printed.
+# npm packages are pinned exactly in package-lock.json files (lib/js for the default JavaScript
+# libraries user code can require(), tests/node for test clients and protocol servers).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# name=tested-version   why it is here
+APT_PKGS=(
+  build-essential          # gcc, make
+  pkg-config               # finds the libraries below
+  clang-format             # style check in CI
+  libseccomp-dev           # seccomp-bpf filters for the jail
+  libcap-dev               # capability dropping (libcap)
+  libjansson-dev           # JSON everywhere (API, reports, config show)
+  libyaml-dev              # stockade.yaml parsing
+  libssl-dev               # AES-256-GCM, ES256 JWT, SHA-256, keys generate
+  libcurl4-openssl-dev     # S3 (CURLOPT_AWS_SIGV4), Azure, GCS, JWKS fetch
+  libsqlite3-dev           # default state store
+  libpq-dev                # Postgres state store
+  libarchive-dev           # snapshot archives
+  libzstd-dev              # snapshot compression
+  libmicrohttpd-dev        # HTTP server
+  libjavascriptcoregtk-4.1-dev  # JavaScript engine (JavaScriptCore C API)
+  libpython3.11-dev        # embedded CPython
+  python3-numpy            # default Python modules for user code
+  python3-pandas
+  postgresql               # real Postgres for store tests (started per test run on loopback)
+  bubblewrap               # benchmark baseline only
+  runsc                    # gVisor for the agent sandbox
+  passt                    # pasta: user-mode networking for sandboxes
+  iproute2                 # ip, for network checks in tests
+  curl                     # e2e tests
+  jq                       # e2e tests
+  zstd
+  sqlite3
+)
+
+missing=()
+# Node.js runs the test clients (MCP SDK, AWS SDK), s3rver and Azurite. Machines of this class
+# ship Node 20 with its own npm; Debian's nodejs/npm are taken only when there is no node at all.
+command -v node >/dev/null 2>&1 || APT_PKGS+=(nodejs npm)
+for p in "${APT_PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing Debian packages: ${missing[*]}"
+  if [ "$(id -u)" != 0 ]; then
+    echo "deps: missing packages and not root; run 'sudo scripts/deps.sh'" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq || true
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# npm: exact versions come from the lock files.
+npm_install() {
+  local dir=$1
+  [ -f "$dir/package.json" ] || return 0
+  if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.stamp" ]; then
+    echo "deps: npm ci in $dir"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) && touch "$dir/node_modules/.stamp"
+  fi
+}
+npm_install lib/js
+[ "${STOCKADE_DEPS_RUNTIME_ONLY:-0}" = 1 ] || npm_install tests/node
+exit 0
