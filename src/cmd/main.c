@@ -19,6 +19,7 @@ int cmd_run(int argc, char **argv) __attribute__((weak));
 int cmd_config(int argc, char **argv) __attribute__((weak));
 int cmd_keys(int argc, char **argv) __attribute__((weak));
 int cmd_migrate(int argc, char **argv) __attribute__((weak));
+int cmd_blob(int argc, char **argv) __attribute__((weak));
 
 struct command {
 	const char *name;
@@ -34,6 +35,7 @@ static const struct command commands[] = {
     {"config", cmd_config, "check or show a stockade.yaml"},
     {"keys", cmd_keys, "generate the agent sandbox keypair and encryption key"},
     {"migrate", cmd_migrate, "show or retry state store migrations"},
+    {"blob", cmd_blob, "put, get, list and delete objects in the configured blob storage"},
 };
 
 static void usage(FILE *out)
