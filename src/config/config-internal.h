@@ -76,5 +76,7 @@ void config__blob_copy(struct config_blob *dst, const struct config_blob *src);
 void config__pg_release(struct config_postgres *pg);
 void config__pg_copy(struct config_postgres *dst, const struct config_postgres *src);
 void config__exec_limits_defaults(struct config_exec_limits *l);
+/* A path from the config file: relative paths are relative to the file's directory. */
+char *config__path_near(const struct stockade_config *cfg, const char *path);
 
 #endif

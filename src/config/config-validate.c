@@ -605,6 +605,9 @@ static void validate_mcp(struct stockade_config *cfg, struct config_problems *pr
 		                    "plain http for signing keys outside loopback can be tampered "
 		                    "with; use https");
 	if (m->jwks_file) {
+		char *near = config__path_near(cfg, m->jwks_file);
+		free(m->jwks_file);
+		m->jwks_file = near;
 		char *text = NULL;
 		size_t len = 0;
 		struct st_error *e = NULL;

@@ -511,6 +511,14 @@ bool config_api_token_valid(const struct stockade_config *cfg, const char *token
 	return ok;
 }
 
+char *config__path_near(const struct stockade_config *cfg, const char *path)
+{
+	if (path[0] == '/' || cfg->source_path == NULL || strchr(cfg->source_path, '/') == NULL)
+		return st_xstrdup(path);
+	const char *slash = strrchr(cfg->source_path, '/');
+	return st_xasprintf("%.*s/%s", (int)(slash - cfg->source_path), cfg->source_path, path);
+}
+
 char *config_data_path(const struct stockade_config *cfg, const char *name)
 {
 	return st_xasprintf("%s/%s", cfg->data_dir, name);
