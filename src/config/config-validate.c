@@ -157,7 +157,9 @@ static bool looks_base64(const char *s, size_t n)
 		rc = crypto_base64url_decode(s, n, &out, &ol);
 	}
 	free(out);
-	return rc == 0;
+	/* any alphanumeric string of the right length decodes: call it base64 only when it
+	 * decodes to a 32-byte key or uses base64's own characters */
+	return rc == 0 && (ol == 32 || strpbrk(s, "+/=") != NULL);
 }
 
 int config__check_agent_encryption_key(const char *v, const char *key_path, const char *origin,

@@ -11,14 +11,50 @@
 #include "unit.h"
 
 /* produced once by the `jose` npm package (independent implementation); exp = 2100-01-01 */
-static const char JOSE_ES256_JWKS[] = "{\"keys\": [{\"kty\": \"EC\", \"x\": \"CbBFkRE6qxpRh-GYE-K_drvxbVuUNkmy6tmI_quwuH4\", \"y\": \"lpvzexXq7pjvgd4DrM4qwBmGOmPqOhQLSq0eMsjzTks\", \"crv\": \"P-256\", \"kid\": \"es256-1\", \"alg\": \"ES256\", \"use\": \"sig\"}, {\"kty\": \"RSA\", \"n\": \"v9RBEAO0qhv3cFnpveWEJaeGFL6d66NIp_A35hfueqqau0DVqn1Li9hpWW7vDbu5PbX9P8KDXptIQxxXYBQx9y4yOMCrG0U4cL6Drmwt4nxpFXnSLF5ZUNAIcaGejSB-akpm7NzfaaEbvvvjrZ8Ru2onjw4TN1zTG8RmMAUMkonFnBbIvrThtEMM07h3CBfbBbav9xaN9BZN5gA0I3zhcQDdiSoD5TiDaTkl7eOAdYDiB63NVVtHYYDa8nbrxaxGcd-vKk8rWPhOvtNPes6ShxYcNtgEl4mYoHWzq5NXVlSiMZcEeHZRZ6toKO965QhRxl_1IdZHmI9eidrZmyxcHQ\", \"e\": \"AQAB\", \"kid\": \"rs256-1\", \"alg\": \"RS256\", \"use\": \"sig\"}, {\"kty\": \"oct\", \"k\": \"c2VjcmV0\", \"kid\": \"hmac\"}]}";
-static const char JOSE_ES256_TOKEN[] = "eyJhbGciOiJFUzI1NiIsImtpZCI6ImVzMjU2LTEiLCJ0eXAiOiJKV1QifQ.eyJzdWIiOiJ1c2VyLTEiLCJzY29wZSI6InN0b2NrYWRlOmV4ZWN1dGUiLCJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxlIiwiYXVkIjoiaHR0cHM6Ly9zdG9ja2FkZS5leGFtcGxlL21jcCIsImlhdCI6MTcwMDAwMDAwMCwiZXhwIjo0MTAyNDQ0ODAwfQ.4kOsSDXYcX_C7eaa7OY55Zj1UnRRI8tKyd2trML30mz1LdZA3hpWVKV5RpHov1e_afOxJySM2HinU-Hgwi3bzg";
-static const char JOSE_RS256_TOKEN[] = "eyJhbGciOiJSUzI1NiIsImtpZCI6InJzMjU2LTEiLCJ0eXAiOiJKV1QifQ.eyJzdWIiOiJ1c2VyLTEiLCJzY29wZSI6InN0b2NrYWRlOmV4ZWN1dGUiLCJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxlIiwiYXVkIjoiaHR0cHM6Ly9zdG9ja2FkZS5leGFtcGxlL21jcCIsImlhdCI6MTcwMDAwMDAwMCwiZXhwIjo0MTAyNDQ0ODAwfQ.XNv4PxXwTv12vBVNsdLad_lFIRqTrrhlaSAQBLJ1npHRG774euH_Cox7H99lcdp2-r6hbxwUfKW9v2TgclAUIrdhhdBLD89tF3ZuU7Hcy1rPapc-yWLF7HJKfmvBL2Ic9cTCx7w4T1hTONlAB61tT41fuQIgqdrUkWRwWH28452_mLoI9Twyn9_B9vXoalO6PpM0qvSjamjiwvps1LgaaXpfm8kxBr5WVZdRjvgvkIdA9Ro-uQWJg-osTygNZPnwabJRbCeXWyFPJjwW1QjpriSRjJsGngQalLmNvuxgrlK3hB6cpIOlBEZBPD-Tx6HnoiNiLKXXWwT2qmCRW5g5_A";
-static const char JOSE_ES256_PEM[] = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAECbBFkRE6qxpRh+GYE+K/drvxbVuU\nNkmy6tmI/quwuH6Wm/N7FerumO+B3gOszirAGYY6Y+o6FAtKrR4yyPNOSw==\n-----END PUBLIC KEY-----";
-static const char JOSE_RS256_PEM[] = "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAv9RBEAO0qhv3cFnpveWE\nJaeGFL6d66NIp/A35hfueqqau0DVqn1Li9hpWW7vDbu5PbX9P8KDXptIQxxXYBQx\n9y4yOMCrG0U4cL6Drmwt4nxpFXnSLF5ZUNAIcaGejSB+akpm7NzfaaEbvvvjrZ8R\nu2onjw4TN1zTG8RmMAUMkonFnBbIvrThtEMM07h3CBfbBbav9xaN9BZN5gA0I3zh\ncQDdiSoD5TiDaTkl7eOAdYDiB63NVVtHYYDa8nbrxaxGcd+vKk8rWPhOvtNPes6S\nhxYcNtgEl4mYoHWzq5NXVlSiMZcEeHZRZ6toKO965QhRxl/1IdZHmI9eidrZmyxc\nHQIDAQAB\n-----END PUBLIC KEY-----";
-static const char JOSE_HS256_TOKEN[] = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1IiwiZXhwIjo0MTAyNDQ0ODAwfQ.WSFczO4D8brhjBbN7kYpazOJS2nZeVUMQBIhru_dKVg";
+static const char JOSE_ES256_JWKS[] =
+    "{\"keys\": [{\"kty\": \"EC\", \"x\": \"CbBFkRE6qxpRh-GYE-K_drvxbVuUNkmy6tmI_quwuH4\", \"y\": "
+    "\"lpvzexXq7pjvgd4DrM4qwBmGOmPqOhQLSq0eMsjzTks\", \"crv\": \"P-256\", \"kid\": \"es256-1\", "
+    "\"alg\": \"ES256\", \"use\": \"sig\"}, {\"kty\": \"RSA\", \"n\": "
+    "\"v9RBEAO0qhv3cFnpveWEJaeGFL6d66NIp_"
+    "A35hfueqqau0DVqn1Li9hpWW7vDbu5PbX9P8KDXptIQxxXYBQx9y4yOMCrG0U4cL6Drmwt4nxpFXnSLF5ZUNAIcaGejSB-"
+    "akpm7NzfaaEbvvvjrZ8Ru2onjw4TN1zTG8RmMAUMkonFnBbIvrThtEMM07h3CBfbBbav9xaN9BZN5gA0I3zhcQDdiSoD5T"
+    "iDaTkl7eOAdYDiB63NVVtHYYDa8nbrxaxGcd-"
+    "vKk8rWPhOvtNPes6ShxYcNtgEl4mYoHWzq5NXVlSiMZcEeHZRZ6toKO965QhRxl_1IdZHmI9eidrZmyxcHQ\", \"e\": "
+    "\"AQAB\", \"kid\": \"rs256-1\", \"alg\": \"RS256\", \"use\": \"sig\"}, {\"kty\": \"oct\", "
+    "\"k\": \"c2VjcmV0\", \"kid\": \"hmac\"}]}";
+static const char JOSE_ES256_TOKEN[] =
+    "eyJhbGciOiJFUzI1NiIsImtpZCI6ImVzMjU2LTEiLCJ0eXAiOiJKV1QifQ."
+    "eyJzdWIiOiJ1c2VyLTEiLCJzY29wZSI6InN0b2NrYWRlOmV4ZWN1dGUiLCJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcG"
+    "xlIiwiYXVkIjoiaHR0cHM6Ly9zdG9ja2FkZS5leGFtcGxlL21jcCIsImlhdCI6MTcwMDAwMDAwMCwiZXhwIjo0MTAyNDQ0"
+    "ODAwfQ.4kOsSDXYcX_C7eaa7OY55Zj1UnRRI8tKyd2trML30mz1LdZA3hpWVKV5RpHov1e_afOxJySM2HinU-Hgwi3bzg";
+static const char JOSE_RS256_TOKEN[] =
+    "eyJhbGciOiJSUzI1NiIsImtpZCI6InJzMjU2LTEiLCJ0eXAiOiJKV1QifQ."
+    "eyJzdWIiOiJ1c2VyLTEiLCJzY29wZSI6InN0b2NrYWRlOmV4ZWN1dGUiLCJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcG"
+    "xlIiwiYXVkIjoiaHR0cHM6Ly9zdG9ja2FkZS5leGFtcGxlL21jcCIsImlhdCI6MTcwMDAwMDAwMCwiZXhwIjo0MTAyNDQ0"
+    "ODAwfQ.XNv4PxXwTv12vBVNsdLad_lFIRqTrrhlaSAQBLJ1npHRG774euH_Cox7H99lcdp2-"
+    "r6hbxwUfKW9v2TgclAUIrdhhdBLD89tF3ZuU7Hcy1rPapc-"
+    "yWLF7HJKfmvBL2Ic9cTCx7w4T1hTONlAB61tT41fuQIgqdrUkWRwWH28452_mLoI9Twyn9_"
+    "B9vXoalO6PpM0qvSjamjiwvps1LgaaXpfm8kxBr5WVZdRjvgvkIdA9Ro-uQWJg-"
+    "osTygNZPnwabJRbCeXWyFPJjwW1QjpriSRjJsGngQalLmNvuxgrlK3hB6cpIOlBEZBPD-"
+    "Tx6HnoiNiLKXXWwT2qmCRW5g5_A";
+static const char JOSE_ES256_PEM[] =
+    "-----BEGIN PUBLIC "
+    "KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAECbBFkRE6qxpRh+GYE+K/drvxbVuU\nNkmy6tmI/quwuH6Wm/"
+    "N7FerumO+B3gOszirAGYY6Y+o6FAtKrR4yyPNOSw==\n-----END PUBLIC KEY-----";
+static const char JOSE_RS256_PEM[] =
+    "-----BEGIN PUBLIC "
+    "KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAv9RBEAO0qhv3cFnpveWE\nJaeGFL6d66NIp/"
+    "A35hfueqqau0DVqn1Li9hpWW7vDbu5PbX9P8KDXptIQxxXYBQx\n9y4yOMCrG0U4cL6Drmwt4nxpFXnSLF5ZUNAIcaGejS"
+    "B+"
+    "akpm7NzfaaEbvvvjrZ8R\nu2onjw4TN1zTG8RmMAUMkonFnBbIvrThtEMM07h3CBfbBbav9xaN9BZN5gA0I3zh\ncQDdiS"
+    "oD5TiDaTkl7eOAdYDiB63NVVtHYYDa8nbrxaxGcd+"
+    "vKk8rWPhOvtNPes6S\nhxYcNtgEl4mYoHWzq5NXVlSiMZcEeHZRZ6toKO965QhRxl/"
+    "1IdZHmI9eidrZmyxc\nHQIDAQAB\n-----END PUBLIC KEY-----";
+static const char JOSE_HS256_TOKEN[] =
+    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1IiwiZXhwIjo0MTAyNDQ0ODAwfQ."
+    "WSFczO4D8brhjBbN7kYpazOJS2nZeVUMQBIhru_dKVg";
 
-static const uint8_t KEY[32] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+static const uint8_t KEY[32] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16,
                                 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
 
 TEST(hex_roundtrip_and_rejects)
@@ -385,8 +421,8 @@ TEST(es256_generate_and_check_pair)
 
 static json_t *claims_now(int64_t exp_in)
 {
-	return json_pack("{s:s, s:s, s:s, s:I, s:I}", "sub", "sb_1", "aud", "stockade-sandbox", "iss",
-	                 "stockade", "iat", (json_int_t)st_wall_s(), "exp",
+	return json_pack("{s:s, s:s, s:s, s:I, s:I}", "sub", "sb_1", "aud", "stockade-sandbox",
+	                 "iss", "stockade", "iat", (json_int_t)st_wall_s(), "exp",
 	                 (json_int_t)(st_wall_s() + exp_in));
 }
 
@@ -403,8 +439,8 @@ TEST(jwt_es256_sign_verify_and_claims)
 	CHECK(crypto_jwt_sign(kpriv, "k1", c, &tok, &err) == 0);
 	CHECK(crypto_jwt_sign(kpub, NULL, c, &tok, &err) < 0); /* public keys cannot sign */
 	st_error_release(&err);
-	struct crypto_jwt_verify_opts o = {.audience = "stockade-sandbox", .issuer = "stockade",
-	                                   .require_exp = true};
+	struct crypto_jwt_verify_opts o = {
+	    .audience = "stockade-sandbox", .issuer = "stockade", .require_exp = true};
 	json_t *out = NULL;
 	CHECK(crypto_jwt_verify(tok, kpub, &o, &out, &err) == 0);
 	CHECK_STREQ(json_string_value(json_object_get(out, "sub")), "sb_1");
@@ -540,8 +576,8 @@ TEST(jwt_malformed)
 {
 	struct crypto_key *hk = NULL;
 	CHECK(crypto_key_hmac("secret", 6, &hk, NULL) == 0);
-	static const char *bad[] = {"", "abc", "a.b", "a.b.c.d", "!!!.e30.AAAA", "e30.!!!.AAAA",
-	                            "bm90IGpzb24.e30.AAAA"};
+	static const char *bad[] = {
+	    "", "abc", "a.b", "a.b.c.d", "!!!.e30.AAAA", "e30.!!!.AAAA", "bm90IGpzb24.e30.AAAA"};
 	for (size_t i = 0; i < ST_ARRAY_SIZE(bad); i++) {
 		struct st_error *err = NULL;
 		CHECK(crypto_jwt_verify(bad[i], hk, NULL, NULL, &err) < 0);
@@ -649,8 +685,8 @@ TEST(jwk_export_import_roundtrip)
 	CHECK(crypto_key_from_jwk(rj, &rs2, NULL) == 0);
 	CHECK(crypto_jwt_verify(JOSE_RS256_TOKEN, rs2, NULL, NULL, NULL) == 0);
 	/* bad JWKs */
-	json_t *bad = json_pack("{s:s, s:s, s:s, s:s}", "kty", "EC", "crv", "P-384", "x", "AA", "y",
-	                        "AA");
+	json_t *bad =
+	    json_pack("{s:s, s:s, s:s, s:s}", "kty", "EC", "crv", "P-384", "x", "AA", "y", "AA");
 	struct st_error *err = NULL;
 	CHECK(crypto_key_from_jwk(bad, &rs2, &err) < 0);
 	st_error_release(&err);
