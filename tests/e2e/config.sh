@@ -91,4 +91,18 @@ check_contains "syntax error has a line" "$out" "line"
 "$STOCKADE_BIN" config frob x >/dev/null 2>&1; check_eq "unknown subcommand: exit 2" "$?" 2
 out=$("$STOCKADE_BIN" config --help); check_contains "help" "$out" "usage: stockade config check"
 
+# the shipped example validates once its files exist
+mkdir -p "$T/etc/secrets/agent-sandbox-env"
+"$STOCKADE_BIN" keys generate --out "$T/gen" >/dev/null 2>&1
+cp "$T/gen/public_key.pem" "$T/etc/secrets/agent-sandbox-env/jwt-public-key"
+cp "$T/gen/private_key.pem" "$T/etc/secrets/agent-sandbox-env/jwt-private-key"
+cp "$T/gen/encryption_key.txt" "$T/etc/secrets/agent-sandbox-env/encryption-key"
+printf 'pgpw' >"$T/etc/postgres-password"
+printf 's3secret' >"$T/etc/s3-secret-access-key"
+sed "s#/etc/stockade/#$T/etc/#g" "$STOCKADE_ROOT/deploy/stockade.example.yaml" >"$T/example.yaml"
+out=$(STOCKADE_SECRETS_DIR=$T/etc/secrets JWT_SECRET=example-jwt-secret-example-jwt-secret \
+  ENCRYPTION_KEY=example-backend-key "$STOCKADE_BIN" config check "$T/example.yaml" 2>&1); rc=$?
+check_eq "deploy/stockade.example.yaml passes config check" "$rc" 0
+check_contains "example: no warnings" "$out" "(0 errors, 0 warnings)"
+
 done_testing
