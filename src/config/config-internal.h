@@ -60,6 +60,8 @@ void config__resolve_secrets(struct stockade_config *cfg, struct config__pending
 void config__resolve_blobs(struct stockade_config *cfg, struct config_problems *pr);
 
 /* config-validate.c */
+/* listen -> listen_host/listen_port; records a problem at "listen" when invalid */
+void config__parse_listen(struct stockade_config *cfg, struct config_problems *pr);
 void config__derive(struct stockade_config *cfg, struct config__pending *pend);
 void config__validate(struct stockade_config *cfg, struct config__pending *pend,
                       struct config_problems *pr);

@@ -116,11 +116,17 @@ void config__derive(struct stockade_config *cfg, struct config__pending *pd)
 	if (cfg->mcp.audience == NULL && cfg->mcp.resource)
 		cfg->mcp.audience = st_xstrdup(cfg->mcp.resource);
 
-	/* listen host/port (validated in config__validate) */
+	config__parse_listen(cfg, NULL);
+}
+
+void config__parse_listen(struct stockade_config *cfg, struct config_problems *pr)
+{
 	free(cfg->listen_host);
 	cfg->listen_host = NULL;
+	cfg->listen_port = 0;
 	const char *l = cfg->listen ? cfg->listen : "";
 	const char *colon = strrchr(l, ':');
+	uint64_t port = 0;
 	if (colon) {
 		const char *h = l;
 		size_t hl = (size_t)(colon - l);
@@ -129,10 +135,17 @@ void config__derive(struct stockade_config *cfg, struct config__pending *pd)
 			hl -= 2;
 		}
 		cfg->listen_host = st_xasprintf("%.*s", (int)hl, h);
-		uint64_t port = 0;
-		cfg->listen_port =
-		    st_parse_u64(colon + 1, &port) == 0 && port <= 65535 ? (uint16_t)port : 0;
+		if (st_parse_u64(colon + 1, &port) == 0 && port <= 65535)
+			cfg->listen_port = (uint16_t)port;
+		else
+			port = 0;
 	}
+	if (!colon || !cfg->listen_host || !*cfg->listen_host || port == 0)
+		config_problems_add(
+		    pr, CONFIG_ERROR, "listen",
+		    "'%s' must be host:port (e.g. 127.0.0.1:8080 or [::1]:8080) with "
+		    "a port from 1 to 65535",
+		    l);
 }
 
 /* ---- rules -------------------------------------------------------------------------------- */
@@ -656,12 +669,7 @@ static void validate_mcp(struct stockade_config *cfg, struct config_problems *pr
 void config__validate(struct stockade_config *cfg, struct config__pending *pd,
                       struct config_problems *pr)
 {
-	if (!cfg->listen_host || !*cfg->listen_host || cfg->listen_port == 0)
-		config_problems_add(
-		    pr, CONFIG_ERROR, "listen",
-		    "'%s' must be host:port (e.g. 127.0.0.1:8080 or [::1]:8080) with "
-		    "a port from 1 to 65535",
-		    cfg->listen ? cfg->listen : "");
+	config__parse_listen(cfg, pr);
 	if (!cfg->data_dir || !*cfg->data_dir)
 		config_problems_add(pr, CONFIG_ERROR, "dataDir", "must not be empty");
 

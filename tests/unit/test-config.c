@@ -19,15 +19,27 @@
 
 static void clean_env(void)
 {
-	static const char *vars[] = {
-	    "ENCRYPTION_KEY",       "JWT_SECRET",          "STOCKADE_API_TOKEN",
-	    "STOCKADE_LISTEN",      "STOCKADE_DATA_DIR",   "STOCKADE_LOG_LEVEL",
-	    "STOCKADE_SECRETS_DIR", "POSTGRES_HOST",       "POSTGRES_PORT",
-	    "POSTGRES_DB",          "POSTGRES_USER",       "POSTGRES_PASSWORD",
-	    "POSTGRES_SSL_ENABLED", "RR_DEFAULT_S3_BUCKET", "RR_DEFAULT_S3_REGION",
-	    "RR_DEFAULT_S3_ACCESS_KEY_ID", "RR_DEFAULT_S3_SECRET_ACCESS_KEY",
-	    "RR_DEFAULT_S3_ENDPOINT", "RR_GIT_S3_BUCKET", "RR_GIT_S3_ENDPOINT",
-	    "RR_SNAPSHOTS_S3_BUCKET"};
+	static const char *vars[] = {"ENCRYPTION_KEY",
+	                             "JWT_SECRET",
+	                             "STOCKADE_API_TOKEN",
+	                             "STOCKADE_LISTEN",
+	                             "STOCKADE_DATA_DIR",
+	                             "STOCKADE_LOG_LEVEL",
+	                             "STOCKADE_SECRETS_DIR",
+	                             "POSTGRES_HOST",
+	                             "POSTGRES_PORT",
+	                             "POSTGRES_DB",
+	                             "POSTGRES_USER",
+	                             "POSTGRES_PASSWORD",
+	                             "POSTGRES_SSL_ENABLED",
+	                             "RR_DEFAULT_S3_BUCKET",
+	                             "RR_DEFAULT_S3_REGION",
+	                             "RR_DEFAULT_S3_ACCESS_KEY_ID",
+	                             "RR_DEFAULT_S3_SECRET_ACCESS_KEY",
+	                             "RR_DEFAULT_S3_ENDPOINT",
+	                             "RR_GIT_S3_BUCKET",
+	                             "RR_GIT_S3_ENDPOINT",
+	                             "RR_SNAPSHOTS_S3_BUCKET"};
 	for (size_t i = 0; i < ST_ARRAY_SIZE(vars); i++)
 		unsetenv(vars[i]);
 }
@@ -181,8 +193,8 @@ TEST(master_switch_and_overrides)
 {
 	char *d = tmpdir();
 	char *full = full_config(d);
-	char *y = st_xasprintf("%s  jsExecutor:\n    enabled: false\n  gitServer:\n    enabled: null\n",
-	                       full);
+	char *y = st_xasprintf(
+	    "%s  jsExecutor:\n    enabled: false\n  gitServer:\n    enabled: null\n", full);
 	struct stockade_config cfg;
 	struct config_problems pr;
 	int rc = load(y, &cfg, &pr);
@@ -302,9 +314,10 @@ TEST(yaml_syntax_duplicates_anchors_merge)
 	CHECK(has(&pr, CONFIG_ERROR, "", "must be a mapping"));
 	config_problems_release(&pr);
 	/* anchors and merge keys */
-	CHECK(load(BASE "codeExecutor:\n  limits: &lim\n    maxTimeoutMs: 5000\n    "
-	                "defaultTimeoutMs: 1000\nrr:\n  jsExecutor:\n    limits:\n      <<: *lim\n  "
-	                "    defaultTimeoutMs: 2000\n",
+	CHECK(load(BASE
+	           "codeExecutor:\n  limits: &lim\n    maxTimeoutMs: 5000\n    "
+	           "defaultTimeoutMs: 1000\nrr:\n  jsExecutor:\n    limits:\n      <<: *lim\n  "
+	           "    defaultTimeoutMs: 2000\n",
 	           &cfg, &pr) == 0);
 	CHECK_EQ_INT(cfg.code_executor.limits.max_timeout_ms, 5000);
 	CHECK_EQ_INT(cfg.rr.js_executor.limits.max_timeout_ms, 5000);
@@ -329,15 +342,16 @@ TEST(blob_storage_exactly_one_when_git_or_snapshots)
 	CHECK(has(&pr, CONFIG_ERROR, "rr.blobStorage", "exactly one"));
 	config_problems_release(&pr);
 	/* skipBlobStorageValidation downgrades to a warning */
-	CHECK(load(BASE "rr:\n  gitServer: {enabled: true, skipBlobStorageValidation: true}\n", &cfg,
-	           &pr) == 0);
+	CHECK(load(BASE "rr:\n  gitServer: {enabled: true, skipBlobStorageValidation: true}\n",
+	           &cfg, &pr) == 0);
 	CHECK(has(&pr, CONFIG_WARNING, "rr.blobStorage", "exactly one"));
 	CHECK_EQ_INT(cfg.rr.git_blob.provider, CONFIG_BLOB_FILESYSTEM);
 	config_release(&cfg);
 	config_problems_release(&pr);
 	/* two providers */
-	const char *two = BASE "rr:\n  gitServer: {enabled: true}\n  blobStorage:\n    s3: {bucket: "
-	                       "a, accessKeyId: k, secretAccessKey: s}\n    gcs: {bucket: b}\n";
+	const char *two =
+	    BASE "rr:\n  gitServer: {enabled: true}\n  blobStorage:\n    s3: {bucket: "
+	         "a, accessKeyId: k, secretAccessKey: s}\n    gcs: {bucket: b}\n";
 	CHECK(load(two, &cfg, &pr) == -EINVAL);
 	CHECK(has(&pr, CONFIG_ERROR, "rr.blobStorage", "2 providers (s3, gcs)"));
 	config_problems_release(&pr);
@@ -519,7 +533,8 @@ TEST(agent_secrets_must_not_reuse_backend_secrets)
 	CHECK(load(y, &cfg, &pr) == -EINVAL);
 	CHECK(has(&pr, CONFIG_ERROR, "rr.agentSandbox.encryptionKey",
 	          "equals the backend encryptionKey"));
-	CHECK(has(&pr, CONFIG_ERROR, "rr.agentSandbox.jwtPrivateKey", "equals the backend jwtSecret"));
+	CHECK(has(&pr, CONFIG_ERROR, "rr.agentSandbox.jwtPrivateKey",
+	          "equals the backend jwtSecret"));
 	config_problems_release(&pr);
 	/* case differences do not hide reuse */
 	for (char *p = hex; *p; p++)
@@ -634,9 +649,10 @@ TEST(env_blob_overrides_per_subsystem)
 	setenv("RR_GIT_S3_ENDPOINT", "http://127.0.0.1:9000", 1);
 	struct stockade_config cfg;
 	struct config_problems pr;
-	int rc = load_env(BASE "rr:\n  gitServer: {enabled: true}\n  blobStorage:\n    s3: "
-	                       "{bucket: file-bucket, accessKeyId: AKID, secretAccessKey: SECRET}\n",
-	                  &cfg, &pr);
+	int rc =
+	    load_env(BASE "rr:\n  gitServer: {enabled: true}\n  blobStorage:\n    s3: "
+	                  "{bucket: file-bucket, accessKeyId: AKID, secretAccessKey: SECRET}\n",
+	             &cfg, &pr);
 	dump_if_errors(&pr);
 	CHECK(rc == 0);
 	const struct config_blob *g = &cfg.rr.git_blob, *s = &cfg.rr.snapshots_blob;
@@ -747,7 +763,8 @@ TEST(modes_and_ranges)
 	CHECK(has(&pr, CONFIG_ERROR, "listen", "host:port"));
 	CHECK(config_problems_find(&pr, "codeExecutor.limits.maxOutputBytes") == NULL);
 	config_problems_release(&pr);
-	CHECK(load(BASE "rr:\n  agentSandbox:\n    scaling: {maxTotalJobs: 2, prewarmPoolSize: 3}\n",
+	CHECK(load(BASE
+	           "rr:\n  agentSandbox:\n    scaling: {maxTotalJobs: 2, prewarmPoolSize: 3}\n",
 	           &cfg, &pr) == -EINVAL);
 	CHECK(has(&pr, CONFIG_ERROR, "rr.agentSandbox.scaling.prewarmPoolSize", "never fill"));
 	config_problems_release(&pr);
@@ -830,8 +847,8 @@ TEST(secret_inline_and_file_conflict_and_missing_file)
 	CHECK(load(BASE "jwtSecret: abc\njwtSecretFile: /x\n", &cfg, &pr) == -EINVAL);
 	CHECK(has(&pr, CONFIG_ERROR, "jwtSecret", "both inline and as 'jwtSecretFile'"));
 	config_problems_release(&pr);
-	CHECK(load(BASE "rr:\n  agentSandbox: {encryptionKeyFile: /nonexistent/enc}\n", &cfg, &pr) ==
-	      -EINVAL);
+	CHECK(load(BASE "rr:\n  agentSandbox: {encryptionKeyFile: /nonexistent/enc}\n", &cfg,
+	           &pr) == -EINVAL);
 	CHECK(has(&pr, CONFIG_ERROR, "rr.agentSandbox.encryptionKeyFile", "/nonexistent/enc"));
 	config_problems_release(&pr);
 	CHECK(load(BASE "jwtSecret: \"line\\n\"\n", &cfg, &pr) == -EINVAL);
@@ -905,7 +922,8 @@ TEST(mcp_is_top_level_and_needs_oauth)
 	CHECK(load(y, &cfg, &pr) == -EINVAL);
 	CHECK(has(&pr, CONFIG_ERROR, "mcp.oauth.jwksFile", "no usable"));
 	config_problems_release(&pr);
-	CHECK(load(BASE "mcp: {enabled: true, staticToken: dev-token-dev-token}\n", &cfg, &pr) == 0);
+	CHECK(load(BASE "mcp: {enabled: true, staticToken: dev-token-dev-token}\n", &cfg, &pr) ==
+	      0);
 	CHECK(has(&pr, CONFIG_WARNING, "mcp.staticToken", "development"));
 	config_release(&cfg);
 	config_problems_release(&pr);
@@ -926,8 +944,8 @@ TEST(chart_config_block_layout)
 	CHECK_STREQ(cfg.rr.agent_sandbox.postgres.sslmode, "no-verify");
 	config_release(&cfg);
 	config_problems_release(&pr);
-	CHECK(load(BASE "jwtSecret: a-a-a-a-a-a-a-a-a-a-a-a-a-a-a-a-a\nconfig: {jwtSecret: b}\n", &cfg,
-	           &pr) == -EINVAL);
+	CHECK(load(BASE "jwtSecret: a-a-a-a-a-a-a-a-a-a-a-a-a-a-a-a-a\nconfig: {jwtSecret: b}\n",
+	           &cfg, &pr) == -EINVAL);
 	CHECK(has(&pr, CONFIG_ERROR, "config.jwtSecret", "keep one"));
 	config_problems_release(&pr);
 }
@@ -974,8 +992,11 @@ TEST(dev_secrets_generated_once_0600)
 	struct stat st;
 	CHECK(stat(sec, &st) == 0);
 	CHECK_EQ_INT(st.st_mode & 0777, 0700);
-	static const char *files[] = {"api-token", "jwt-secret", "encryption-key",
-	                              "agent-encryption-key", "agent-jwt-private-key.pem",
+	static const char *files[] = {"api-token",
+	                              "jwt-secret",
+	                              "encryption-key",
+	                              "agent-encryption-key",
+	                              "agent-jwt-private-key.pem",
 	                              "agent-jwt-public-key.pem"};
 	for (size_t i = 0; i < ST_ARRAY_SIZE(files); i++) {
 		char *p = st_xasprintf("%s/%s", sec, files[i]);
@@ -1026,4 +1047,26 @@ TEST(fixture_files_check)
 	CHECK_CONTAINS(st_error_msg(err), "/nonexistent/stockade.yaml");
 	st_error_free(err);
 	free(p);
+}
+
+TEST(command_line_overrides)
+{
+	clean_env();
+	struct stockade_config cfg;
+	struct config_problems pr;
+	config_problems_init(&pr);
+	CHECK(config_load(NULL, &cfg, &pr, NULL) == 0);
+	struct st_error *err = NULL;
+	CHECK(config_apply_overrides(&cfg, "[::1]:9123", "/srv/st", &err) == 0);
+	CHECK_STREQ(cfg.listen_host, "::1");
+	CHECK_EQ_INT(cfg.listen_port, 9123);
+	CHECK_STREQ(cfg.data_dir, "/srv/st");
+	CHECK_STREQ(cfg.sqlite_path, "/srv/st/stockade.db");
+	CHECK_STREQ(cfg.rr.git_blob.filesystem.path, "/srv/st/blobs");
+	CHECK_STREQ(cfg.rr.agent_sandbox.sandbox.workspace_dir, "/srv/st/sandboxes");
+	CHECK(config_apply_overrides(&cfg, "nonsense", NULL, &err) == -EINVAL);
+	CHECK_CONTAINS(st_error_msg(err), "host:port");
+	st_error_free(err);
+	config_release(&cfg);
+	config_problems_release(&pr);
 }
