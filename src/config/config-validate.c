@@ -127,6 +127,7 @@ void config__parse_listen(struct stockade_config *cfg, struct config_problems *p
 	const char *l = cfg->listen ? cfg->listen : "";
 	const char *colon = strrchr(l, ':');
 	uint64_t port = 0;
+	bool port_ok = false;
 	if (colon) {
 		const char *h = l;
 		size_t hl = (size_t)(colon - l);
@@ -135,16 +136,16 @@ void config__parse_listen(struct stockade_config *cfg, struct config_problems *p
 			hl -= 2;
 		}
 		cfg->listen_host = st_xasprintf("%.*s", (int)hl, h);
-		if (st_parse_u64(colon + 1, &port) == 0 && port <= 65535)
+		/* port 0 asks the kernel for a free port (tests) */
+		port_ok = st_parse_u64(colon + 1, &port) == 0 && port <= 65535;
+		if (port_ok)
 			cfg->listen_port = (uint16_t)port;
-		else
-			port = 0;
 	}
-	if (!colon || !cfg->listen_host || !*cfg->listen_host || port == 0)
+	if (!colon || !cfg->listen_host || !*cfg->listen_host || !port_ok)
 		config_problems_add(
 		    pr, CONFIG_ERROR, "listen",
 		    "'%s' must be host:port (e.g. 127.0.0.1:8080 or [::1]:8080) with "
-		    "a port from 1 to 65535",
+		    "a port from 0 (any free port) to 65535",
 		    l);
 }
 
