@@ -397,6 +397,20 @@ TEST(es256_generate_and_check_pair)
 	CHECK(crypto_es256_check_pair(pub, priv, &err) < 0);
 	CHECK_CONTAINS(st_error_msg(err), "swap");
 	st_error_release(&err);
+	/* a passphrase-protected key is refused with the fix, never prompted for */
+	EVP_PKEY *ek = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+	BIO *eb = BIO_new(BIO_s_mem());
+	unsigned char pw[] = "pw";
+	PEM_write_bio_PrivateKey(eb, ek, EVP_aes_256_cbc(), pw, 2, NULL, NULL);
+	char *ed = NULL;
+	long el = BIO_get_mem_data(eb, &ed);
+	char *encpem = strndup(ed, (size_t)el);
+	CHECK(crypto_es256_check_pair(encpem, pub, &err) < 0);
+	CHECK_CONTAINS(st_error_msg(err), "passphrase-protected");
+	st_error_release(&err);
+	free(encpem);
+	BIO_free(eb);
+	EVP_PKEY_free(ek);
 	CHECK(crypto_es256_check_pair("nonsense", pub, &err) < 0);
 	CHECK_CONTAINS(st_error_msg(err), "not PEM");
 	st_error_release(&err);
