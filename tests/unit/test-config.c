@@ -324,6 +324,19 @@ TEST(yaml_syntax_duplicates_anchors_merge)
 	CHECK_EQ_INT(cfg.rr.js_executor.limits.default_timeout_ms, 2000);
 	config_release(&cfg);
 	config_problems_release(&pr);
+	/* absurd nesting is refused, not recursed into */
+	struct st_buf deep;
+	st_buf_init(&deep, 1 << 20);
+	st_buf_appendf(&deep, BASE "x: ");
+	for (int i = 0; i < 5000; i++)
+		st_buf_append(&deep, "[", 1);
+	for (int i = 0; i < 5000; i++)
+		st_buf_append(&deep, "]", 1);
+	st_buf_append(&deep, "\n", 1);
+	CHECK(load(deep.data, &cfg, &pr) == -EINVAL);
+	CHECK_CONTAINS(pr.items[0].message, "levels deep");
+	config_problems_release(&pr);
+	st_buf_release(&deep);
 	/* an alias bomb is cheap: aliases are shared nodes */
 	CHECK(load(BASE "x: &a [1,1,1,1,1,1,1,1,1]\ny: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
 	                "z: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nw: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
