@@ -34,26 +34,25 @@
 
 /* ---- bookkeeping ------------------------------------------------------------------------ */
 
-static const char bookkeeping_sql[] =
-    "CREATE TABLE IF NOT EXISTS {ns}schema_migrations ("
-    " component TEXT NOT NULL,"
-    " version BIGINT NOT NULL,"
-    " name TEXT NOT NULL,"
-    " applied_at BIGINT NOT NULL,"
-    " checksum TEXT,"
-    " PRIMARY KEY (component, version));"
-    "CREATE TABLE IF NOT EXISTS {ns}data_migrations ("
-    " name TEXT PRIMARY KEY,"
-    " description TEXT,"
-    " state TEXT NOT NULL DEFAULT 'pending'"
-    "  CHECK (state IN ('pending', 'running', 'done', 'failed')),"
-    " error TEXT,"
-    " attempts BIGINT NOT NULL DEFAULT 0,"
-    " created_at BIGINT NOT NULL,"
-    " started_at BIGINT,"
-    " finished_at BIGINT,"
-    " owner TEXT,"
-    " heartbeat_at BIGINT);";
+static const char bookkeeping_sql[] = "CREATE TABLE IF NOT EXISTS {ns}schema_migrations ("
+                                      " component TEXT NOT NULL,"
+                                      " version BIGINT NOT NULL,"
+                                      " name TEXT NOT NULL,"
+                                      " applied_at BIGINT NOT NULL,"
+                                      " checksum TEXT,"
+                                      " PRIMARY KEY (component, version));"
+                                      "CREATE TABLE IF NOT EXISTS {ns}data_migrations ("
+                                      " name TEXT PRIMARY KEY,"
+                                      " description TEXT,"
+                                      " state TEXT NOT NULL DEFAULT 'pending'"
+                                      "  CHECK (state IN ('pending', 'running', 'done', 'failed')),"
+                                      " error TEXT,"
+                                      " attempts BIGINT NOT NULL DEFAULT 0,"
+                                      " created_at BIGINT NOT NULL,"
+                                      " started_at BIGINT,"
+                                      " finished_at BIGINT,"
+                                      " owner TEXT,"
+                                      " heartbeat_at BIGINT);";
 
 int store__bootstrap(struct store *s, struct st_error **err)
 {
@@ -61,7 +60,7 @@ int store__bootstrap(struct store *s, struct st_error **err)
 	int r = store__conn_get(s, &c, err);
 	if (r < 0)
 		return r;
-	int64_t key = store__lock_key(s->ns, "bootstrap");
+	int64_t key = store__lock_key(s->pg_schema ? s->pg_schema : s->ns, "bootstrap");
 	if (s->ops->lock && (r = s->ops->lock(s, c, key, err)) < 0)
 		goto out;
 	if (s->ops->create_ns && (r = s->ops->create_ns(s, c, err)) < 0)
@@ -192,11 +191,12 @@ static int apply_one(struct store *view, const char *component, const struct sto
 		goto fail;
 	if (cr.found) {
 		if (cr.checksum[0] && strcmp(cr.checksum, sum) != 0)
-			st_log(ST_LOG_WARN,
-			       "store '%s': schema migration %s/%lld '%s' was applied with checksum "
-			       "%.12s but this binary has %.12s; the migration text changed after "
-			       "release",
-			       root->ns, component, (long long)m->version, m->name, cr.checksum, sum);
+			st_log(
+			    ST_LOG_WARN,
+			    "store '%s': schema migration %s/%lld '%s' was applied with checksum "
+			    "%.12s but this binary has %.12s; the migration text changed after "
+			    "release",
+			    root->ns, component, (long long)m->version, m->name, cr.checksum, sum);
 		root->ops->rollback(c);
 		return 0;
 	}
@@ -207,8 +207,9 @@ static int apply_one(struct store *view, const char *component, const struct sto
 		              (long long)m->version, m->name);
 		goto fail;
 	}
-	struct store_value row[] = {store_text(component), store_int(m->version), store_text(m->name),
-	                            store_int(store__now_ms()), store_text(sum)};
+	struct store_value row[] = {store_text(component), store_int(m->version),
+	                            store_text(m->name), store_int(store__now_ms()),
+	                            store_text(sum)};
 	r = store_exec(view,
 	               "INSERT INTO {ns}schema_migrations (component, version, name, applied_at, "
 	               "checksum) VALUES (?, ?, ?, ?, ?)",
@@ -219,8 +220,8 @@ static int apply_one(struct store *view, const char *component, const struct sto
 	if (r < 0)
 		goto fail;
 	*did = true;
-	st_log(ST_LOG_INFO, "store '%s': applied schema migration %s/%lld '%s'", root->ns, component,
-	       (long long)m->version, m->name);
+	st_log(ST_LOG_INFO, "store '%s': applied schema migration %s/%lld '%s'", root->ns,
+	       component, (long long)m->version, m->name);
 	return 0;
 fail:
 	root->ops->rollback(c);
@@ -233,20 +234,21 @@ int store_migrate(struct store *s, const char *component, const struct store_mig
 	if (applied)
 		*applied = 0;
 	if (s->pinned)
-		return st_error_make(err, EINVAL, "store_migrate cannot run inside a transaction");
+		return store__error(err, EINVAL, "store_migrate cannot run inside a transaction");
 	if (component == NULL || component[0] == '\0')
-		return st_error_make(err, EINVAL, "schema migrations need a component name");
+		return store__error(err, EINVAL, "schema migrations need a component name");
 	for (size_t i = 0; i < n; i++) {
 		const struct store_migration *m = &migrations[i];
 		if (m->version <= 0 || (i > 0 && m->version <= migrations[i - 1].version))
-			return st_error_make(err, EINVAL,
-			                     "schema migrations of '%s' must have increasing positive "
-			                     "versions (entry %zu has %lld)",
-			                     component, i, (long long)m->version);
+			return store__error(
+			    err, EINVAL,
+			    "schema migrations of '%s' must have increasing positive "
+			    "versions (entry %zu has %lld)",
+			    component, i, (long long)m->version);
 		if (m->name == NULL || migration_sql(s, m) == NULL)
-			return st_error_make(err, EINVAL,
-			                     "schema migration %s/%lld needs a name and SQL for %s",
-			                     component, (long long)m->version, s->ops->name);
+			return store__error(err, EINVAL,
+			                    "schema migration %s/%lld needs a name and SQL for %s",
+			                    component, (long long)m->version, s->ops->name);
 		char sum[65];
 		store__sha256_hex(migration_sql(s, m), sum);
 		known_add(s->backend, s->ns, component, m->version, sum);
@@ -259,7 +261,7 @@ int store_migrate(struct store *s, const char *component, const struct store_mig
 		return r;
 	struct store view;
 	store__view_init(&view, s, c);
-	int64_t key = store__lock_key(s->ns, component);
+	int64_t key = store__lock_key(s->pg_schema ? s->pg_schema : s->ns, component);
 	if (s->ops->lock && (r = s->ops->lock(s, c, key, err)) < 0) {
 		store__conn_put(s, c);
 		return r;
@@ -271,12 +273,13 @@ int store_migrate(struct store *s, const char *component, const struct store_mig
 	                    "component = ?",
 	                    &cp, 1, &have, err);
 	if (r == 0 && have > newest) {
-		r = st_error_make(err, EPROTO,
-		                  "the database schema of '%s' in %s store '%s' is at version %lld but "
-		                  "this stockade knows only up to version %lld: a newer release has "
-		                  "run against this database; run that release (or newer), or restore "
-		                  "a backup taken before the upgrade",
-		                  component, s->ops->name, s->ns, (long long)have, (long long)newest);
+		r = store__error(
+		    err, EPROTO,
+		    "the database schema of '%s' in %s store '%s' is at version %lld but "
+		    "this stockade knows only up to version %lld: a newer release has "
+		    "run against this database; run that release (or newer), or restore "
+		    "a backup taken before the upgrade",
+		    component, s->ops->name, s->ns, (long long)have, (long long)newest);
 	}
 	for (size_t i = 0; r == 0 && i < n; i++) {
 		bool did = false;
@@ -315,14 +318,15 @@ int store_data_migration_register(struct store *s, const struct store_data_migra
 {
 	s = store__root(s);
 	if (m->name == NULL || m->name[0] == '\0' || m->run == NULL)
-		return st_error_make(err, EINVAL, "a data migration needs a name and a function");
+		return store__error(err, EINVAL, "a data migration needs a name and a function");
 	struct store_value v[] = {store_text(m->name), store_text(m->description),
 	                          store_int(store__now_ms())};
-	int r = store_exec(s,
-	                   "INSERT INTO {ns}data_migrations (name, description, state, attempts, "
-	                   "created_at) VALUES (?, ?, 'pending', 0, ?) ON CONFLICT (name) DO UPDATE "
-	                   "SET description = excluded.description",
-	                   v, 3, NULL, err);
+	int r =
+	    store_exec(s,
+	               "INSERT INTO {ns}data_migrations (name, description, state, attempts, "
+	               "created_at) VALUES (?, ?, 'pending', 0, ?) ON CONFLICT (name) DO UPDATE "
+	               "SET description = excluded.description",
+	               v, 3, NULL, err);
 	if (r < 0)
 		return st_error_wrap(err, "cannot register data migration '%s'", m->name);
 	pthread_mutex_lock(&s->dm_mu);
@@ -428,8 +432,11 @@ static int dm_run_one(struct store *s, const struct store_data_migration *m, boo
 
 	const char *emsg = mr < 0 ? (merr ? st_error_msg(merr) : "failed without a message") : NULL;
 	now = store__now_ms();
-	struct store_value fin[] = {store_text(mr < 0 ? "failed" : "done"), store_text(emsg),
-	                            store_int(now), store_int(now), store_text(m->name),
+	struct store_value fin[] = {store_text(mr < 0 ? "failed" : "done"),
+	                            store_text(emsg),
+	                            store_int(now),
+	                            store_int(now),
+	                            store_text(m->name),
 	                            store_text(s->owner)};
 	r = store_exec(s,
 	               "UPDATE {ns}data_migrations SET state = ?, error = ?, finished_at = ?, "
@@ -437,12 +444,13 @@ static int dm_run_one(struct store *s, const struct store_data_migration *m, boo
 	               fin, 6, NULL, err);
 	if (mr < 0) {
 		*failed = true;
-		st_log(ST_LOG_ERROR,
-		       "store '%s': data migration '%s' failed: %s (the service keeps working; retry "
-		       "with 'stockade migrate retry %s')",
-		       s->ns, m->name, emsg, m->name);
+		st_log(
+		    ST_LOG_ERROR,
+		    "store '%s': data migration '%s' failed: %s (the service keeps working; retry "
+		    "with 'stockade migrate retry %s')",
+		    s->ns, m->name, emsg, m->name);
 		if (r == 0)
-			st_error_make(err, mr, "data migration '%s' failed: %s", m->name, emsg);
+			store__error(err, -mr, "data migration '%s' failed: %s", m->name, emsg);
 		st_error_free(merr);
 		return r < 0 ? r : mr;
 	}
@@ -577,11 +585,12 @@ int store_migration_status(struct store *s, json_t **out, struct st_error **err)
 	                         NULL, 0, &schema, err);
 	if (r < 0)
 		return st_error_wrap(err, "cannot read schema migrations");
-	r = store_query_json(s,
-	                     "SELECT name, description, state, error, attempts, created_at, "
-	                     "started_at, finished_at, owner, heartbeat_at FROM {ns}data_migrations "
-	                     "ORDER BY created_at, name",
-	                     NULL, 0, &data, err);
+	r = store_query_json(
+	    s,
+	    "SELECT name, description, state, error, attempts, created_at, "
+	    "started_at, finished_at, owner, heartbeat_at FROM {ns}data_migrations "
+	    "ORDER BY created_at, name",
+	    NULL, 0, &data, err);
 	if (r < 0) {
 		json_decref(schema);
 		return st_error_wrap(err, "cannot read data migrations");
@@ -625,26 +634,28 @@ int store_data_migration_retry(struct store *s, const char *name, struct st_erro
 	int64_t now = store__now_ms();
 	int64_t changes = 0;
 	struct store_value v[] = {store_text(name), store_int(now - (int64_t)root->stale_ms)};
-	int r = store_exec(s,
-	                   "UPDATE {ns}data_migrations SET state = 'pending', error = NULL, owner = "
-	                   "NULL, heartbeat_at = NULL WHERE name = ? AND (state = 'failed' OR "
-	                   "(state = 'running' AND (heartbeat_at IS NULL OR heartbeat_at < ?)))",
-	                   v, 2, &changes, err);
+	int r =
+	    store_exec(s,
+	               "UPDATE {ns}data_migrations SET state = 'pending', error = NULL, owner = "
+	               "NULL, heartbeat_at = NULL WHERE name = ? AND (state = 'failed' OR "
+	               "(state = 'running' AND (heartbeat_at IS NULL OR heartbeat_at < ?)))",
+	               v, 2, &changes, err);
 	if (r < 0)
 		return st_error_wrap(err, "cannot retry data migration '%s'", name);
 	if (changes != 1) {
 		json_t *row = NULL;
 		struct st_error *qerr = NULL;
-		r = store_query_one(s,
-		                    "SELECT state, owner, started_at FROM {ns}data_migrations WHERE "
-		                    "name = ?",
-		                    v, 1, &row, &qerr);
+		r = store_query_one(
+		    s,
+		    "SELECT state, owner, started_at FROM {ns}data_migrations WHERE "
+		    "name = ?",
+		    v, 1, &row, &qerr);
 		if (r == -ENOENT) {
 			st_error_free(qerr);
-			return st_error_make(err, ENOENT,
-			                     "no data migration named '%s' (see 'stockade migrate "
-			                     "status' for the list)",
-			                     name);
+			return store__error(err, ENOENT,
+			                    "no data migration named '%s' (see 'stockade migrate "
+			                    "status' for the list)",
+			                    name);
 		}
 		if (r < 0) {
 			if (err && *err == NULL)
@@ -657,15 +668,15 @@ int store_data_migration_retry(struct store *s, const char *name, struct st_erro
 		if (state && strcmp(state, "running") == 0) {
 			const char *owner = json_string_value(json_object_get(row, "owner"));
 			json_int_t started = json_integer_value(json_object_get(row, "started_at"));
-			r = st_error_make(err, EBUSY,
-			                  "data migration '%s' is already running (by '%s', for %llds); "
-			                  "a retry is refused until it finishes",
-			                  name, owner ? owner : "?",
-			                  (long long)((now - started) / 1000));
+			r = store__error(
+			    err, EBUSY,
+			    "data migration '%s' is already running (by '%s', for %llds); "
+			    "a retry is refused until it finishes",
+			    name, owner ? owner : "?", (long long)((now - started) / 1000));
 		} else if (state && strcmp(state, "done") == 0) {
-			r = st_error_make(err, EALREADY,
-			                  "data migration '%s' is already done; there is nothing to retry",
-			                  name);
+			r = store__error(
+			    err, EALREADY,
+			    "data migration '%s' is already done; there is nothing to retry", name);
 		} else {
 			r = 0; /* already pending: it will run */
 		}
@@ -686,10 +697,11 @@ int store_check_upgrade_gate(struct store *s, const char *const *required, size_
 {
 	struct store *root = store__root(s);
 	json_t *rows = NULL;
-	int r = store_query_json(s,
-	                         "SELECT name, error, attempts FROM {ns}data_migrations WHERE state "
-	                         "= 'failed' ORDER BY name",
-	                         NULL, 0, &rows, err);
+	int r =
+	    store_query_json(s,
+	                     "SELECT name, error, attempts FROM {ns}data_migrations WHERE state "
+	                     "= 'failed' ORDER BY name",
+	                     NULL, 0, &rows, err);
 	if (r < 0)
 		return st_error_wrap(err, "cannot check data migrations before starting");
 	struct st_buf msg;
@@ -712,8 +724,9 @@ int store_check_upgrade_gate(struct store *s, const char *const *required, size_
 		}
 		if (!gating)
 			continue;
-		st_buf_appendf(&msg, "%s'%s' (failed after %lld attempt%s: %s)", blocked ? ", " : "",
-		               name, (long long)json_integer_value(json_object_get(row, "attempts")),
+		st_buf_appendf(&msg, "%s'%s' (failed after %lld attempt%s: %s)",
+		               blocked ? ", " : "", name,
+		               (long long)json_integer_value(json_object_get(row, "attempts")),
 		               json_integer_value(json_object_get(row, "attempts")) == 1 ? "" : "s",
 		               e ? e : "no error recorded");
 		blocked++;
@@ -723,12 +736,12 @@ int store_check_upgrade_gate(struct store *s, const char *const *required, size_
 		st_buf_release(&msg);
 		return 0;
 	}
-	r = st_error_make(err, EPROTO,
-	                  "refusing to start: background data migration%s %s of the previous "
-	                  "release must complete before upgrading to this one; resolve it with the "
-	                  "previous release ('stockade migrate retry NAME', then 'stockade migrate "
-	                  "status' until it shows done) or roll back to that release",
-	                  blocked == 1 ? "" : "s", msg.data ? msg.data : "");
+	r = store__error(err, EPROTO,
+	                 "refusing to start: background data migration%s %s of the previous "
+	                 "release must complete before upgrading to this one; resolve it with the "
+	                 "previous release ('stockade migrate retry NAME', then 'stockade migrate "
+	                 "status' until it shows done) or roll back to that release",
+	                 blocked == 1 ? "" : "s", msg.data ? msg.data : "");
 	st_buf_release(&msg);
 	return r;
 }
@@ -760,7 +773,7 @@ static int sm_row_cb(void *ctx, const struct store_row *row, struct st_error **e
 	struct sm_rows *rows = ctx;
 	struct sm_row *nv = realloc(rows->v, (rows->n + 1) * sizeof(*rows->v));
 	if (nv == NULL)
-		return st_error_make(err, ENOMEM, "out of memory");
+		return store__error(err, ENOMEM, "out of memory");
 	rows->v = nv;
 	const char *c = store_row_text(row, 3);
 	rows->v[rows->n++] = (struct sm_row){
@@ -802,10 +815,11 @@ static int integrity_check(struct store *s, void *ctx_unused, struct st_error **
 			goto out;
 	}
 	struct sm_rows rows = {0};
-	r = store_query(s,
-	                "SELECT component, version, name, checksum FROM {ns}schema_migrations ORDER "
-	                "BY component, version",
-	                NULL, 0, sm_row_cb, &rows, err);
+	r = store_query(
+	    s,
+	    "SELECT component, version, name, checksum FROM {ns}schema_migrations ORDER "
+	    "BY component, version",
+	    NULL, 0, sm_row_cb, &rows, err);
 	for (size_t i = 0; r == 0 && i < rows.n; i++) {
 		struct sm_row *m = &rows.v[i];
 		char want[65];
@@ -815,17 +829,19 @@ static int integrity_check(struct store *s, void *ctx_unused, struct st_error **
 		if (m->checksum == NULL || m->checksum[0] == '\0') {
 			struct store_value v[] = {store_text(want), store_text(m->component),
 			                          store_int(m->version)};
-			r = store_exec(s,
-			               "UPDATE {ns}schema_migrations SET checksum = ? WHERE component = "
-			               "? AND version = ? AND checksum IS NULL",
-			               v, 3, NULL, err);
+			r = store_exec(
+			    s,
+			    "UPDATE {ns}schema_migrations SET checksum = ? WHERE component = "
+			    "? AND version = ? AND checksum IS NULL",
+			    v, 3, NULL, err);
 			ic.backfilled++;
 		} else if (strcmp(m->checksum, want) != 0) {
-			st_buf_appendf(&ic.problems,
-			               "%sschema migration %s/%lld '%s' was applied with checksum %.12s "
-			               "but this release expects %.12s",
-			               ic.nproblems ? "; " : "", m->component, (long long)m->version,
-			               m->name, m->checksum, want);
+			st_buf_appendf(
+			    &ic.problems,
+			    "%sschema migration %s/%lld '%s' was applied with checksum %.12s "
+			    "but this release expects %.12s",
+			    ic.nproblems ? "; " : "", m->component, (long long)m->version, m->name,
+			    m->checksum, want);
 			ic.nproblems++;
 		}
 	}
@@ -838,8 +854,8 @@ static int integrity_check(struct store *s, void *ctx_unused, struct st_error **
 	if (r < 0)
 		goto out;
 	if (ic.nproblems > 0) {
-		r = st_error_make(err, EIO, "database is in an inconsistent state: %s",
-		                  ic.problems.data);
+		r = store__error(err, EIO, "database is in an inconsistent state: %s",
+		                 ic.problems.data);
 		goto out;
 	}
 	st_log(ST_LOG_INFO,
@@ -886,7 +902,7 @@ static int test_canary(struct store *s, void *ctx, struct st_error **err)
 			sleep_ms((long)ms);
 	}
 	if (strstr(text, "fail"))
-		return st_error_make(err, EIO, "test canary failed as asked by '%s'", path);
+		return store__error(err, EIO, "test canary failed as asked by '%s'", path);
 	return 0;
 }
 

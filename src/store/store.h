@@ -70,6 +70,9 @@ struct store_options {
 	const char *sqlite_path; /* STORE_SQLITE: the database file (created 0600 if missing) */
 	const char *pg_conninfo; /* STORE_POSTGRES: libpq conninfo string or postgres:// URI */
 	const char *ns; /* namespace: schema (Postgres) or table prefix (SQLite) */
+	/* Postgres schema when it differs from ns (a configured `postgresql.schema`); same naming
+	 * rules; NULL = ns. */
+	const char *pg_schema;
 	unsigned pool_size; /* 0 = STORE_POOL_DEFAULT */
 	unsigned busy_timeout_ms; /* SQLite lock wait and Postgres reconnect budget; 0 = 10000 */
 	/* A running data migration whose heartbeat is older than this is stale (its runner died);
