@@ -88,5 +88,9 @@ check_eq "status is ok again" "$(json_get "$json" .ok)" true
 dir=$PG_DIR
 pg_stop
 check "the private postgres is stopped and its directory removed" test ! -e "$dir"
-check "no postgres of ours is left running" bash -c "! pgrep -f -- '$dir/data' >/dev/null"
+if pgrep -f -- "[p]ostgres -D $dir/data" >/dev/null; then
+  not_ok "no postgres of ours is left running"
+else
+  ok "no postgres of ours is left running"
+fi
 done_testing
