@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "common/common.h"
+#include "config/config.h"
 #include "store/store.h"
 
 static void usage(FILE *out)
@@ -18,6 +19,9 @@ static void usage(FILE *out)
 	        "       stockade migrate retry NAME [STORE] [--no-wait]\n"
 	        "\n"
 	        "STORE is one of (default: --data-dir ./data):\n"
+	        "  --config FILE        the store stockade.yaml configures (postgresql, else\n"
+	        "                       SQLite under dataDir; with --namespace agent_executor the\n"
+	        "                       agent sandbox's database)\n"
 	        "  --data-dir DIR       the SQLite store DIR/stockade.db\n"
 	        "  --sqlite FILE        a SQLite database file\n"
 	        "  --pg CONNINFO        a Postgres connection string or postgres:// URL\n"
@@ -34,6 +38,7 @@ static void usage(FILE *out)
 }
 
 struct args {
+	const char *config;
 	const char *data_dir;
 	const char *sqlite;
 	const char *pg;
@@ -43,11 +48,54 @@ struct args {
 	bool no_wait;
 };
 
+/* Postgres schema for a namespace from the config: the configured one, except that the
+ * default "public" maps to the namespace's own schema so Stockade never mixes its tables into
+ * a shared public schema. */
+static const char *config_schema(const char *schema)
+{
+	return schema && strcmp(schema, "public") != 0 ? schema : NULL;
+}
+
 static int open_store(const struct args *a, struct store **s)
 {
 	struct store_options o = {.ns = a->ns, .pg_schema = a->schema};
 	cleanup_free char *path = NULL;
-	if (a->pg) {
+	cleanup_free char *conninfo = NULL;
+	struct stockade_config cfg;
+	bool have_cfg = false;
+	if (a->config) {
+		struct config_problems probs;
+		config_problems_init(&probs);
+		struct st_error *cerr = NULL;
+		int r = config_load(a->config, &cfg, &probs, &cerr);
+		if (r < 0) {
+			if (r == -EINVAL)
+				config_problems_print(&probs, stderr);
+			else
+				fprintf(stderr, "stockade migrate: %s\n", st_error_msg(cerr));
+			st_error_free(cerr);
+			config_problems_release(&probs);
+			return r;
+		}
+		config_problems_release(&probs);
+		have_cfg = true;
+		bool agent = strcmp(a->ns, "agent_executor") == 0;
+		conninfo = agent ? config_agent_sandbox_pg_conninfo(&cfg)
+		                 : config_backend_pg_conninfo(&cfg);
+		if (conninfo) {
+			o.backend = STORE_POSTGRES;
+			o.pg_conninfo = conninfo;
+			if (o.pg_schema == NULL)
+				o.pg_schema =
+				    config_schema(agent ? cfg.rr.agent_sandbox.postgres.schema
+				                        : cfg.postgresql.schema);
+		} else {
+			o.backend = STORE_SQLITE;
+			path = cfg.sqlite_path ? st_xstrdup(cfg.sqlite_path)
+			                       : st_xasprintf("%s/stockade.db", cfg.data_dir);
+			o.sqlite_path = path;
+		}
+	} else if (a->pg) {
 		o.backend = STORE_POSTGRES;
 		o.pg_conninfo = a->pg;
 	} else {
@@ -60,7 +108,7 @@ static int open_store(const struct args *a, struct store **s)
 				fprintf(
 				    stderr,
 				    "stockade migrate: data directory '%s' does not exist (pass "
-				    "--data-dir DIR or --pg CONNINFO)\n",
+				    "--data-dir DIR, --config FILE or --pg CONNINFO)\n",
 				    dir);
 				return -ENOENT;
 			}
@@ -70,6 +118,8 @@ static int open_store(const struct args *a, struct store **s)
 	}
 	struct st_error *err = NULL;
 	int r = store_open(&o, s, &err);
+	if (have_cfg)
+		config_release(&cfg);
 	if (r == 0)
 		r = store_register_builtin_data_migrations(*s, &err);
 	if (r < 0) {
@@ -240,6 +290,7 @@ int cmd_migrate(int argc, char **argv)
 {
 	struct args a = {.ns = "stockade"};
 	static const struct option opts[] = {
+	    {"config", required_argument, NULL, 'c'},
 	    {"data-dir", required_argument, NULL, 'd'},
 	    {"sqlite", required_argument, NULL, 's'},
 	    {"pg", required_argument, NULL, 'p'},
@@ -255,6 +306,7 @@ int cmd_migrate(int argc, char **argv)
 	/* GNU getopt permutes: options may come before or after the subcommand and NAME. */
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
+		case 'c': a.config = optarg; break;
 		case 'd': a.data_dir = optarg; break;
 		case 's': a.sqlite = optarg; break;
 		case 'p': a.pg = optarg; break;
@@ -277,8 +329,10 @@ int cmd_migrate(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if ((a.pg != NULL) + (a.sqlite != NULL) + (a.data_dir != NULL) > 1) {
-		fprintf(stderr, "stockade migrate: give only one of --data-dir, --sqlite, --pg\n");
+	if ((a.pg != NULL) + (a.sqlite != NULL) + (a.data_dir != NULL) + (a.config != NULL) > 1) {
+		fprintf(
+		    stderr,
+		    "stockade migrate: give only one of --config, --data-dir, --sqlite, --pg\n");
 		return 2;
 	}
 	st_log_set_plain(true);

@@ -70,4 +70,12 @@ check_eq "retry of a done migration exits 1" "$?" 1
 check_contains "and says it is done" "$out" "already done"
 out=$("$STOCKADE_BIN" migrate retry nope --data-dir "$D" 2>&1)
 check_contains "retry of an unknown name says so" "$out" "no data migration named 'nope'"
+
+# --config finds the same store through dataDir.
+printf 'dataDir: %s\napiTokens: ["0123456789abcdef0123456789abcdef"]\n' "$D" >"$D/stockade.yaml"
+json=$("$STOCKADE_BIN" migrate status --config "$D/stockade.yaml" --json 2>/dev/null)
+check_eq "--config reads the store under dataDir" \
+  "$(json_get "$json" '.data[] | select(.name == "test-canary") | .state')" done
+out=$("$STOCKADE_BIN" migrate status --config "$D/stockade.yaml" --data-dir "$D" 2>&1)
+check_eq "two store options are a usage error" "$?" 2
 done_testing

@@ -85,6 +85,22 @@ check_contains "retry says done" "$out" "done"
 json=$("$STOCKADE_BIN" migrate status --pg "$PG_CONNINFO" --namespace e2e_cli --json 2>/dev/null)
 check_eq "status is ok again" "$(json_get "$json" .ok)" true
 
+# --config with a postgresql block reaches the same database (schema 'public' maps to the
+# namespace's own schema).
+cat >"$PG_DIR/stockade.yaml" <<EOF
+dataDir: $PG_DIR
+apiTokens: ["0123456789abcdef0123456789abcdef"]
+postgresql:
+  host: 127.0.0.1
+  port: $PG_PORT
+  user: postgres
+  db: postgres
+EOF
+json=$("$STOCKADE_BIN" migrate status --config "$PG_DIR/stockade.yaml" --namespace e2e_cli --json 2>&1)
+check_eq "--config uses the configured postgres" "$(json_get "$json" .backend)" postgres
+check_eq "--config sees the canary's state" \
+  "$(json_get "$json" '.data[] | select(.name == "test-canary") | .state')" done
+
 dir=$PG_DIR
 pg_stop
 check "the private postgres is stopped and its directory removed" test ! -e "$dir"
