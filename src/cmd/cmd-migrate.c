@@ -17,6 +17,7 @@ static void usage(FILE *out)
 	fprintf(out,
 	        "usage: stockade migrate status [STORE] [--json]\n"
 	        "       stockade migrate retry NAME [STORE] [--no-wait]\n"
+	        "       stockade migrate up [STORE]\n"
 	        "\n"
 	        "STORE is one of (default: --data-dir ./data):\n"
 	        "  --config FILE        the store stockade.yaml configures (postgresql, else\n"
@@ -30,6 +31,9 @@ static void usage(FILE *out)
 	        "\n"
 	        "status   schema migrations applied and the state of every background data\n"
 	        "         migration (pending, running, done, failed with its error)\n"
+	        "up       apply the pending schema migrations of every component in the\n"
+	        "         namespace now (the service also does this when it starts; safe to run\n"
+	        "         from several processes at once)\n"
 	        "retry    re-run a failed data migration; refused while it is running. Stockade's\n"
 	        "         own migrations run here and the command waits for the result; others\n"
 	        "         (or with --no-wait) are queued for the running service to pick up\n"
@@ -151,7 +155,8 @@ static void print_status(json_t *st)
 	size_t i;
 	json_t *row;
 	char when[32];
-	if (json_array_size(json_object_get(st, "schema")) == 0)
+	if (json_array_size(json_object_get(st, "schema")) == 0 &&
+	    json_array_size(json_object_get(st, "pending_schema")) == 0)
 		printf("  (none)\n");
 	json_array_foreach(json_object_get(st, "schema"), i, row)
 	{
@@ -160,6 +165,14 @@ static void print_status(json_t *st)
 		       json_string_value(json_object_get(row, "component")),
 		       (long long)json_integer_value(json_object_get(row, "version")),
 		       json_string_value(json_object_get(row, "name")), when);
+	}
+	json_array_foreach(json_object_get(st, "pending_schema"), i, row)
+	{
+		printf(
+		    "  %-16s %4lld  %-32s pending ('stockade migrate up' or start the service)\n",
+		    json_string_value(json_object_get(row, "component")),
+		    (long long)json_integer_value(json_object_get(row, "version")),
+		    json_string_value(json_object_get(row, "name")));
 	}
 	printf("\ndata migrations:\n");
 	if (json_array_size(json_object_get(st, "data")) == 0)
@@ -210,6 +223,26 @@ static int do_status(const struct args *a)
 		print_status(st);
 	}
 	json_decref(st);
+	store_free(s);
+	return 0;
+}
+
+static int do_up(const struct args *a)
+{
+	struct store *s = NULL;
+	if (open_store(a, &s) < 0)
+		return 1;
+	struct st_error *err = NULL;
+	int applied = 0;
+	int r = store_migrate_declared(s, &applied, &err);
+	if (r < 0) {
+		fprintf(stderr, "stockade migrate: %s\n", st_error_msg(err));
+		st_error_free(err);
+		store_free(s);
+		return 1;
+	}
+	printf("applied %d schema migration%s in namespace '%s'\n", applied,
+	       applied == 1 ? "" : "s", store_ns(s));
 	store_free(s);
 	return 0;
 }
@@ -339,6 +372,8 @@ int cmd_migrate(int argc, char **argv)
 	st_log_set_level(ST_LOG_WARN);
 	if (strcmp(pos[0], "status") == 0 && npos == 1)
 		return do_status(&a);
+	if (strcmp(pos[0], "up") == 0 && npos == 1)
+		return do_up(&a);
 	if (strcmp(pos[0], "retry") == 0 && npos == 2)
 		return do_retry(&a, pos[1]);
 	if (strcmp(pos[0], "retry") == 0)

@@ -142,6 +142,51 @@ static bool known_find(enum store_backend backend, const char *ns, const char *c
 	return found;
 }
 
+/* ---- declared migrations (process-wide) -------------------------------------------------- */
+
+struct declared_set {
+	const char *ns;
+	const char *component;
+	const struct store_migration *m;
+	size_t n;
+};
+
+static struct declared_set *declared;
+static size_t ndeclared;
+
+void store_declare_migrations(const char *ns, const char *component,
+                              const struct store_migration *migrations, size_t n)
+{
+	pthread_mutex_lock(&known_mu);
+	size_t i = 0;
+	while (i < ndeclared &&
+	       !(strcmp(declared[i].ns, ns) == 0 && strcmp(declared[i].component, component) == 0))
+		i++;
+	if (i == ndeclared) {
+		struct declared_set *nd = realloc(declared, (ndeclared + 1) * sizeof(*declared));
+		if (nd == NULL)
+			abort();
+		declared = nd;
+		ndeclared++;
+	}
+	declared[i] =
+	    (struct declared_set){.ns = ns, .component = component, .m = migrations, .n = n};
+	pthread_mutex_unlock(&known_mu);
+}
+
+/* A snapshot of the sets declared for ns (caller frees the array, not the entries). */
+static struct declared_set *declared_for(const char *ns, size_t *n)
+{
+	pthread_mutex_lock(&known_mu);
+	struct declared_set *out = st_xcalloc(ndeclared + 1, sizeof(*out));
+	*n = 0;
+	for (size_t i = 0; i < ndeclared; i++)
+		if (strcmp(declared[i].ns, ns) == 0)
+			out[(*n)++] = declared[i];
+	pthread_mutex_unlock(&known_mu);
+	return out;
+}
+
 /* ---- schema migrations ------------------------------------------------------------------ */
 
 static const char *migration_sql(const struct store *s, const struct store_migration *m)
@@ -290,6 +335,23 @@ int store_migrate(struct store *s, const char *component, const struct store_mig
 	if (s->ops->unlock)
 		s->ops->unlock(c, key);
 	store__conn_put(s, c);
+	return r;
+}
+
+int store_migrate_declared(struct store *s, int *applied, struct st_error **err)
+{
+	if (applied)
+		*applied = 0;
+	size_t n = 0;
+	struct declared_set *sets = declared_for(store__root(s)->ns, &n);
+	int r = 0;
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		int a = 0;
+		r = store_migrate(s, sets[i].component, sets[i].m, sets[i].n, &a, err);
+		if (applied)
+			*applied += a;
+	}
+	free(sets);
 	return r;
 }
 
@@ -616,10 +678,34 @@ int store_migration_status(struct store *s, json_t **out, struct st_error **err)
 		if (state && strcmp(state, "running") == 0)
 			json_array_append_new(running, json_string(name));
 	}
+	json_t *pending = json_array();
+	size_t nsets = 0;
+	struct declared_set *sets = declared_for(root->ns, &nsets);
+	for (size_t k = 0; k < nsets; k++) {
+		for (size_t m = 0; m < sets[k].n; m++) {
+			bool applied = false;
+			json_array_foreach(schema, i, row)
+			{
+				if (strcmp(json_string_value(json_object_get(row, "component")),
+				           sets[k].component) == 0 &&
+				    json_integer_value(json_object_get(row, "version")) ==
+				        sets[k].m[m].version)
+					applied = true;
+			}
+			if (applied)
+				continue;
+			json_array_append_new(pending, json_pack("{s:s, s:I, s:s}", "component",
+			                                         sets[k].component, "version",
+			                                         (json_int_t)sets[k].m[m].version,
+			                                         "name", sets[k].m[m].name));
+		}
+	}
+	free(sets);
 	json_t *o = json_object();
 	json_object_set_new(o, "namespace", json_string(root->ns));
 	json_object_set_new(o, "backend", json_string(root->ops->name));
 	json_object_set_new(o, "schema", schema);
+	json_object_set_new(o, "pending_schema", pending);
 	json_object_set_new(o, "data", data);
 	json_object_set_new(o, "ok", json_boolean(json_array_size(failed) == 0));
 	json_object_set_new(o, "failed", failed);
@@ -906,8 +992,24 @@ static int test_canary(struct store *s, void *ctx, struct st_error **err)
 	return 0;
 }
 
+/*
+ * Test-only schema migrations (STOCKADE_TEST_SCHEMA_MIGRATIONS set), so tests can run several
+ * `stockade migrate up` processes at once. Each insert would show up twice if applied twice;
+ * on Postgres they sleep inside the transaction to widen the window.
+ */
+static const struct store_migration test_schema_migrations[] = {
+    {1, "create-log", "CREATE TABLE {ns}test_log (v BIGINT NOT NULL)", NULL, NULL},
+    {2, "insert-two", "INSERT INTO {ns}test_log (v) VALUES (2)", NULL,
+     "SELECT pg_sleep(0.2); INSERT INTO {ns}test_log (v) VALUES (2)"},
+    {3, "insert-three", "INSERT INTO {ns}test_log (v) VALUES (3)", NULL,
+     "SELECT pg_sleep(0.2); INSERT INTO {ns}test_log (v) VALUES (3)"},
+};
+
 int store_register_builtin_data_migrations(struct store *s, struct st_error **err)
 {
+	if (getenv("STOCKADE_TEST_SCHEMA_MIGRATIONS"))
+		store_declare_migrations(store_ns(s), "test-schema", test_schema_migrations,
+		                         ST_ARRAY_SIZE(test_schema_migrations));
 	static const struct store_data_migration integrity = {
 	    .name = "schema-integrity-check",
 	    .description = "verify applied schema migrations against this release and backfill "

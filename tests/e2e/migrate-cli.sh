@@ -78,4 +78,26 @@ check_eq "--config reads the store under dataDir" \
   "$(json_get "$json" '.data[] | select(.name == "test-canary") | .state')" done
 out=$("$STOCKADE_BIN" migrate status --config "$D/stockade.yaml" --data-dir "$D" 2>&1)
 check_eq "two store options are a usage error" "$?" 2
+# Three `stockade migrate up` processes at once apply each declared migration exactly once.
+export STOCKADE_TEST_SCHEMA_MIGRATIONS=1
+pids=()
+for i in 1 2 3; do
+  "$STOCKADE_BIN" migrate up --data-dir "$D" >"$D/up.$i" 2>"$D/up.$i.err" &
+  pids+=($!)
+done
+all_ok=1
+for p in "${pids[@]}"; do wait "$p" || all_ok=0; done
+check_eq "3 concurrent 'migrate up' all succeed" "$all_ok" 1
+[ "$all_ok" = 1 ] || cat "$D"/up.*.err | sed 's/^/#   /'
+total=$(cat "$D"/up.? | sed -n 's/^applied \([0-9]*\) .*/\1/p' | awk '{ n += $1 } END { print n + 0 }')
+check_eq "together they applied 3 migrations" "$total" 3
+json=$("$STOCKADE_BIN" migrate status --data-dir "$D" --json 2>/dev/null)
+check_eq "status: test-schema at version 3" \
+  "$(json_get "$json" '[.schema[] | select(.component == "test-schema")] | length')" 3
+check_eq "status: nothing pending" "$(json_get "$json" '.pending_schema | length')" 0
+out=$("$STOCKADE_BIN" migrate up --data-dir "$D" 2>&1)
+check_eq "a later 'migrate up' is a no-op" "$out" "applied 0 schema migrations in namespace 'stockade'"
+unset STOCKADE_TEST_SCHEMA_MIGRATIONS
+check_eq "each insert happened once" "$(sqlite3 "$D/stockade.db" 'select group_concat(v) from stockade_test_log')" "2,3"
+
 done_testing

@@ -85,6 +85,29 @@ check_contains "retry says done" "$out" "done"
 json=$("$STOCKADE_BIN" migrate status --pg "$PG_CONNINFO" --namespace e2e_cli --json 2>/dev/null)
 check_eq "status is ok again" "$(json_get "$json" .ok)" true
 
+# Three `stockade migrate up` processes at once apply each declared migration exactly once.
+export STOCKADE_TEST_SCHEMA_MIGRATIONS=1
+pids=()
+for i in 1 2 3; do
+  "$STOCKADE_BIN" migrate up --pg "$PG_CONNINFO" --namespace e2e_up >"$PG_DIR/up.$i" 2>"$PG_DIR/up.$i.err" &
+  pids+=($!)
+done
+all_ok=1
+for p in "${pids[@]}"; do wait "$p" || all_ok=0; done
+check_eq "3 concurrent 'migrate up' all succeed" "$all_ok" 1
+[ "$all_ok" = 1 ] || cat "$PG_DIR"/up.*.err | sed 's/^/#   /'
+total=$(cat "$PG_DIR"/up.? | sed -n 's/^applied \([0-9]*\) .*/\1/p' | awk '{ n += $1 } END { print n + 0 }')
+check_eq "together they applied 3 migrations" "$total" 3
+json=$("$STOCKADE_BIN" migrate status --pg "$PG_CONNINFO" --namespace e2e_up --json 2>/dev/null)
+check_eq "status: test-schema at version 3" \
+  "$(json_get "$json" '[.schema[] | select(.component == "test-schema")] | length')" 3
+check_eq "status: nothing pending" "$(json_get "$json" '.pending_schema | length')" 0
+out=$("$STOCKADE_BIN" migrate up --pg "$PG_CONNINFO" --namespace e2e_up 2>&1)
+check_eq "a later 'migrate up' is a no-op" "$out" "applied 0 schema migrations in namespace 'e2e_up'"
+unset STOCKADE_TEST_SCHEMA_MIGRATIONS
+check_eq "each insert happened once" \
+  "$(psql "$PG_CONNINFO" -Atc "select string_agg(v::text, ',' order by v) from e2e_up.test_log")" "2,3"
+
 # --config with a postgresql block reaches the same database (schema 'public' maps to the
 # namespace's own schema).
 cat >"$PG_DIR/stockade.yaml" <<EOF

@@ -435,6 +435,31 @@ TEST(concurrent_processes_apply_each_once)
 	store_free(s);
 }
 
+TEST(declared_migrations_show_pending_and_apply)
+{
+	struct store *s = open_test("decl");
+	static char ns[41];
+	snprintf(ns, sizeof(ns), "%s", store_ns(s));
+	store_declare_migrations(ns, "core", migs_v3, 3);
+	json_t *st = NULL;
+	OK(store_migration_status(s, &st, E));
+	CHECK_EQ_INT(json_array_size(json_object_get(st, "pending_schema")), 3);
+	CHECK_STREQ(json_string_value(json_object_get(
+	                json_array_get(json_object_get(st, "pending_schema"), 2), "name")),
+	            "seed-row");
+	json_decref(st);
+	int applied = 0;
+	OK(store_migrate_declared(s, &applied, E));
+	CHECK_EQ_INT(applied, 3);
+	OK(store_migration_status(s, &st, E));
+	CHECK_EQ_INT(json_array_size(json_object_get(st, "pending_schema")), 0);
+	CHECK_EQ_INT(json_array_size(json_object_get(st, "schema")), 3);
+	json_decref(st);
+	OK(store_migrate_declared(s, &applied, E));
+	CHECK_EQ_INT(applied, 0);
+	store_free(s);
+}
+
 /* ---- data migrations ---- */
 
 struct flaky {
