@@ -18,11 +18,24 @@
 #include "store/store.h"
 #include "unit.h"
 
+/*
+ * One temporary directory per test binary run, made by the parent before it forks the tests
+ * and removed when the parent exits (test processes end with _exit and never run destructors).
+ */
 static char tmpdir[64];
+static pid_t tmpdir_owner;
 
-static void cleanup_tmpdir(void)
+__attribute__((constructor)) static void make_tmpdir(void)
 {
-	if (tmpdir[0]) {
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/stockade-store-test-XXXXXX");
+	if (mkdtemp(tmpdir) == NULL)
+		tmpdir[0] = '\0';
+	tmpdir_owner = getpid();
+}
+
+__attribute__((destructor)) static void remove_tmpdir(void)
+{
+	if (tmpdir[0] && getpid() == tmpdir_owner) {
 		char cmd[128];
 		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
 		if (system(cmd) != 0)
@@ -49,13 +62,9 @@ static struct store_options test_options(const char *tag, unsigned stale_ms)
 		o.backend = STORE_POSTGRES;
 		o.pg_conninfo = conn;
 	} else {
-		if (tmpdir[0] == '\0') {
-			snprintf(tmpdir, sizeof(tmpdir), "/tmp/stockade-store-test-XXXXXX");
-			CHECK(mkdtemp(tmpdir) != NULL);
-			atexit(cleanup_tmpdir);
-		}
+		CHECK(tmpdir[0] != '\0');
 		static char path[128];
-		snprintf(path, sizeof(path), "%s/stockade.db", tmpdir);
+		snprintf(path, sizeof(path), "%s/%s.db", tmpdir, o.ns);
 		o.backend = STORE_SQLITE;
 		o.sqlite_path = path;
 	}
