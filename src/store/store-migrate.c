@@ -524,6 +524,30 @@ static int dm_run_one(struct store *s, const struct store_data_migration *m, boo
 	return 0;
 }
 
+struct names {
+	char **v;
+	size_t n;
+};
+
+static int names_cb(void *ctx, const struct store_row *row, struct st_error **err)
+{
+	struct names *nm = ctx;
+	char **nv = realloc(nm->v, (nm->n + 1) * sizeof(*nm->v));
+	if (nv == NULL)
+		return store__error(err, ENOMEM, "out of memory");
+	nm->v = nv;
+	nm->v[nm->n++] = st_xstrdup(store_row_text(row, 0) ? store_row_text(row, 0) : "");
+	return 0;
+}
+
+static bool names_has(const struct names *nm, const char *name)
+{
+	for (size_t i = 0; i < nm->n; i++)
+		if (strcmp(nm->v[i], name) == 0)
+			return true;
+	return false;
+}
+
 int store_data_migrations_run_now(struct store *s, struct st_error **err)
 {
 	s = store__root(s);
@@ -534,8 +558,20 @@ int store_data_migrations_run_now(struct store *s, struct st_error **err)
 		list[i] = s->dm[i].m;
 	pthread_mutex_unlock(&s->dm_mu);
 
-	int ret = 0;
-	for (size_t i = 0; i < n; i++) {
+	/* Read first, claim only what could be claimed: the background thread polls this, and a
+	 * poll should not write when there is nothing to do. */
+	struct names cand = {0};
+	struct store_value v = store_int(store__now_ms() - (int64_t)s->stale_ms);
+	int ret = n == 0
+	              ? 0
+	              : store_query(s,
+	                            "SELECT name FROM {ns}data_migrations WHERE state = 'pending' "
+	                            "OR (state = 'running' AND (heartbeat_at IS NULL OR "
+	                            "heartbeat_at < ?))",
+	                            &v, 1, names_cb, &cand, err);
+	for (size_t i = 0; ret == 0 && i < n; i++) {
+		if (!names_has(&cand, list[i].name))
+			continue;
 		bool ran = false, failed = false;
 		struct st_error *e = NULL;
 		int r = dm_run_one(s, &list[i], &ran, &failed, &e);
@@ -546,6 +582,9 @@ int store_data_migrations_run_now(struct store *s, struct st_error **err)
 		}
 		st_error_free(e);
 	}
+	for (size_t i = 0; i < cand.n; i++)
+		free(cand.v[i]);
+	free(cand.v);
 	free(list);
 	return ret;
 }
@@ -778,6 +817,12 @@ int store_data_migration_retry(struct store *s, const char *name, struct st_erro
 	return 0;
 }
 
+/* Stockade's own data migrations ship with every release (registered or not yet). */
+static bool is_builtin(const char *name)
+{
+	return strcmp(name, "schema-integrity-check") == 0 || strcmp(name, "test-canary") == 0;
+}
+
 int store_check_upgrade_gate(struct store *s, const char *const *required, size_t n,
                              struct st_error **err)
 {
@@ -805,7 +850,7 @@ int store_check_upgrade_gate(struct store *s, const char *const *required, size_
 				gating = strcmp(required[k], name) == 0;
 		} else {
 			pthread_mutex_lock(&root->dm_mu);
-			gating = dm_find(root, name) == NULL;
+			gating = dm_find(root, name) == NULL && !is_builtin(name);
 			pthread_mutex_unlock(&root->dm_mu);
 		}
 		if (!gating)

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "store/store-internal.h"
 
@@ -49,6 +50,12 @@ static int sqlite_connect(struct store *s, struct store_conn **out, struct st_er
 {
 	/* Create the file ourselves so its mode is 0600 whatever the umask. */
 	int fd = open(s->sqlite_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0 && errno == ENOENT)
+		return store__error(
+		    err, ENOENT,
+		    "cannot open sqlite database '%s': its directory does not exist "
+		    "(create the data directory or set dataDir)",
+		    s->sqlite_path);
 	if (fd < 0)
 		return st_error_make(err, errno, "cannot open sqlite database '%s'",
 		                     s->sqlite_path);
@@ -65,11 +72,29 @@ static int sqlite_connect(struct store *s, struct store_conn **out, struct st_er
 	}
 	sqlite3_busy_timeout(db, (int)s->busy_ms);
 	sqlite3_extended_result_codes(db, 1);
+	/*
+	 * Switching a fresh database to WAL needs an exclusive lock, and SQLite answers BUSY at
+	 * once (without the busy handler) when another connection is doing the same, which is
+	 * exactly what several processes starting together do. Retry for up to busy_ms.
+	 */
 	char *emsg = NULL;
-	rc = sqlite3_exec(db,
-	                  "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; "
-	                  "PRAGMA synchronous=NORMAL;",
-	                  NULL, NULL, &emsg);
+	int64_t deadline = st_now_ms() + s->busy_ms;
+	long backoff = 5;
+	for (;;) {
+		rc = sqlite3_exec(db,
+		                  "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; "
+		                  "PRAGMA synchronous=NORMAL;",
+		                  NULL, NULL, &emsg);
+		if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED)
+			break;
+		if (st_now_ms() + backoff > deadline)
+			break;
+		sqlite3_free(emsg);
+		emsg = NULL;
+		struct timespec ts = {.tv_sec = 0, .tv_nsec = backoff * 1000000L};
+		nanosleep(&ts, NULL);
+		backoff = backoff * 2 > 200 ? 200 : backoff * 2;
+	}
 	if (rc != SQLITE_OK) {
 		st_error_make(err, 0, "cannot configure sqlite database '%s': %s", s->sqlite_path,
 		              emsg ? emsg : sqlite3_errstr(rc));
