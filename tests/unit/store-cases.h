@@ -797,6 +797,68 @@ TEST(reconnects_after_server_restart)
 	store_free(s);
 }
 
+struct killer {
+	struct store *s;
+	const char *marker;
+	int64_t killed;
+};
+
+/* Terminate the backend running the statement tagged with marker, once it shows up. */
+static void *killer_main(void *arg)
+{
+	struct killer *k = arg;
+	for (int i = 0; i < 200 && k->killed == 0; i++) {
+		sleep_ms(20);
+		struct store_value v = store_text(k->marker);
+		int64_t n = 0;
+		OK(store_query_int(
+		    k->s,
+		    "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
+		    "query LIKE '%' || ? || '%' AND pid <> pg_backend_pid() AND query NOT "
+		    "LIKE '%pg_terminate_backend%'",
+		    &v, 1, &n, E));
+		k->killed = n;
+	}
+	return NULL;
+}
+
+TEST(in_flight_drop_retries_reads_not_writes)
+{
+	if (!STORE_CASE_PG)
+		UNIT_SKIP("postgres only");
+	struct store *s = open_test("inflight");
+	struct store *admin = open_test("inflight");
+	OK(store_exec(s, "CREATE TABLE {ns}t (v BIGINT)", NULL, 0, NULL, E));
+
+	/* A read whose connection is killed mid-statement is retried once and succeeds. */
+	struct killer k = {.s = admin, .marker = "read_marker_1"};
+	pthread_t th;
+	CHECK(pthread_create(&th, NULL, killer_main, &k) == 0);
+	int64_t n = 0;
+	OK(store_query_int(s, "SELECT 7 + 0 * length('read_marker_1') FROM pg_sleep(1)", NULL, 0,
+	                   &n, E));
+	pthread_join(th, NULL);
+	CHECK_EQ_INT(k.killed, 1);
+	CHECK_EQ_INT(n, 7);
+
+	/* A write is not repeated: the caller hears that it may or may not have been applied. */
+	k = (struct killer){.s = admin, .marker = "write_marker_1"};
+	CHECK(pthread_create(&th, NULL, killer_main, &k) == 0);
+	struct st_error *err = NULL;
+	int r =
+	    store_exec(s, "INSERT INTO {ns}t (v) SELECT length('write_marker_1') FROM pg_sleep(1)",
+	               NULL, 0, NULL, &err);
+	pthread_join(th, NULL);
+	CHECK_EQ_INT(k.killed, 1);
+	CHECK_EQ_INT(r, -ECONNRESET);
+	CHECK_CONTAINS(st_error_msg(err), "may or may not have been applied");
+	st_error_free(err);
+	/* And the handle works again right away. */
+	CHECK_EQ_INT(count(s, "SELECT COUNT(*) FROM {ns}t"), 0);
+	store_free(admin);
+	store_free(s);
+}
+
 TEST(down_server_gives_clear_error)
 {
 	if (!STORE_CASE_PG)
