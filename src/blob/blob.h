@@ -99,6 +99,7 @@ struct blob_options {
 	long
 	    low_speed_timeout_s; /* abort a transfer slower than 1 KiB/s for this long; default 30 */
 	size_t part_size; /* multipart / block size; default 8 MiB; S3 minimum 5 MiB */
+	unsigned list_page_size; /* objects per list request (1..1000); default 1000 */
 	const char *ca_file; /* extra CA bundle for https endpoints; NULL: system default */
 };
 
@@ -162,6 +163,12 @@ int blob_options_from_env(struct blob_options *opts, const char *prefix, const c
 
 /* 0 when key is acceptable (see the key rule above), else -EINVAL with a message. */
 int blob_key_check(const char *key, struct st_error **err);
+
+/*
+ * Create the bucket (S3/GCS) or container (Azure) if it does not exist; nothing on fs.
+ * For development and tests (Azurite, s3rver); production buckets are provisioned outside.
+ */
+int blob_create_bucket(struct blob_store *store, struct st_error **err);
 
 /* ---- objects --------------------------------------------------------------------------- */
 
