@@ -216,7 +216,7 @@ static void mpu_abort(struct blob_store *s, const char *key, struct mpu *m)
 static int mpu_complete(struct blob_store *s, const char *key, struct mpu *m, struct st_error **err)
 {
 	struct st_buf body;
-	st_buf_init(&body, 0);
+	st_buf_init(&body, 4u * 1024 * 1024); /* 10000 parts of ~80 bytes fit */
 	st_buf_appendf(&body, "<CompleteMultipartUpload>");
 	for (size_t i = 0; i < m->n_parts; i++)
 		st_buf_appendf(&body,
@@ -495,11 +495,22 @@ int blob__s3_create_bucket(struct blob_store *s, struct st_error **err)
 	int r = blob__http(s, &req, &resp, err);
 	curl_slist_free_all(h);
 	if (r == 0 && resp.status == 409) {
-		cleanup_free char *code =
-		    blob__xml_text(resp.body.data ? resp.body.data : "",
-		                   (resp.body.data ? resp.body.data : "") + resp.body.len, "Code");
-		if (code == NULL || strcmp(code, "BucketAlreadyOwnedByYou") != 0)
+		/* Exists: fine if it is ours (some servers say BucketAlreadyExists even then), which
+		 * a one-key listing with our credentials tells (HeadBucket is not on every clone). */
+		struct blob__http_resp hr = {0};
+		struct curl_slist *hh = base_headers(s, NULL, 0);
+		cleanup_free char *lurl = bucket_url(s, "list-type=2&max-keys=1&prefix=");
+		struct blob__http_req hq = {.method = "GET",
+		                            .url = lurl,
+		                            .headers = hh,
+		                            .sigv4 = true,
+		                            .retry = true,
+		                            .what = "ListObjectsV2"};
+		int r2 = blob__http(s, &hq, &hr, NULL);
+		if (r2 < 0 || hr.status < 200 || hr.status >= 300)
 			r = blob__http_fail(&resp, "CreateBucket", err);
+		curl_slist_free_all(hh);
+		blob__http_resp_release(&hr);
 	} else if (r == 0 && (resp.status < 200 || resp.status >= 300)) {
 		r = blob__http_fail(&resp, "CreateBucket", err);
 	}

@@ -146,11 +146,22 @@ int cmd_blob(int argc, char **argv)
 	size_t n_meta = 0;
 	bool json = false;
 	uint64_t max_size = 1ull << 30;
-	bool want_get_max = false;
 	int c;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+h", long_opts, NULL)) != -1) {
+	char *pos[64];
+	int npos = 0;
+	/* Options may come before or after the subcommand and its arguments. */
+	while (optind < argc) {
+		c = getopt_long(argc, argv, "+h", long_opts, NULL);
+		if (c == -1) {
+			if (optind >= argc)
+				break;
+			if (npos >= (int)ST_ARRAY_SIZE(pos))
+				return fail("too many arguments%s", "");
+			pos[npos++] = argv[optind++];
+			continue;
+		}
 		uint64_t v;
 		switch (c) {
 		case 'h': usage(stdout); return 0;
@@ -221,48 +232,10 @@ int cmd_blob(int argc, char **argv)
 				return fail("invalid --max-size '%s': use a size such as 64M",
 				            optarg);
 			max_size = v;
-			want_get_max = true;
 			break;
 		default: usage(stderr); return 2;
 		}
 	}
-	/* Options may also follow the subcommand: collect positionals with a second pass. */
-	char *pos[64];
-	int npos = 0;
-	while (optind < argc) {
-		if (argv[optind][0] == '-' && argv[optind][1] != '\0') {
-			int save = optind;
-			c = getopt_long(argc, argv, "+h", long_opts, NULL);
-			if (c == -1)
-				break;
-			if (c == OPT_META) {
-				char *eq = strchr(optarg, '=');
-				if (eq == NULL)
-					return fail("invalid --meta '%s': use NAME=VALUE", optarg);
-				if (n_meta >= BLOB_META_MAX)
-					return fail("too many --meta options (at most %s)", "32");
-				*eq = '\0';
-				meta[n_meta].name = optarg;
-				meta[n_meta].value = eq + 1;
-				n_meta++;
-			} else if (c == OPT_JSON) {
-				json = true;
-			} else if (c == OPT_MAX_SIZE) {
-				uint64_t v;
-				if (st_parse_size(optarg, &v) < 0)
-					return fail("invalid --max-size '%s'", optarg);
-				max_size = v;
-				want_get_max = true;
-			} else {
-				return fail("option '%s' must come before the command", argv[save]);
-			}
-			continue;
-		}
-		if (npos >= (int)ST_ARRAY_SIZE(pos))
-			return fail("too many arguments%s", "");
-		pos[npos++] = argv[optind++];
-	}
-	(void)want_get_max;
 	if (npos == 0) {
 		usage(stderr);
 		return 2;
