@@ -553,7 +553,7 @@ int blob__fs_list(struct blob_store *s, const char *prefix, blob_list_fn fn, voi
 	int r = list_dir(&l, s->fs_rootfd, "", 0);
 	if (r < 0)
 		st_error_make(err, -r, "cannot read blob storage directory '%s'", s->fs_root);
-	else
+	else if (l.n > 0)
 		qsort(l.items, l.n, sizeof(*l.items), item_cmp);
 	for (size_t i = 0; i < l.n; i++) {
 		if (r == 0) {
