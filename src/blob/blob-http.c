@@ -229,6 +229,7 @@ int blob__http(const struct blob_store *s, const struct blob__http_req *req,
 		errbuf[0] = '\0';
 		curl_easy_setopt(h, CURLOPT_URL, req->url);
 		curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+		curl_easy_setopt(h, CURLOPT_USERAGENT, "stockade/" ST_VERSION);
 		curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
 		curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, s->connect_timeout_ms);
 		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, s->request_timeout_ms);

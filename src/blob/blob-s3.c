@@ -60,8 +60,8 @@ static struct curl_slist *base_headers(const struct blob_store *s, const void *b
 		cleanup_free char *t = st_xasprintf("x-amz-security-token: %s", s->session_token);
 		h = curl_slist_append(h, t);
 	}
-	/* No 100-continue round trip: parts are small enough, and some S3 clones mishandle it. */
-	h = curl_slist_append(h, "Expect:");
+	/* No "Expect:" override here: curl 7.88's signer would sign the empty header it then
+	 * leaves out, and the server would reject the signature. */
 	return h;
 }
 
