@@ -127,15 +127,17 @@ int blob__meta_check(const struct blob_meta *meta, size_t n_meta, struct st_erro
 			return blob__fail(err, EINVAL,
 			                  "invalid metadata name '%s': 1 to %d characters needed",
 			                  k ? k : "", BLOB_META_KEY_MAX);
-		for (size_t j = 0; j < kl; j++) {
+		/* Azure requires C# identifiers; S3 and the sidecar accept them too. */
+		bool ok = (k[0] >= 'a' && k[0] <= 'z') || k[0] == '_';
+		for (size_t j = 0; j < kl && ok; j++) {
 			char c = k[j];
-			if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
-				return blob__fail(
-				    err, EINVAL,
-				    "invalid metadata name '%s': use lowercase letters, "
-				    "digits and '-' only",
-				    k);
+			ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
 		}
+		if (!ok)
+			return blob__fail(err, EINVAL,
+			                  "invalid metadata name '%s': use lowercase letters, digits and "
+			                  "'_', starting with a letter (names must work on S3 and Azure)",
+			                  k);
 		for (size_t j = 0; v[j]; j++) {
 			unsigned char c = (unsigned char)v[j];
 			if (c < 0x20 || c > 0x7e)

@@ -45,7 +45,7 @@
 
 #define BLOB_KEY_MAX 1024
 #define BLOB_META_MAX 32 /* user metadata pairs per object */
-#define BLOB_META_KEY_MAX 128 /* [a-z0-9-] only: portable across S3 and Azure */
+#define BLOB_META_KEY_MAX 128 /* [a-z_][a-z0-9_]*: portable across S3 and Azure */
 #define BLOB_META_TOTAL_MAX 2048 /* bytes of names + values (S3 allows 2 KiB) */
 #define BLOB_PART_SIZE_DEFAULT (8u * 1024 * 1024)
 
@@ -105,7 +105,7 @@ struct blob_options {
 
 /* A user metadata pair (x-amz-meta-<name>, x-ms-meta-<name>, sidecar on fs). */
 struct blob_meta {
-	const char *name; /* lowercase [a-z0-9-], 1..BLOB_META_KEY_MAX */
+	const char *name; /* [a-z_][a-z0-9_]*, 1..BLOB_META_KEY_MAX (Azure: C# identifiers) */
 	const char *value; /* printable ASCII (0x20..0x7e) */
 };
 

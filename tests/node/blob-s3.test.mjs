@@ -43,12 +43,12 @@ try {
     const data = crypto.randomBytes(70000);
     const f = path.join(dir, 'small');
     fs.writeFileSync(f, data);
-    const r = await blob(['put', key, f, '--meta', 'owner=alice', '--meta', 'build-id=42-x']);
+    const r = await blob(['put', key, f, '--meta', 'owner=alice', '--meta', 'build_id=42-x']);
     eq(r.code, 0, `put failed: ${r.stderr}`);
     const got = await sdkBytes(key);
     eq(sha(got.body), sha(data), 'bytes');
     eq(got.meta.owner, 'alice', 'metadata owner');
-    eq(got.meta['build-id'], '42-x', 'metadata build-id');
+    eq(got.meta.build_id, '42-x', 'metadata build_id');
     eq(Object.keys(got.meta).length, 2, 'no extra metadata');
   });
 

@@ -210,7 +210,8 @@ async function verify(req, body, secrets) {
 }
 
 // faults: {fail503: n} answers the next n requests with 503 SlowDown; {stall: true} never answers.
-export async function startProxy(targetPort, secrets = { S3RVER: 'S3RVER' }) {
+// verify=false: only log and inject faults (for Azurite, which checks Shared Key itself).
+export async function startProxy(targetPort, secrets = { S3RVER: 'S3RVER' }, verifyS3 = true) {
   const st = { log: [], verified: 0, rejected: [], fail503: 0, stall: false, stalled: [] };
   const server = http.createServer((req, res) => {
     const chunks = [];
@@ -228,7 +229,9 @@ export async function startProxy(targetPort, secrets = { S3RVER: 'S3RVER' }) {
         return;
       }
       let problem;
-      try { problem = await verify(req, body, secrets); } catch (e) { problem = String(e); }
+      if (verifyS3) {
+        try { problem = await verify(req, body, secrets); } catch (e) { problem = String(e); }
+      }
       if (problem) {
         st.rejected.push({ ...entry, problem });
         res.writeHead(403, { 'content-type': 'application/xml' });

@@ -63,7 +63,7 @@ TEST(fs_round_trip_with_metadata)
 	cleanup_free char *root = make_root();
 	struct blob_store *s = open_fs(root, NULL);
 	cleanup_error struct st_error *err = NULL;
-	struct blob_meta meta[] = {{"owner", "alice"}, {"content-sha", "abc-123"}};
+	struct blob_meta meta[] = {{"owner", "alice"}, {"content_sha", "abc-123"}};
 	CHECK_EQ_INT(blob_put(s, "a/b/c.txt", "hello", 5, meta, 2, &err), 0);
 	char *data = NULL;
 	size_t len = 0;
@@ -73,7 +73,7 @@ TEST(fs_round_trip_with_metadata)
 	CHECK(memcmp(data, "hello", 5) == 0);
 	CHECK_EQ_INT(info.size, 5);
 	CHECK_STREQ(blob_info_meta(&info, "owner"), "alice");
-	CHECK_STREQ(blob_info_meta(&info, "content-sha"), "abc-123");
+	CHECK_STREQ(blob_info_meta(&info, "content_sha"), "abc-123");
 	CHECK(info.etag != NULL);
 	free(data);
 	blob_info_release(&info);
@@ -239,6 +239,10 @@ TEST(metadata_rules)
 	struct blob_meta upper[] = {{"Owner", "x"}};
 	CHECK_EQ_INT(blob_put(s, "k", "x", 1, upper, 1, &err), -EINVAL);
 	CHECK_CONTAINS(st_error_msg(err), "lowercase");
+	st_error_release(&err);
+	struct blob_meta dash[] = {{"build-id", "x"}};
+	CHECK_EQ_INT(blob_put(s, "k", "x", 1, dash, 1, &err), -EINVAL);
+	CHECK_CONTAINS(st_error_msg(err), "S3 and Azure");
 	st_error_release(&err);
 	struct blob_meta ctl[] = {{"owner", "a\nb"}};
 	CHECK_EQ_INT(blob_put(s, "k", "x", 1, ctl, 1, &err), -EINVAL);
