@@ -331,6 +331,8 @@ static const char PRELUDE[] =
     "  step() { if (state !== 0 && queue.size === 0) return false; return step() || state === 0 && "
     "queue.size > 0; },\n"
     "  pendingTimers() { return queue.size; },\n"
+    "  reset() { state = 0; value = undefined; error = undefined; queue.clear(); cache.clear(); "
+    "nextId = 1; },\n"
     "  state() { return state; },\n"
     "  finish(maxResult) {\n"
     "    if (state === 2) return {ok: false, error};\n"

@@ -21,7 +21,7 @@
 static const char RUNNER[] =
     "import ast as _ast, json as _json, sys as _sys, traceback as _tb, math as _math\n"
     "import datetime as _dt, decimal as _decimal\n"
-    "import _stockade\n"
+    "import _stockade, asyncio as _asyncio\n"
     "class _Out:\n"
     "    def __init__(self, err): self._err = err\n"
     "    def write(self, s):\n"
@@ -124,8 +124,7 @@ static const char RUNNER[] =
     "        params = _json.loads(params_json)\n"
     "        exec(compiled, g)\n"
     "        if is_async:\n"
-    "            import asyncio\n"
-    "            value = asyncio.run(g['__main__'](params))\n"
+    "            value = _asyncio.run(g['__main__'](params))\n"
     "        else:\n"
     "            value = g['__main__'](params)\n"
     "    except BaseException as e:\n"
@@ -145,7 +144,22 @@ static const char RUNNER[] =
     "    if len(text.encode('utf-8')) > max_result:\n"
     "        return ('error', None, 'ResultTooLarge', 'the result is larger than %d bytes' % "
     "max_result, '', 0)\n"
-    "    return ('ok', text, None, None, None, 0)\n";
+    "    return ('ok', text, None, None, None, 0)\n"
+    "def warm():\n"
+    "    out, err = _sys.stdout, _sys.stderr\n"
+    "    try:\n"
+    "        run('x = [i * 2 for i in range(3)]\\nreturn {\"a\": x, \"b\": 1.5}', '{\"k\": 1}', "
+    "'params', 1 << 20)\n"
+    "        run('import math\\nawait _asyncio.sleep(0) if False else None\\nreturn math.pi', "
+    "'null', 'params', 1 << 20)\n"
+    "        run('1/0', 'null', 'params', 1 << 20)\n"
+    "        run('return (', 'null', 'params', 1 << 20)\n"
+    "        np = _sys.modules.get('numpy')\n"
+    "        if np is not None: _json.dumps(_conv({'a': np.arange(3), 'b': np.float64(1)}))\n"
+    "        pd = _sys.modules.get('pandas')\n"
+    "        if pd is not None: _json.dumps(_conv(pd.DataFrame({'x': [1, 2]})))\n"
+    "    finally:\n"
+    "        _sys.stdout, _sys.stderr = out, err\n";
 
 static PyObject *runner_fn;
 
@@ -238,9 +252,21 @@ int engine__py_zygote_init(const char *const *modules, struct st_error **err)
 		return r;
 	}
 	runner_fn = PyObject_GetAttrString(mod, "run");
+	PyObject *warm = PyObject_GetAttrString(mod, "warm");
 	Py_DECREF(mod);
-	if (runner_fn == NULL)
+	if (runner_fn == NULL || warm == NULL)
 		return st_error_make(err, 0, "the python runner has no run()");
+	/* One run of each path in the zygote fills the lazy caches (imports done on first use,
+	   type attribute caches, the compiler's) so that no child pays for them. */
+	PyObject *wr = PyObject_CallNoArgs(warm);
+	Py_DECREF(warm);
+	if (wr == NULL) {
+		char *msg = py_error_text();
+		int r = st_error_make(err, 0, "the python runner failed its warm-up: %s", msg);
+		free(msg);
+		return r;
+	}
+	Py_DECREF(wr);
 	/* Objects created so far are the zygote's; freezing them keeps the collector from
 	   touching (and copying) their pages in every child. */
 	PyObject *gc = PyImport_ImportModule("gc");

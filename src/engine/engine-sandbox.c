@@ -25,7 +25,12 @@
 #include <stdatomic.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 
 #include <linux/sched.h>
 
@@ -235,17 +240,14 @@ static void on_sigsys(int sig, siginfo_t *si, void *uc)
 	_exit(159);
 }
 
-int engine__seccomp_load(enum engine_language lang, struct st_error **err)
+/* The compiled filter: built once in the zygote (libseccomp takes milliseconds to compile
+   it), installed in each child with one seccomp(2) call. */
+static struct sock_filter *bpf_prog;
+static size_t bpf_len;
+
+int engine__seccomp_prepare(enum engine_language lang, struct st_error **err)
 {
 	(void)lang;
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_sigaction = on_sigsys;
-	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
-	sigemptyset(&sa.sa_mask);
-	if (sigaction(SIGSYS, &sa, NULL) < 0)
-		return st_error_make(err, errno, "cannot install the SIGSYS handler");
-
 	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_TRAP);
 	if (ctx == NULL)
 		return st_error_make(err, ENOMEM, "cannot create the seccomp filter");
@@ -316,14 +318,54 @@ int engine__seccomp_load(enum engine_language lang, struct st_error **err)
 		if (r < 0)
 			goto fail;
 	}
-	r = seccomp_load(ctx);
-	if (r < 0)
+	int mfd = memfd_create("seccomp-bpf", MFD_CLOEXEC);
+	if (mfd < 0) {
+		r = -errno;
 		goto fail;
+	}
+	r = seccomp_export_bpf(ctx, mfd);
+	if (r < 0) {
+		close(mfd);
+		goto fail;
+	}
+	off_t size = lseek(mfd, 0, SEEK_END);
+	if (size <= 0 || size % (off_t)sizeof(struct sock_filter) != 0 || size > (1 << 20)) {
+		close(mfd);
+		r = -EPROTO;
+		goto fail;
+	}
+	bpf_prog = st_xmalloc((size_t)size);
+	if (pread(mfd, bpf_prog, (size_t)size, 0) != size) {
+		close(mfd);
+		r = -EIO;
+		goto fail;
+	}
+	close(mfd);
+	bpf_len = (size_t)size / sizeof(struct sock_filter);
 	seccomp_release(ctx);
 	return 0;
 fail:
 	seccomp_release(ctx);
 	return st_error_make(err, -r, "cannot build the execution seccomp policy");
+}
+
+int engine__seccomp_load(enum engine_language lang, struct st_error **err)
+{
+	(void)lang;
+	if (bpf_prog == NULL)
+		return st_error_make(err, EINVAL, "the seccomp policy was not prepared");
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_sigsys;
+	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGSYS, &sa, NULL) < 0)
+		return st_error_make(err, errno, "cannot install the SIGSYS handler");
+	struct sock_fprog prog = {.len = (unsigned short)bpf_len, .filter = bpf_prog};
+	/* TSYNC: JavaScriptCore may have started helper threads already. */
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog) != 0)
+		return st_error_make(err, errno, "cannot load the execution seccomp policy");
+	return 0;
 }
 
 /* ---- cgroups -------------------------------------------------------------------------------- */
