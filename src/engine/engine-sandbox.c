@@ -8,7 +8,9 @@
  * trap: the SIGSYS handler reports the syscall number on the execution socket and the child
  * dies (status sandbox_violation). A few calls answer an errno instead so that ordinary code
  * gets an exception rather than a dead process: socket() (EACCES), fork-style clone (EPERM),
- * clone3 (ENOSYS, so libc falls back to clone, whose flags we can inspect), ioctl (ENOTTY).
+ * clone3 (ENOSYS, so libc falls back to clone, whose flags we can inspect), terminal ioctls
+ * (ENOTTY).
+ * socketpair(AF_UNIX) is allowed: an unnamed pair reaches nobody else.
  * rt_sigaction on SIGSYS is refused so user code cannot hide a violation.
  *
  * Cgroups: Stockade's engine parent cgroup "<prefix>" is created once under the cgroup the
@@ -23,6 +25,7 @@
 #include <seccomp.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/mman.h>
@@ -179,6 +182,9 @@ static const char *const allowed_syscalls[] = {
     "recvfrom",
     "shutdown",
     "getsockopt",
+    "setsockopt",
+    "getsockname",
+    "getpeername",
     "arch_prctl",
     "set_tid_address",
     "memfd_create",
@@ -287,11 +293,18 @@ int engine__seccomp_prepare(enum engine_language lang, struct st_error **err)
 		const char *name;
 		int errnum;
 	} soft[] = {
-	    {"clone3", ENOSYS},     {"fork", EPERM},         {"vfork", EPERM},
-	    {"socket", EACCES},     {"ioctl", ENOTTY},       {"pkey_alloc", ENOSYS},
-	    {"getxattr", ENOTSUP},  {"lgetxattr", ENOTSUP},  {"fgetxattr", ENOTSUP},
-	    {"listxattr", ENOTSUP}, {"flistxattr", ENOTSUP}, {"sched_setscheduler", EPERM},
-	    {"setpriority", EPERM}, {"socketpair", EACCES},
+	    {"clone3", ENOSYS},
+	    {"fork", EPERM},
+	    {"vfork", EPERM},
+	    {"socket", EACCES},
+	    {"pkey_alloc", ENOSYS},
+	    {"getxattr", ENOTSUP},
+	    {"lgetxattr", ENOTSUP},
+	    {"fgetxattr", ENOTSUP},
+	    {"listxattr", ENOTSUP},
+	    {"flistxattr", ENOTSUP},
+	    {"sched_setscheduler", EPERM},
+	    {"setpriority", EPERM},
 	};
 	for (size_t i = 0; i < ST_ARRAY_SIZE(soft); i++) {
 		int nr = seccomp_syscall_resolve_name(soft[i].name);
@@ -299,6 +312,32 @@ int engine__seccomp_prepare(enum engine_language lang, struct st_error **err)
 			continue;
 		r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO((uint32_t)soft[i].errnum), nr, 0);
 		if (r < 0 && r != -EEXIST)
+			goto fail;
+	}
+	/* Anonymous unix socket pairs (asyncio's self-pipe) are private to the execution: they
+	   have no name, so they are no channel to anyone else. */
+	r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socketpair), 1,
+	                     SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
+	if (r < 0)
+		goto fail;
+	r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(socketpair), 1,
+	                     SCMP_A0(SCMP_CMP_NE, AF_UNIX));
+	if (r < 0)
+		goto fail;
+	/* ioctl: non-blocking mode and byte counts on the execution's own fds; "not a tty" for
+	   the terminal queries that isatty() and terminal-size lookups make; nothing else. */
+	static const unsigned long ioctl_ok[] = {FIONBIO, FIONREAD, FIOCLEX, FIONCLEX};
+	for (size_t i = 0; i < ST_ARRAY_SIZE(ioctl_ok); i++) {
+		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+		                     SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, ioctl_ok[i]));
+		if (r < 0)
+			goto fail;
+	}
+	static const unsigned long ioctl_notty[] = {TCGETS, TIOCGWINSZ, TIOCGPGRP};
+	for (size_t i = 0; i < ST_ARRAY_SIZE(ioctl_notty); i++) {
+		r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOTTY), SCMP_SYS(ioctl), 1,
+		                     SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, ioctl_notty[i]));
+		if (r < 0)
 			goto fail;
 	}
 	/* prlimit64 only to read limits (new_limit NULL), prctl only for harmless options. */
