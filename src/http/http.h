@@ -46,7 +46,8 @@ struct http_server_options {
 	unsigned idle_timeout_s; /* keep-alive / slow-client timeout; 0 -> 120 */
 	unsigned threads; /* hint only: thread-per-connection ignores it (kept for config compat) */
 	unsigned max_connections; /* 0 -> 512 */
-	bool access_log; /* one JSON line per request on stderr (default on: set by _options_init) */
+	bool
+	    access_log; /* one JSON line per request on stderr (default on: set by _options_init) */
 	bool cors; /* off by default; when on, allow any origin without credentials */
 };
 
@@ -68,9 +69,12 @@ const char *http_server_address(const struct http_server *srv);
  * to grace_ms, close open streams (writers see -EPIPE), then stop the daemon. Idempotent.
  */
 void http_server_stop(struct http_server *srv, unsigned grace_ms);
+/* First step of a stop: close the listening socket; requests arriving on open keep-alive
+ * connections get 503 `shutting_down` with Connection: close. Idempotent. */
+void http_server_quiesce(struct http_server *srv);
 void http_server_free(struct http_server *srv);
 /* Requests currently being handled (streams and upgrades included). */
-unsigned http_server_inflight(const struct http_server *srv);
+unsigned http_server_inflight(struct http_server *srv);
 
 /* ---- routes ------------------------------------------------------------------------------- */
 
@@ -89,7 +93,7 @@ typedef int (*http_handler_fn)(struct http_request *req, void *ctx);
  * method: "GET", "POST", ... or "*" for any (the handler dispatches; a HEAD request also
  * matches GET routes). pattern: literal segments and {name} segments
  * ("/api/v1/functions/{name}/invoke"); a final "*" segment matches the rest of the path,
- * including nothing ("/sandboxes/{id}/ports/{port}/*", "/git/*"): read it as
+ * including nothing (e.g. "/sandboxes/{id}/ports/{port}/" + "*"): read it as
  * http_param(req, "*") (no leading slash). Literal routes win over {param} routes, which win
  * over prefix routes. A path that matches a pattern for another method gets 405 with Allow.
  */
@@ -201,7 +205,7 @@ int http_stream_printf(struct http_stream *s, const char *fmt, ...)
 int http_stream_sse(struct http_stream *s, const char *event, const char *id, const char *data);
 /* One NDJSON line (steals json). */
 int http_stream_ndjson(struct http_stream *s, json_t *json);
-bool http_stream_client_gone(const struct http_stream *s);
+bool http_stream_client_gone(struct http_stream *s);
 /* Ends the body (last chunk) and releases the stream. */
 void http_stream_close(struct http_stream *s);
 /*
@@ -234,8 +238,8 @@ void http_upgrade_close(struct http_upgrade *u);
 /* Append the server's own metrics (requests by route/status, in-flight, durations). */
 void http_server_metrics(struct http_server *srv, struct st_buf *out);
 /* Components add their own Prometheus text to /metrics through this hook. */
-int http_server_add_metrics(struct http_server *srv,
-                            void (*fn)(void *ctx, struct st_buf *out), void *ctx);
+int http_server_add_metrics(struct http_server *srv, void (*fn)(void *ctx, struct st_buf *out),
+                            void *ctx);
 /* Render everything (server + hooks) in Prometheus text exposition format. */
 void http_server_metrics_render(struct http_server *srv, struct st_buf *out);
 
