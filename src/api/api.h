@@ -80,8 +80,8 @@ void app_release(struct app *app);
 int app_add_health_check(struct app *app, const char *name,
                          enum app_health (*fn)(void *ctx, char **detail), void *ctx);
 /* Run by app_shutdown, last registered first. deadline_ms is on the st_now_ms() clock. */
-int app_on_shutdown(struct app *app, const char *name,
-                    void (*fn)(void *ctx, int64_t deadline_ms), void *ctx);
+int app_on_shutdown(struct app *app, const char *name, void (*fn)(void *ctx, int64_t deadline_ms),
+                    void *ctx);
 /* Stop accepting requests, run shutdown hooks, stop the server within grace_ms. Idempotent. */
 void app_shutdown(struct app *app, unsigned grace_ms);
 /* Aggregate health as JSON: {"status":"ok|degraded|down","checks":{name:{status,detail}}}. */

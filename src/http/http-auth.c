@@ -43,7 +43,8 @@ int http_auth_add_token(struct http_server *srv, const char *name, const char *t
 			                     "characters",
 			                     name ? name : "");
 		for (int i = 0; i < 32; i++) {
-			int a = hexval((unsigned char)h[2 * i]), b = hexval((unsigned char)h[2 * i + 1]);
+			int a = hexval((unsigned char)h[2 * i]),
+			    b = hexval((unsigned char)h[2 * i + 1]);
 			if (a < 0 || b < 0)
 				return st_error_make(err, EINVAL,
 				                     "API token '%s': 'sha256:' digest is not hex",
@@ -52,10 +53,11 @@ int http_auth_add_token(struct http_server *srv, const char *name, const char *t
 		}
 	} else {
 		if (strlen(token) < 16)
-			return st_error_make(err, EINVAL,
-			                     "API token '%s' is too short: use at least 16 characters "
-			                     "(e.g. openssl rand -hex 32)",
-			                     name ? name : "");
+			return st_error_make(
+			    err, EINVAL,
+			    "API token '%s' is too short: use at least 16 characters "
+			    "(e.g. openssl rand -hex 32)",
+			    name ? name : "");
 		SHA256((const unsigned char *)token, strlen(token), hash);
 	}
 	pthread_mutex_lock(&srv->auth_lock);
@@ -176,8 +178,8 @@ static json_t *b64url_json(const char *in, size_t len)
 	return json_loadb((const char *)buf, (size_t)n, JSON_REJECT_DUPLICATES, NULL);
 }
 
-static enum http__auth_result check_jwt(struct http_server *srv, const char *tok,
-                                        char **principal, char **scopes)
+static enum http__auth_result check_jwt(struct http_server *srv, const char *tok, char **principal,
+                                        char **scopes)
 {
 	const char *d1 = strchr(tok, '.');
 	const char *d2 = d1 ? strchr(d1 + 1, '.') : NULL;

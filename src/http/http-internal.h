@@ -155,8 +155,7 @@ void http__upgrade_handler(void *cls, struct MHD_Connection *connection, void *r
                            struct MHD_UpgradeResponseHandle *urh);
 
 /* http.c */
-void http__add_headers(struct http__conn *c, struct MHD_Response *resp,
-                       const char *content_type);
+void http__add_headers(struct http__conn *c, struct MHD_Response *resp, const char *content_type);
 void http__conn_mark_replied(struct http__conn *c, unsigned status, uint64_t bytes);
 
 #endif

@@ -14,9 +14,8 @@
 
 #include "http/http-internal.h"
 
-static const double bucket_s[HTTP__HIST_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025,
-                                                    0.05,  0.1,    0.25,  0.5,  1,
-                                                    2.5,   5,      10,    30};
+static const double bucket_s[HTTP__HIST_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                                    0.25,  0.5,    1,     2.5,  5,     10,   30};
 
 void http__access_log(struct http__conn *c, int64_t dur_us)
 {
@@ -26,8 +25,7 @@ void http__access_log(struct http__conn *c, int64_t dur_us)
 	gmtime_r(&ts.tv_sec, &tm);
 	char tbuf[96];
 	snprintf(tbuf, sizeof(tbuf), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
-	         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-	         ts.tv_nsec / 1000000);
+	         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
 	json_t *j = json_object();
 	json_object_set_new(j, "ts", json_string(tbuf));
 	json_object_set_new(j, "level", json_string("info"));
@@ -103,8 +101,8 @@ static void render_route(struct st_buf *out, const struct http__route *r, bool c
 		for (size_t i = 0; i < HTTP__STATUS_SLOTS && r->status_counts[i].status; i++) {
 			st_buf_appendf(out, "stockade_http_requests_total{route=\"");
 			label_escape(out, r->name);
-			st_buf_appendf(out, "\",method=\"%s\",status=\"%u\"} %llu\n", r->method ? r->method : "*",
-			               r->status_counts[i].status,
+			st_buf_appendf(out, "\",method=\"%s\",status=\"%u\"} %llu\n",
+			               r->method ? r->method : "*", r->status_counts[i].status,
 			               (unsigned long long)r->status_counts[i].count);
 		}
 		return;

@@ -34,7 +34,8 @@ int http__percent_decode_ex(const char *in, size_t len, bool plus_space, char **
 	size_t j = 0;
 	for (size_t i = 0; i < len; i++) {
 		if (in[i] == '%' && i + 2 < len) {
-			int hi = hexval((unsigned char)in[i + 1]), lo = hexval((unsigned char)in[i + 2]);
+			int hi = hexval((unsigned char)in[i + 1]),
+			    lo = hexval((unsigned char)in[i + 2]);
 			if (hi >= 0 && lo >= 0) {
 				r[j++] = (char)(hi * 16 + lo);
 				i += 2;
@@ -64,9 +65,9 @@ int http__route_parse(struct http__route *r, struct st_error **err)
 		size_t n = slash ? (size_t)(slash - p) : strlen(p);
 		if (n == 1 && p[0] == '*') {
 			if (slash && slash[1] != '\0')
-				return st_error_make(err, EINVAL,
-				                     "route pattern '%s': '*' must be the last segment",
-				                     r->pattern);
+				return st_error_make(
+				    err, EINVAL, "route pattern '%s': '*' must be the last segment",
+				    r->pattern);
 			r->prefix = true;
 			break;
 		}
@@ -78,9 +79,9 @@ int http__route_parse(struct http__route *r, struct st_error **err)
 			return st_error_make(err, ENOMEM, "out of memory");
 		if (seg[0] == '{') {
 			if (n < 3 || seg[n - 1] != '}')
-				return st_error_make(err, EINVAL,
-				                     "route pattern '%s': bad parameter segment '%s'",
-				                     r->pattern, seg);
+				return st_error_make(
+				    err, EINVAL, "route pattern '%s': bad parameter segment '%s'",
+				    r->pattern, seg);
 		} else {
 			r->literals++;
 		}

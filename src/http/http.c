@@ -36,38 +36,22 @@
 const char *http_status_code_name(unsigned status)
 {
 	switch (status) {
-	case 400:
-		return "invalid_request";
-	case 401:
-		return "unauthorized";
-	case 403:
-		return "forbidden";
-	case 404:
-		return "not_found";
-	case 405:
-		return "method_not_allowed";
-	case 408:
-		return "request_timeout";
-	case 409:
-		return "conflict";
-	case 413:
-		return "body_too_large";
-	case 415:
-		return "unsupported_media_type";
-	case 429:
-		return "too_many_requests";
-	case 500:
-		return "internal";
-	case 501:
-		return "not_implemented";
-	case 502:
-		return "bad_gateway";
-	case 503:
-		return "unavailable";
-	case 504:
-		return "gateway_timeout";
-	default:
-		return status >= 500 ? "internal" : "error";
+	case 400: return "invalid_request";
+	case 401: return "unauthorized";
+	case 403: return "forbidden";
+	case 404: return "not_found";
+	case 405: return "method_not_allowed";
+	case 408: return "request_timeout";
+	case 409: return "conflict";
+	case 413: return "body_too_large";
+	case 415: return "unsupported_media_type";
+	case 429: return "too_many_requests";
+	case 500: return "internal";
+	case 501: return "not_implemented";
+	case 502: return "bad_gateway";
+	case 503: return "unavailable";
+	case 504: return "gateway_timeout";
+	default: return status >= 500 ? "internal" : "error";
 	}
 }
 
@@ -90,9 +74,9 @@ int http_parse_listen(const char *listen, char *host, size_t host_size, uint16_t
 	} else {
 		colon = strrchr(listen, ':');
 		if (!colon)
-			return st_error_make(err, EINVAL,
-			                     "listen address '%s': expected HOST:PORT, e.g. 127.0.0.1:8080",
-			                     listen);
+			return st_error_make(
+			    err, EINVAL,
+			    "listen address '%s': expected HOST:PORT, e.g. 127.0.0.1:8080", listen);
 		hlen = (size_t)(colon - listen);
 	}
 	if (hlen == 0)
@@ -262,11 +246,8 @@ int http_route_ex(struct http_server *srv, const struct http_route_spec *spec)
 int http_route(struct http_server *srv, const char *method, const char *pattern,
                http_handler_fn handler, void *ctx, unsigned flags)
 {
-	struct http_route_spec s = {.method = method,
-	                            .pattern = pattern,
-	                            .handler = handler,
-	                            .ctx = ctx,
-	                            .flags = flags};
+	struct http_route_spec s = {
+	    .method = method, .pattern = pattern, .handler = handler, .ctx = ctx, .flags = flags};
 	return http_route_ex(srv, &s);
 }
 
@@ -501,8 +482,9 @@ json_t *http_body_json(struct http_request *req)
 	json_t *j = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
 	if (!j) {
 		char msg[300];
-		snprintf(msg, sizeof(msg), "request body is not valid JSON: %s (line %d, column %d)",
-		         je.text, je.line, je.column);
+		snprintf(msg, sizeof(msg),
+		         "request body is not valid JSON: %s (line %d, column %d)", je.text,
+		         je.line, je.column);
 		http_reply_error(req, 400, "invalid_json", msg, NULL);
 		return NULL;
 	}
@@ -541,8 +523,8 @@ int http_reply_bytes(struct http_request *req, unsigned status, const char *cont
 int http_reply_text(struct http_request *req, unsigned status, const char *content_type,
                     const char *text)
 {
-	return http_reply_bytes(req, status, content_type ? content_type : "text/plain",
-	                        text, strlen(text));
+	return http_reply_bytes(req, status, content_type ? content_type : "text/plain", text,
+	                        strlen(text));
 }
 
 int http_reply_json(struct http_request *req, unsigned status, json_t *body)
@@ -627,9 +609,8 @@ struct http_stream *http_reply_stream(struct http_request *req, unsigned status,
 	if (c->replied)
 		return NULL;
 	struct http_stream *s = http__stream_new(c);
-	struct MHD_Response *resp =
-	    MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, http__stream_reader,
-	                                      s, http__stream_response_free);
+	struct MHD_Response *resp = MHD_create_response_from_callback(
+	    MHD_SIZE_UNKNOWN, 64 * 1024, http__stream_reader, s, http__stream_response_free);
 	if (!resp) {
 		http__stream_response_free(s);
 		http_stream_close(s);
@@ -818,9 +799,10 @@ static enum MHD_Result begin_request(struct http_server *srv, struct MHD_Connect
 		c->req.principal = c->principal;
 		if (r->scope && !http__scopes_have(c->scopes, r->scope)) {
 			char hdr[160];
-			snprintf(hdr, sizeof(hdr),
-			         "Bearer realm=\"stockade\", error=\"insufficient_scope\", scope=\"%s\"",
-			         r->scope);
+			snprintf(
+			    hdr, sizeof(hdr),
+			    "Bearer realm=\"stockade\", error=\"insufficient_scope\", scope=\"%s\"",
+			    r->scope);
 			http_reply_header(&c->req, "WWW-Authenticate", hdr);
 			char msg[200];
 			snprintf(msg, sizeof(msg), "token '%s' lacks the '%s' permission",
@@ -835,11 +817,11 @@ static enum MHD_Result begin_request(struct http_server *srv, struct MHD_Connect
 	                   ? srv->opts.max_upload_bytes
 	                   : (r->max_body_bytes ? r->max_body_bytes : srv->opts.max_body_bytes);
 	c->body_cap = (size_t)cap;
-	const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-	                                             MHD_HTTP_HEADER_CONTENT_LENGTH);
+	const char *cl =
+	    MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 	uint64_t clen = 0;
-	const char *expect = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-	                                                 MHD_HTTP_HEADER_EXPECT);
+	const char *expect =
+	    MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
 	bool have_clen = cl && st_parse_u64(cl, &clen) == 0;
 	c->drain_limit = (uint64_t)cap * 4 + 65536;
 	if (have_clen && clen > cap && !expect && clen <= cap + 16 * 1024 * 1024) {
@@ -849,7 +831,8 @@ static enum MHD_Result begin_request(struct http_server *srv, struct MHD_Connect
 		c->drain_limit = clen;
 	} else if (have_clen && clen > cap) {
 		char msg[200];
-		snprintf(msg, sizeof(msg), "request body of %llu bytes exceeds the limit of %llu bytes",
+		snprintf(msg, sizeof(msg),
+		         "request body of %llu bytes exceeds the limit of %llu bytes",
 		         (unsigned long long)clen, (unsigned long long)cap);
 		return queue_early_error(c, 413, "body_too_large", msg,
 		                         json_pack("{s:I}", "limitBytes", (json_int_t)cap));
@@ -874,7 +857,8 @@ static void run_handler(struct http__conn *c)
 	c->handled = true;
 	if (c->body_fd >= 0) {
 		if (lseek(c->body_fd, 0, SEEK_SET) < 0) {
-			http_reply_error(&c->req, 500, "internal", "cannot rewind upload spool", NULL);
+			http_reply_error(&c->req, 500, "internal", "cannot rewind upload spool",
+			                 NULL);
 			return;
 		}
 		c->req.body_fd = c->body_fd;
@@ -887,18 +871,19 @@ static void run_handler(struct http__conn *c)
 	int r = c->route->handler(&c->req, c->route->ctx);
 	if (!c->replied) {
 		if (r < 0)
-			st_log(ST_LOG_ERROR, "handler '%s' failed: %s", c->route->name, strerror(-r));
+			st_log(ST_LOG_ERROR, "handler '%s' failed: %s", c->route->name,
+			       strerror(-r));
 		else
-			st_log(ST_LOG_ERROR, "handler '%s' returned without a reply", c->route->name);
+			st_log(ST_LOG_ERROR, "handler '%s' returned without a reply",
+			       c->route->name);
 		http_reply_error(&c->req, 500, "internal",
 		                 "the server failed to handle this request", NULL);
 	}
 }
 
 static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const char *url,
-                                 const char *method, const char *version,
-                                 const char *upload_data, size_t *upload_data_size,
-                                 void **con_cls)
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **con_cls)
 {
 	struct http_server *srv = cls;
 	(void)version;
@@ -928,7 +913,8 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
 			}
 			ssize_t w = st_write_all(c->body_fd, upload_data, n);
 			if (w < 0) {
-				st_log(ST_LOG_ERROR, "upload spool write failed: %s", strerror((int)-w));
+				st_log(ST_LOG_ERROR, "upload spool write failed: %s",
+				       strerror((int)-w));
 				return MHD_NO;
 			}
 			c->body_written += n;

@@ -26,8 +26,8 @@ static size_t write_cb(char *p, size_t sz, size_t n, void *ud)
 	return sz * n;
 }
 
-static void do_req(struct http_server *srv, const char *method, const char *path,
-                   const char *auth, const char *body, size_t body_len, struct resp *r)
+static void do_req(struct http_server *srv, const char *method, const char *path, const char *auth,
+                   const char *body, size_t body_len, struct resp *r)
 {
 	CURL *c = curl_easy_init();
 	char url[512];
@@ -86,8 +86,9 @@ static int h_params(struct http_request *req, void *ctx)
 {
 	(void)ctx;
 	return http_reply_json(req, 200,
-	                       json_pack("{s:s?,s:s?,s:s?}", "name", http_param(req, "name"), "port",
-	                                 http_param(req, "port"), "rest", http_param(req, "*")));
+	                       json_pack("{s:s?,s:s?,s:s?}", "name", http_param(req, "name"),
+	                                 "port", http_param(req, "port"), "rest",
+	                                 http_param(req, "*")));
 }
 
 static int h_echo(struct http_request *req, void *ctx)
@@ -357,8 +358,9 @@ TEST(http_auth_token_rules)
 	CHECK(http_auth_add_token(srv, "h", "sha256:zz", "*", &err) < 0);
 	st_error_release(&err);
 	CHECK(http_auth_add_token(
-	          srv, "h", "sha256:0000000000000000000000000000000000000000000000000000000000000000",
-	          "*", &err) == 0);
+	          srv, "h",
+	          "sha256:0000000000000000000000000000000000000000000000000000000000000000", "*",
+	          &err) == 0);
 	CHECK(!http_auth_is_empty(srv));
 	http_server_free(srv);
 }
@@ -457,7 +459,9 @@ TEST(http_metrics_render)
 	struct st_buf b;
 	st_buf_init(&b, 1 << 20);
 	http_server_metrics_render(srv, &b);
-	CHECK_CONTAINS(b.data, "stockade_http_requests_total{route=\"/hello\",method=\"GET\",status=\"200\"} 1");
+	CHECK_CONTAINS(
+	    b.data,
+	    "stockade_http_requests_total{route=\"/hello\",method=\"GET\",status=\"200\"} 1");
 	CHECK_CONTAINS(b.data, "route=\"unmatched\"");
 	CHECK_CONTAINS(b.data, "stockade_http_request_duration_seconds_bucket");
 	st_buf_release(&b);
