@@ -129,6 +129,8 @@ const char *app_component_name(enum app_component c);
 /* Register ops plus every component in app->components; fails naming a component that is not
  * part of this build. */
 int api_register_all(struct http_server *srv, struct app *app, struct st_error **err);
+/* Is the component's register function part of this binary? */
+bool api_component_built(enum app_component c);
 
 /* ---- shared helpers for component handlers ----------------------------------------------- */
 
