@@ -13,7 +13,7 @@
 #   BASE_URL  http://127.0.0.1:PORT      TOKEN        the API token
 #   SERVER_PID, SERVER_LOG (its stderr), SERVER_DATA (its --data-dir)
 # Pass --config FILE, --role ROLE etc. as arguments. Set SERVE_ENV="VAR=value ..." to give the
-# server extra environment. The EXIT trap stops the server and removes the data dir.
+# server extra environment, SERVE_DATA_DIR=DIR to reuse a data dir (restart tests). The EXIT trap stops the server and removes the data dir.
 : "${STOCKADE_BIN:?source tests/lib.sh first}"
 SERVER_PID=
 _serve_tmp=
@@ -30,7 +30,7 @@ start_server() {
   [ -n "$_serve_tmp" ] || _serve_tmp=$(mktemp -d "${TMPDIR:-/tmp}/stockade-e2e.XXXXXX")
   local port
   port=$(free_port)
-  SERVER_DATA=$_serve_tmp/data-$port
+  SERVER_DATA=${SERVE_DATA_DIR:-$_serve_tmp/data-$port}
   SERVER_LOG=$_serve_tmp/server-$port.log
   : "${TOKEN:=tok_$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')}"
   BASE_URL=http://127.0.0.1:$port

@@ -208,10 +208,12 @@ int api_register_all(struct http_server *srv, struct app *app, struct st_error *
 		if (!(app->components & c))
 			continue;
 		api_register_fn fn = component_register_fn(c);
-		if (!fn)
-			return st_error_make(err, ENOSYS,
-			                     "component '%s' is not part of this build of stockade",
-			                     component_names[i].name);
+		if (!fn) {
+			st_error_make(err, 0,
+			              "component '%s' is not part of this build of stockade",
+			              component_names[i].name);
+			return -ENOSYS;
+		}
 		r = fn(srv, app, err);
 		if (r < 0)
 			return st_error_wrap(err, "cannot start '%s'", component_names[i].name);
