@@ -29,7 +29,7 @@ check_eq "second PUT: version 2" "$(json_get "$REQ_BODY" .version)" 2
 
 req GET /api/v1/functions/add
 check_eq "GET: latest version" "$(json_get "$REQ_BODY" .version)" 2
-check_eq "GET: versions listed" "$(json_get "$REQ_BODY" -c .versions)" "[1,2]"
+check_eq "GET: versions listed" "$(jq -c .versions <<<"$REQ_BODY")" "[1,2]"
 req GET "/api/v1/functions/add?version=1"
 check_eq "GET ?version=1" "$(json_get "$REQ_BODY" .code)" "return args.a + args.b"
 req GET "/api/v1/functions/add?version=9"
@@ -54,7 +54,7 @@ check_eq "function error: name" "$(json_get "$REQ_BODY" .error.name)" RangeError
 
 req PUT /api/v1/functions/async '{"code":"await new Promise(r => setTimeout(r, 10)); return args.map(x => x * 2)"}'
 req POST /api/v1/functions/async/invoke '{"args":[1,2,3]}'
-check_eq "async function" "$(json_get "$REQ_BODY" -c .result)" "[2,4,6]"
+check_eq "async function" "$(jq -c .result <<<"$REQ_BODY")" "[2,4,6]"
 
 req GET /api/v1/functions
 check_eq "list has three" "$(json_get "$REQ_BODY" '.functions | length')" 3
