@@ -18,8 +18,8 @@ start_holder() {
 covert_case() { # name holder-word holder-args... -- probe-args...
   local name=$1 word=$2; shift 2
   local hold=() ; while [ "$1" != "--" ]; do hold+=("$1"); shift; done; shift
-  if ! start_holder "$H_TMP/holder" "$word" -- "${hold[@]}"; then
-    not_ok "$name" "holder jail did not come up: $(head -c 300 "$H_TMP/holder" "$H_TMP/holder.err" 2>/dev/null)"
+  if ! start_holder "$H_TMP/reports/holder" "$word" -- "${hold[@]}"; then
+    not_ok "$name" "holder jail did not come up: $(head -c 300 "$H_TMP/reports/holder" "$H_TMP/reports/holder.err" 2>/dev/null)"
     wait "$H_HOLDER" 2>/dev/null; return
   fi
   expect_blocked "$name" -- "$@"
@@ -29,7 +29,7 @@ covert_case() { # name holder-word holder-args... -- probe-args...
 covert_case "covert: flock/OFD lock on a shared read-only file not visible across jails" LOCKED \
   /hostile/covert flock-hold /hostile/covert 4 -- /hostile/covert flock-probe /hostile/covert
 covert_case "covert: /dev/shm is private to each jail" WRITTEN \
-  /hostile/covert shm-write "covert-$H_TAG" "$H_SECRET_TOKEN" -- /hostile/covert shm-read "covert-$H_TAG"
+  /hostile/covert shm-write "covert-$H_HOST_TAG" "$H_SECRET_TOKEN" -- /hostile/covert shm-read "covert-$H_HOST_TAG"
 check "covert: nothing written to the host's /dev/shm" test ! -e "/dev/shm/covert-$H_TAG"
 covert_case "covert: SysV shm/msg/sem of another jail not visible (own IPC ns)" LOCKED \
   /hostile/covert sysv-hold 0x5354 4 -- /hostile/covert sysv-probe 0x5354

@@ -9,10 +9,10 @@ h_host_sleeper
 
 # --- TIOCSTI / TIOCLINUX: the jail runs on a real pty (script(1)) so there is a tty to target.
 tty_case() { # name variant
-  local rep=$H_TMP/tty.json
+  local rep=$H_TMP/reports/tty.json
   rm -f "$rep"
   J_OUT=$(h_as script -qec "timeout -k 5 30 $STOCKADE_BIN jail --report $rep --ro-bind $H_BIN /hostile -- /hostile/tty $2" /dev/null 2>&1 </dev/null)
-  J_REPORT=$(cat "$rep" 2>/dev/null); J_STATUS=$(json_get "$J_REPORT" '.status // "none"'); J_ERR=; J_RC=
+  J_REPORT=$(cat "$rep" 2>/dev/null); J_STATUS=$(json_get "$J_REPORT" '.status // "none"'); J_STATUS=${J_STATUS:-none}; J_ERR=; J_RC=
   J_OUT+=$(json_get "$J_REPORT" '.stdout // empty')
   if _h_blocked && ! h_host_dirty >/dev/null; then ok "$1"; else not_ok "$1"; _h_diag; fi
 }
@@ -23,7 +23,7 @@ tty_case "tioclinux: TIOCLINUX paste on every reachable tty is refused" tioclinu
 # --- CVE-2019-5736: the supervisor's binary through /proc/<pid>/exe.
 expect_blocked "proc-exe: /proc/self/exe not writable (direct and O_PATH reopen)" -- /hostile/procexe self-exe
 expect_blocked "proc-exe: parent's and pid 1's exe not writable" -- /hostile/procexe parent-exe
-expect_blocked "proc-exe: no host pid visible, no exe writable in /proc" -- /hostile/procexe scan-pids "$H_HOST_TAG"
+expect_blocked "proc-exe: no host pid visible, no exe writable in /proc" -- /hostile/procexe scan-pids "$(rev <<<"$H_HOST_TAG")"
 expect_blocked "proc-exe: 1 s race reopening pid 1's exe for writing" -- /hostile/procexe exe-race
 
 # --- CVE-2024-21626: descriptors and cwd leaked from the host. The caller holds fds 5, 7 and
@@ -97,9 +97,8 @@ expect_blocked "root: /, /usr, /etc read-only" -- /hostile/mounts root-ro
 expect_blocked "caps: every capability set zero, NoNewPrivs, Seccomp 2, none can be raised" -- /hostile/privs caps
 mkdir -p "$H_TMP/suid" && cp "$H_BIN/privs" "$H_TMP/suid/privs" && chown 0:0 "$H_TMP/suid/privs" && chmod 4755 "$H_TMP/suid/privs"
 expect_blocked "setuid: a setuid-root binary gains nothing (no_new_privs, nosuid)" --ro-bind "$H_TMP/suid" /suid -- /hostile/privs suid /suid/privs
-if [ -u /usr/bin/su ]; then
-  expect_blocked "setuid: the host's setuid su gains nothing" -- /hostile/privs suid /usr/bin/su
-fi
+cp "$H_BIN/privs" "$H_TMP/suid/privs-g" && chown 0:0 "$H_TMP/suid/privs-g" && chmod 2755 "$H_TMP/suid/privs-g"
+expect_blocked "setgid: a setgid-root binary gains nothing" --ro-bind "$H_TMP/suid" /suid -- /hostile/privs suid /suid/privs-g
 expect_blocked "sysrq: /proc/sysrq-trigger not writable" -- /hostile/privs sysrq
 expect_blocked "procsys: machine-wide /proc/sys files not writable, kcore/kmsg unreadable" -- /hostile/privs procsys
 expect_blocked "sys: /sys files acting on the host not writable" -- /hostile/privs sys

@@ -12,7 +12,7 @@ h_host_sleeper
 
 expect_blocked "rootless: capabilities zero and not raisable" -- /hostile/privs caps
 expect_blocked "rootless: only fds 0-2" -- /hostile/fds scan-fds
-expect_blocked "rootless: no host pid visible, no exe writable" -- /hostile/procexe scan-pids "$H_HOST_TAG"
+expect_blocked "rootless: no host pid visible, no exe writable" -- /hostile/procexe scan-pids "$(rev <<<"$H_HOST_TAG")"
 expect_blocked "rootless: /proc/self/exe not writable" -- /hostile/procexe self-exe
 expect_blocked "rootless: nested unshare(CLONE_NEWUSER) refused" -- /hostile/userns unshare-user
 expect_blocked "rootless: mount refused" -- /hostile/mounts mount-tmpfs

