@@ -30,7 +30,7 @@ covert_case "covert: flock/OFD lock on a shared read-only file not visible acros
   /hostile/covert flock-hold /hostile/covert 4 -- /hostile/covert flock-probe /hostile/covert
 covert_case "covert: /dev/shm is private to each jail" WRITTEN \
   /hostile/covert shm-write "covert-$H_HOST_TAG" "$H_SECRET_TOKEN" -- /hostile/covert shm-read "covert-$H_HOST_TAG"
-check "covert: nothing written to the host's /dev/shm" test ! -e "/dev/shm/covert-$H_TAG"
+check "covert: nothing written to the host's /dev/shm" test ! -e "/dev/shm/covert-$H_HOST_TAG"
 covert_case "covert: SysV shm/msg/sem of another jail not visible (own IPC ns)" LOCKED \
   /hostile/covert sysv-hold 0x5354 4 -- /hostile/covert sysv-probe 0x5354
 check "covert: SysV key 0x5354 not on the host" bash -c '! ipcs -m | grep -qi "0x00005354"'
