@@ -74,7 +74,7 @@ if kill -0 "$H_HOST_SLEEPER" 2>/dev/null; then ok "signals: host process survive
 # case still checks nothing ran, and a SIGSEGV inside counts as refused by the kernel.
 abi_case() { # name variant
   jrun -- /hostile/abi "$2"
-  if [ "$J_STATUS" = signaled ] && [ "$(json_get "$J_REPORT" .signal)" = 11 ] && ! "$H_BIN/abi" "$2" >/dev/null 2>&1; then
+  if [ "$J_STATUS" = signaled ] && [ "$(json_get "$J_REPORT" .signal)" = 11 ] && ! ("$H_BIN/abi" "$2") >/dev/null 2>&1; then
     ok "$1 # (int 0x80 is not available on this host kernel/VM)"
   elif _h_blocked && ! h_host_dirty >/dev/null; then ok "$1"; else not_ok "$1"; _h_diag; fi
 }

@@ -29,7 +29,7 @@ expect_blocked "socket: raw IP sockets refused with --net none" --net none -- /h
 
 # Host listeners the jail must not reach: TCP on 127.0.0.1 and an abstract unix socket.
 port=$(free_port)
-abstract=stockade-hostile-$H_TAG
+abstract=stockade-hostile-$H_HOST_TAG
 python3 - "$port" "$abstract" <<'PY' &
 import socket, sys, threading, time
 t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
