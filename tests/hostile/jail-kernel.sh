@@ -37,7 +37,10 @@ t.bind(("127.0.0.1", int(sys.argv[1]))); t.listen(8)
 u = socket.socket(socket.AF_UNIX); u.bind("\0" + sys.argv[2]); u.listen(8)
 def serve(s):
     while True:
-        c, _ = s.accept(); c.sendall(b"host-secret\n"); c.close()
+        c, _ = s.accept()
+        try: c.sendall(b"host-secret\n")
+        except OSError: pass
+        c.close()
 for s in (t, u): threading.Thread(target=serve, args=(s,), daemon=True).start()
 time.sleep(120)
 PY
