@@ -20,54 +20,56 @@ int cmd_jail(int argc, char **argv);
 
 static void usage(FILE *f)
 {
-	fputs("usage: stockade jail [options] -- CMD [ARGS...]\n"
-	      "\n"
-	      "Run CMD in a new jail: user, pid, mount, net, ipc, uts and cgroup namespaces; a\n"
-	      "read-only root (/usr, /bin, /sbin, /lib*, a generated /etc), fresh /tmp, /dev and\n"
-	      "/proc; cgroup limits (v2 or v1), rlimits, no capabilities, no_new_privs, a seccomp\n"
-	      "allowlist. stdin is /dev/null; stdout and stderr pass through, each capped.\n"
-	      "\n"
-	      "filesystem:\n"
-	      "  --ro-bind SRC DST     bind host SRC read-only at DST (nosuid, nodev)\n"
-	      "  --bind SRC DST        bind host SRC read-write at DST (nosuid, nodev)\n"
-	      "  --tmpfs DST[:SIZE]    fresh tmpfs at DST (SIZE like 16M; default: the /tmp size)\n"
-	      "  --tmp-size SIZE       size of /tmp and of a working-dir tmpfs (default 64M)\n"
-	      "  --chdir DIR           working directory inside (default /tmp; a missing one gets a\n"
-	      "                        fresh tmpfs)\n"
-	      "  --no-default-mounts   only the binds given (plus /dev, /proc, /tmp) make the root\n"
-	      "environment and identity:\n"
-	      "  --env K=V             add a variable (the environment is PATH, HOME=/tmp,\n"
-	      "                        LANG=C.UTF-8, TMPDIR=/tmp plus these; repeatable)\n"
-	      "  --hostname NAME       hostname inside (default 'stockade')\n"
-	      "  --rootless            build the jail as an unprivileged user would, even as root\n"
-	      "limits:\n"
-	      "  --memory MB           cgroup memory limit, swap off\n"
-	      "  --pids N              cgroup pids limit (every process and thread)\n"
-	      "  --cpus N              cgroup CPU quota in CPUs (e.g. 0.5)\n"
-	      "  --time-limit SEC      wall-clock limit; the whole jail is killed at it\n"
-	      "  --cpu-time SEC        CPU-time limit (RLIMIT_CPU and the cgroup's CPU usage)\n"
-	      "  --output-limit BYTES  cap on stdout and on stderr, each (default 1M; at the cap the\n"
-	      "                        jail is killed and the status is output_limit)\n"
-	      "  --fsize SIZE          largest file the program may write (default 64M)\n"
-	      "  --nofile N            open files (default 256)\n"
-	      "network and syscalls:\n"
-	      "  --net none|loopback   own network namespace; loopback (default) brings 'lo' up\n"
-	      "  --seccomp POLICY      default | egress | jsc | python; 'none' disables the filter\n"
-	      "                        (debugging only; a loud warning is printed)\n"
-	      "report:\n"
-	      "  --report FILE         write the JSON report to FILE ('-': stdout, after the\n"
-	      "                        program's output)\n"
-	      "  --capture             capture output into the report instead of passing it on\n"
-	      "  --no-cgroup           do not create a cgroup (no memory/pids/cpu limits)\n"
-	      "\n"
-	      "exit status: the program's own exit code when it exited; otherwise\n"
-	      "  124 timeout (wall or CPU)      125 setup error (the report names the step)\n"
-	      "  126 output limit               137 memory limit\n"
-	      "  159 sandbox violation (a refused syscall; the report names it)\n"
-	      "  128+N killed by signal N       2 usage error\n"
-	      "environment: STOCKADE_CGROUP_PARENT (parent cgroup name, default 'stockade'),\n"
-	      "  STOCKADE_CGROUP_VERSION=1|2 (use only that cgroup hierarchy)\n",
-	      f);
+	fputs(
+	    "usage: stockade jail [options] -- CMD [ARGS...]\n"
+	    "\n"
+	    "Run CMD in a new jail: user, pid, mount, net, ipc, uts and cgroup namespaces; a\n"
+	    "read-only root (/usr, /bin, /sbin, /lib*, a generated /etc), fresh /tmp, /dev and\n"
+	    "/proc; cgroup limits (v2 or v1), rlimits, no capabilities, no_new_privs, a seccomp\n"
+	    "allowlist. stdin is /dev/null; stdout and stderr pass through, each capped.\n"
+	    "\n"
+	    "filesystem:\n"
+	    "  --ro-bind SRC DST     bind host SRC read-only at DST (nosuid, nodev)\n"
+	    "  --bind SRC DST        bind host SRC read-write at DST (nosuid, nodev)\n"
+	    "  --tmpfs DST[:SIZE]    fresh tmpfs at DST (SIZE like 16M; default: the /tmp size)\n"
+	    "  --tmp-size SIZE       size of /tmp and of a working-dir tmpfs (default 64M)\n"
+	    "  --chdir DIR           working directory inside (default /tmp; a missing one gets a\n"
+	    "                        fresh tmpfs)\n"
+	    "  --no-default-mounts   only the binds given (plus /dev, /proc, /tmp) make the root\n"
+	    "environment and identity:\n"
+	    "  --env K=V             add a variable (the environment is PATH, HOME=/tmp,\n"
+	    "                        LANG=C.UTF-8, TMPDIR=/tmp plus these; repeatable)\n"
+	    "  --hostname NAME       hostname inside (default 'stockade')\n"
+	    "  --rootless            build the jail as an unprivileged user would, even as root\n"
+	    "limits:\n"
+	    "  --memory MB           cgroup memory limit, swap off\n"
+	    "  --pids N              cgroup pids limit (every process and thread)\n"
+	    "  --cpus N              cgroup CPU quota in CPUs (e.g. 0.5)\n"
+	    "  --time-limit SEC      wall-clock limit; the whole jail is killed at it\n"
+	    "  --cpu-time SEC        CPU-time limit (RLIMIT_CPU and the cgroup's CPU usage)\n"
+	    "  --output-limit BYTES  cap on stdout and on stderr, each (default 1M; at the cap "
+	    "the\n"
+	    "                        jail is killed and the status is output_limit)\n"
+	    "  --fsize SIZE          largest file the program may write (default 64M)\n"
+	    "  --nofile N            open files (default 256)\n"
+	    "network and syscalls:\n"
+	    "  --net none|loopback   own network namespace; loopback (default) brings 'lo' up\n"
+	    "  --seccomp POLICY      default | egress | jsc | python; 'none' disables the filter\n"
+	    "                        (debugging only; a loud warning is printed)\n"
+	    "report:\n"
+	    "  --report FILE         write the JSON report to FILE ('-': stdout, after the\n"
+	    "                        program's output)\n"
+	    "  --capture             capture output into the report instead of passing it on\n"
+	    "  --no-cgroup           do not create a cgroup (no memory/pids/cpu limits)\n"
+	    "\n"
+	    "exit status: the program's own exit code when it exited; otherwise\n"
+	    "  124 timeout (wall or CPU)      125 setup error (the report names the step)\n"
+	    "  126 output limit               137 memory limit\n"
+	    "  159 sandbox violation (a refused syscall; the report names it)\n"
+	    "  128+N killed by signal N       2 usage error\n"
+	    "environment: STOCKADE_CGROUP_PARENT (parent cgroup name, default 'stockade'),\n"
+	    "  STOCKADE_CGROUP_VERSION=1|2 (use only that cgroup hierarchy)\n",
+	    f);
 }
 
 static int parse_secs_ms(const char *s, uint64_t *ms)
@@ -90,9 +92,29 @@ static int bad(const char *opt, const char *val, const char *want)
 int cmd_jail(int argc, char **argv)
 {
 	enum {
-		O_RO_BIND = 256, O_BIND, O_TMPFS, O_CHDIR, O_ENV, O_MEMORY, O_PIDS, O_CPUS,
-		O_TIME, O_CPU_TIME, O_OUTPUT, O_NET, O_SECCOMP, O_HOSTNAME, O_REPORT, O_ROOTLESS,
-		O_CAPTURE, O_NO_CGROUP, O_TMP_SIZE, O_FSIZE, O_NOFILE, O_NO_DEFAULT, O_HELP
+		O_RO_BIND = 256,
+		O_BIND,
+		O_TMPFS,
+		O_CHDIR,
+		O_ENV,
+		O_MEMORY,
+		O_PIDS,
+		O_CPUS,
+		O_TIME,
+		O_CPU_TIME,
+		O_OUTPUT,
+		O_NET,
+		O_SECCOMP,
+		O_HOSTNAME,
+		O_REPORT,
+		O_ROOTLESS,
+		O_CAPTURE,
+		O_NO_CGROUP,
+		O_TMP_SIZE,
+		O_FSIZE,
+		O_NOFILE,
+		O_NO_DEFAULT,
+		O_HELP
 	};
 	static const struct option opts[] = {
 	    {"ro-bind", required_argument, 0, O_RO_BIND},
@@ -126,8 +148,10 @@ int cmd_jail(int argc, char **argv)
 	size_t n_mounts = 0;
 	char *envs[130];
 	size_t n_env = 0;
-	static char def_path[] = "PATH=/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin";
-	static char def_home[] = "HOME=/tmp", def_lang[] = "LANG=C.UTF-8", def_tmp[] = "TMPDIR=/tmp";
+	static char def_path[] =
+	    "PATH=/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin";
+	static char def_home[] = "HOME=/tmp", def_lang[] = "LANG=C.UTF-8",
+	            def_tmp[] = "TMPDIR=/tmp";
 	envs[n_env++] = def_path;
 	envs[n_env++] = def_home;
 	envs[n_env++] = def_lang;
@@ -153,12 +177,13 @@ int cmd_jail(int argc, char **argv)
 				fprintf(stderr, "stockade jail: too many mounts (at most 64)\n");
 				goto out;
 			}
-			mounts[n_mounts++] = (struct jail_mount){
-			    o == O_BIND ? JAIL_MOUNT_BIND : JAIL_MOUNT_RO_BIND, optarg,
-			    argv[optind++], 0};
+			mounts[n_mounts++] =
+			    (struct jail_mount){o == O_BIND ? JAIL_MOUNT_BIND : JAIL_MOUNT_RO_BIND,
+			                        optarg, argv[optind++], 0};
 			break;
 		case O_TMPFS: {
-			if (n_mounts >= ST_ARRAY_SIZE(mounts) || n_tmpfs >= ST_ARRAY_SIZE(tmpfs_dsts)) {
+			if (n_mounts >= ST_ARRAY_SIZE(mounts) ||
+			    n_tmpfs >= ST_ARRAY_SIZE(tmpfs_dsts)) {
 				fprintf(stderr, "stockade jail: too many mounts (at most 64)\n");
 				goto out;
 			}
@@ -169,7 +194,8 @@ int cmd_jail(int argc, char **argv)
 			if (colon) {
 				*colon = '\0';
 				if (st_parse_size(colon + 1, &size) < 0 || size == 0) {
-					ret = bad("--tmpfs", optarg, "want DST[:SIZE], SIZE like 16M");
+					ret = bad("--tmpfs", optarg,
+					          "want DST[:SIZE], SIZE like 16M");
 					goto out;
 				}
 			}
@@ -216,7 +242,8 @@ int cmd_jail(int argc, char **argv)
 			char *end;
 			double d = strtod(optarg, &end);
 			if (end == optarg || *end || !(d > 0) || d > 1024) {
-				ret = bad("--cpus", optarg, "want a positive number of CPUs, e.g. 0.5");
+				ret = bad("--cpus", optarg,
+				          "want a positive number of CPUs, e.g. 0.5");
 				goto out;
 			}
 			spec.limits.cpus = d;
@@ -255,7 +282,8 @@ int cmd_jail(int argc, char **argv)
 			}
 			break;
 		case O_NOFILE:
-			if (st_parse_u64(optarg, &spec.limits.nofile) < 0 || spec.limits.nofile < 4) {
+			if (st_parse_u64(optarg, &spec.limits.nofile) < 0 ||
+			    spec.limits.nofile < 4) {
 				ret = bad("--nofile", optarg, "want a number, at least 4");
 				goto out;
 			}
@@ -276,13 +304,16 @@ int cmd_jail(int argc, char **argv)
 				if (strcmp(*pn, optarg) == 0)
 					known = true;
 			if (!known) {
-				ret = bad("--seccomp", optarg, "want default, egress, jsc, python or none");
+				ret = bad("--seccomp", optarg,
+				          "want default, egress, jsc, python or none");
 				goto out;
 			}
 			if (strcmp(optarg, "none") == 0)
-				fprintf(stderr, "stockade jail: WARNING: --seccomp none: NO SYSCALL FILTER; "
-				                "the jailed program can reach the whole kernel syscall "
-				                "surface. Use for debugging only.\n");
+				fprintf(
+				    stderr,
+				    "stockade jail: WARNING: --seccomp none: NO SYSCALL FILTER; "
+				    "the jailed program can reach the whole kernel syscall "
+				    "surface. Use for debugging only.\n");
 			spec.seccomp_policy = optarg;
 			break;
 		}
@@ -304,7 +335,8 @@ int cmd_jail(int argc, char **argv)
 			ret = 0;
 			goto out;
 		default:
-			fprintf(stderr, "stockade jail: unknown or incomplete option '%s' (see --help)\n",
+			fprintf(stderr,
+			        "stockade jail: unknown or incomplete option '%s' (see --help)\n",
 			        argv[optind - 1]);
 			goto out;
 		}

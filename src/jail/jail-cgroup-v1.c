@@ -33,8 +33,9 @@ int jail__cg_v1_apply(struct jail_cgroup *cg, const struct jail_limits *l, struc
 		if (r == 0)
 			cg->v1_memsw = true;
 		else if (r == -ENOENT)
-			jail__cg_warn(cg, "swap not limited: 'memory.memsw.limit_in_bytes' is missing "
-			                  "(boot with swapaccount=1)");
+			jail__cg_warn(cg,
+			              "swap not limited: 'memory.memsw.limit_in_bytes' is missing "
+			              "(boot with swapaccount=1)");
 		else
 			return st_error_make(err, -r, "cgroup memory.memsw.limit_in_bytes");
 	}

@@ -325,9 +325,9 @@ int jail_cgroup_create(const char *name, const struct jail_limits *limits, struc
 	if (parent == NULL || parent[0] == '\0')
 		parent = "stockade";
 	if (!parent_name_ok(parent))
-		return st_error_make(err, EINVAL,
-		                     "bad STOCKADE_CGROUP_PARENT '%s': use a relative path without '..'",
-		                     parent);
+		return st_error_make(
+		    err, EINVAL,
+		    "bad STOCKADE_CGROUP_PARENT '%s': use a relative path without '..'", parent);
 	if (strchr(name, '/') || name[0] == '.' || name[0] == '\0')
 		return st_error_make(err, EINVAL, "bad cgroup name '%s'", name);
 	const char *ver = getenv("STOCKADE_CGROUP_VERSION");
@@ -388,7 +388,8 @@ int jail_cgroup_create(const char *name, const struct jail_limits *limits, struc
 			char *base = join_base(h->v1_mount[i], h->v1_own[i], parent);
 			int r = make_cgroup(base, name, &cg->v1_path[i], &cg->v1_fd[i]);
 			if (r < 0 && limit_set(i, limits))
-				jail__cg_warn(cg, "cgroup v1 %s: cannot create a cgroup under '%s': %s",
+				jail__cg_warn(cg,
+				              "cgroup v1 %s: cannot create a cgroup under '%s': %s",
 				              v1_name[i], base, strerror(-r));
 			free(base);
 		}
@@ -512,4 +513,26 @@ void jail__cg_host_json(json_t *o)
 		if (h->v1_mount[i][0])
 			json_object_set_new(v1, v1_name[i], json_string(h->v1_mount[i]));
 	json_object_set_new(o, "v1Mounts", v1);
+}
+
+int jail_cgroup_remove_parent(void)
+{
+	const struct host_cg *h = get_host();
+	const char *parent = getenv("STOCKADE_CGROUP_PARENT");
+	if (parent == NULL || parent[0] == '\0')
+		parent = "stockade";
+	if (!parent_name_ok(parent))
+		return -EINVAL;
+	int ret = 0;
+	for (int i = -1; i < JAIL__CG_NRES; i++) {
+		const char *mnt = i < 0 ? h->v2_mount : h->v1_mount[i];
+		const char *own = i < 0 ? h->v2_own : h->v1_own[i];
+		if (!mnt[0])
+			continue;
+		char *base = join_base(mnt, own, parent);
+		if (rmdir(base) < 0 && errno != ENOENT && ret == 0)
+			ret = -errno;
+		free(base);
+	}
+	return ret;
 }

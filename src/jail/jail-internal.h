@@ -146,7 +146,7 @@ __attribute__((noreturn)) void jail__child_main(struct jail__child *c);
 int jail__mount_root(struct jail__child *c, const char **step, char *detail, size_t detail_len);
 /* Report a setup failure to the supervisor and exit. */
 __attribute__((noreturn)) void jail__child_fail(struct jail__child *c, const char *step,
-                                                 const char *detail, int e);
+                                                const char *detail, int e);
 
 /* ---- capabilities and rlimits ------------------------------------------------------------ */
 

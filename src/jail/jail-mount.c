@@ -126,7 +126,8 @@ static int make_target(const struct jail__child *c, int rootfd, const char *rel,
 			if (mkdirat(pfd, last, 0755) < 0 && errno != EEXIST)
 				r = -errno;
 		} else {
-			int f = openat(pfd, last, O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
+			int f =
+			    openat(pfd, last, O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
 			if (f < 0)
 				r = errno == EISDIR ? 0 : -errno;
 			else
@@ -254,11 +255,11 @@ static int make_link(int rootfd, const struct jail__symlink *l)
 	return r;
 }
 
-#define FAIL(s, e)                                  \
-	do {                                        \
-		*step = (s);                        \
-		ret = (e);                          \
-		goto out;                           \
+#define FAIL(s, e)           \
+	do {                 \
+		*step = (s); \
+		ret = (e);   \
+		goto out;    \
 	} while (0)
 
 static void detail_set(char *detail, size_t len, const char *a, const char *b, const char *c)
@@ -288,12 +289,14 @@ int jail__mount_root(struct jail__child *c, const char **step, char *detail, siz
 		struct jail__mnt *m = &c->mnts[i];
 		if (m->kind == JAIL_MOUNT_TMPFS)
 			continue;
-		int t = open_tree(AT_FDCWD, m->src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+		int t =
+		    open_tree(AT_FDCWD, m->src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
 		if (t < 0) {
 			if (m->optional && errno == ENOENT)
 				continue;
 			detail_set(detail, detail_len, "'", m->src, "'");
-			FAIL(m->kind == JAIL_MOUNT_RO_BIND ? "ro-bind source" : "bind source", -errno);
+			FAIL(m->kind == JAIL_MOUNT_RO_BIND ? "ro-bind source" : "bind source",
+			     -errno);
 		}
 		uint64_t attrs = m->dev ? MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC
 		                        : MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
@@ -433,4 +436,3 @@ out:
 		close(devfd);
 	return ret;
 }
-

@@ -235,11 +235,13 @@ void jail__child_main(struct jail__child *c)
 	   outside, no supplementary groups. The jail is then built with the jail user's own
 	   access to host paths (it cannot bind what it could not read), and the files it creates
 	   are owned by a mapped id. */
-	if (setresgid(0, 0, 0) < 0)
+	/* Raw syscalls: glibc's wrappers would try to apply the change to every thread it
+	   believes exists (the supervisor's, which are not in this process) and wait forever. */
+	if (syscall(SYS_setresgid, 0, 0, 0) < 0)
 		jail__child_fail(c, "setresgid", NULL, errno);
-	if (!c->rootless && setgroups(0, NULL) < 0)
+	if (!c->rootless && syscall(SYS_setgroups, 0, NULL) < 0)
 		jail__child_fail(c, "setgroups", NULL, errno);
-	if (setresuid(0, 0, 0) < 0)
+	if (syscall(SYS_setresuid, 0, 0, 0) < 0)
 		jail__child_fail(c, "setresuid", NULL, errno);
 	if (sethostname(c->hostname, strlen(c->hostname)) < 0)
 		jail__child_fail(c, "sethostname", c->hostname, errno);

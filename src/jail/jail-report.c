@@ -100,15 +100,16 @@ json_t *jail_report_to_json(const struct jail_report *r)
 	json_object_set_new(o, "limitsHit", hits);
 	if (r->status == JAIL_SANDBOX_VIOLATION) {
 		json_t *v = json_object();
-		json_object_set_new(v, "syscall", r->violation_syscall
-		                                      ? json_string(r->violation_syscall)
-		                                      : json_null());
+		json_object_set_new(v, "syscall",
+		                    r->violation_syscall ? json_string(r->violation_syscall)
+		                                         : json_null());
 		json_object_set_new(o, "violation", v);
 	}
 	if (r->setup_step || r->setup_error) {
 		json_t *s = json_object();
 		json_object_set_new(s, "step", json_string(r->setup_step ? r->setup_step : ""));
-		json_object_set_new(s, "message", json_string(r->setup_error ? r->setup_error : ""));
+		json_object_set_new(s, "message",
+		                    json_string(r->setup_error ? r->setup_error : ""));
 		json_object_set_new(o, "setupError", s);
 	}
 	if (r->out)

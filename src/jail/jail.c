@@ -79,10 +79,11 @@ static int add_mnt(struct prep *p, enum jail_mount_kind kind, const char *src, c
 		                     ST_ARRAY_SIZE(p->mnts) - 16);
 	if (dst == NULL || dst[0] != '/' || strlen(dst) >= 500 || strstr(dst, "/../") ||
 	    st_str_has_suffix(dst, "/..") || strcmp(dst, "/") == 0)
-		return st_error_make(err, EINVAL,
-		                     "bad mount destination '%s': use an absolute path other than / "
-		                     "without '..'",
-		                     dst ? dst : "(null)");
+		return st_error_make(
+		    err, EINVAL,
+		    "bad mount destination '%s': use an absolute path other than / "
+		    "without '..'",
+		    dst ? dst : "(null)");
 	struct jail__mnt *m = &p->mnts[p->n_mnts++];
 	memset(m, 0, sizeof(*m));
 	m->kind = kind;
@@ -155,8 +156,8 @@ static int prepare(struct prep *p, const struct jail_spec *spec, struct st_error
 		const char *opt_ro[] = {"/etc/ld.so.cache", "/etc/ssl/certs", "/etc/alternatives",
 		                        "/etc/ca-certificates"};
 		for (size_t i = 0; i < ST_ARRAY_SIZE(opt_ro); i++)
-			if ((r = add_mnt(p, JAIL_MOUNT_RO_BIND, opt_ro[i], opt_ro[i], 0, true, err)) <
-			    0)
+			if ((r = add_mnt(p, JAIL_MOUNT_RO_BIND, opt_ro[i], opt_ro[i], 0, true,
+			                 err)) < 0)
 				return r;
 		char lt[256];
 		ssize_t n = readlink("/etc/localtime", lt, sizeof(lt) - 1);
@@ -177,7 +178,8 @@ static int prepare(struct prep *p, const struct jail_spec *spec, struct st_error
 		    (struct jail__file){"etc/group", "jail:x:0:\nnogroup:x:65534:\n", 0644};
 		p->files[p->n_files++] = (struct jail__file){
 		    "etc/hosts",
-		    keep(p, st_xasprintf("127.0.0.1\tlocalhost %s\n::1\tlocalhost\n", p->c.hostname)),
+		    keep(p,
+		         st_xasprintf("127.0.0.1\tlocalhost %s\n::1\tlocalhost\n", p->c.hostname)),
 		    0644};
 		p->files[p->n_files++] = (struct jail__file){
 		    "etc/nsswitch.conf", "passwd: files\ngroup: files\nhosts: files\n", 0644};
@@ -193,18 +195,22 @@ static int prepare(struct prep *p, const struct jail_spec *spec, struct st_error
 			return r;
 		p->mnts[p->n_mnts - 1].dev = true;
 	}
-	if ((r = add_mnt(p, JAIL_MOUNT_TMPFS, NULL, "/dev/shm", l->tmp_bytes ? l->tmp_bytes : 64u << 20,
-	                 false, err)) < 0)
+	if ((r = add_mnt(p, JAIL_MOUNT_TMPFS, NULL, "/dev/shm",
+	                 l->tmp_bytes ? l->tmp_bytes : 64u << 20, false, err)) < 0)
 		return r;
 	if ((r = add_mnt(p, JAIL_MOUNT_TMPFS, NULL, "/tmp", l->tmp_bytes, false, err)) < 0)
 		return r;
 	for (size_t i = 0; i < spec->n_mounts; i++) {
 		const struct jail_mount *m = &spec->mounts[i];
-		if ((r = add_mnt(p, m->kind, m->src, m->dst, m->kind == JAIL_MOUNT_TMPFS ? (m->size ? m->size : l->tmp_bytes) : 0, false, err)) < 0)
+		if ((r = add_mnt(p, m->kind, m->src, m->dst,
+		                 m->kind == JAIL_MOUNT_TMPFS ? (m->size ? m->size : l->tmp_bytes)
+		                                             : 0,
+		                 false, err)) < 0)
 			return r;
 	}
 	if (!under_mount(p, p->c.cwd) && strcmp(p->c.cwd, "/") != 0) {
-		if ((r = add_mnt(p, JAIL_MOUNT_TMPFS, NULL, p->c.cwd, l->tmp_bytes, false, err)) < 0)
+		if ((r = add_mnt(p, JAIL_MOUNT_TMPFS, NULL, p->c.cwd, l->tmp_bytes, false, err)) <
+		    0)
 			return r;
 	}
 	return 0;
@@ -393,8 +399,7 @@ int jail_run(const struct jail_spec *spec, struct jail_report *report, struct st
 	struct stream so = {.fd = -1}, se = {.fd = -1};
 
 	if (strlen(c->hostname) > 64 || c->cwd[0] != '/') {
-		ret = st_error_make(err, EINVAL, "bad hostname or working directory '%s'",
-		                    c->cwd);
+		ret = st_error_make(err, EINVAL, "bad hostname or working directory '%s'", c->cwd);
 		goto out;
 	}
 	if ((ret = prepare(p, spec, err)) < 0)
@@ -439,8 +444,9 @@ int jail_run(const struct jail_spec *spec, struct jail_report *report, struct st
 		struct st_error *e = NULL;
 		if (jail_cgroup_create(name, &spec->limits, &cg, &e) < 0) {
 			if (rootless) {
-				report_warn(report, "no cgroup: %s; memory, pids and cpu limits are not "
-				                    "enforced",
+				report_warn(report,
+				            "no cgroup: %s; memory, pids and cpu limits are not "
+				            "enforced",
 				            st_error_msg(e));
 			} else {
 				setup_error(report, "cgroup", "%s", st_error_msg(e));
@@ -494,8 +500,7 @@ int jail_run(const struct jail_spec *spec, struct jail_report *report, struct st
 	ca.exit_signal = 0; /* no SIGCHLD: whatever handler the host process has is not ours */
 	pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
 	if (pid < 0) {
-		setup_error(report, "clone",
-		            "cannot create namespaces: %s%s", strerror(errno),
+		setup_error(report, "clone", "cannot create namespaces: %s%s", strerror(errno),
 		            errno == EPERM || errno == ENOSPC
 		                ? " (user namespaces disabled? see 'stockade doctor')"
 		                : "");
@@ -553,8 +558,12 @@ int jail_run(const struct jail_spec *spec, struct jail_report *report, struct st
 	so.cap = se.cap = spec->limits.output_bytes ? spec->limits.output_bytes : UINT64_MAX;
 	so.pass_fd = spec->capture_output ? -1 : 1;
 	se.pass_fd = spec->capture_output ? -1 : 2;
-	st_buf_init(&so.buf, spec->capture_output ? (size_t)(so.cap < (1u << 30) ? so.cap : (1u << 30)) + 1 : 0);
-	st_buf_init(&se.buf, spec->capture_output ? (size_t)(se.cap < (1u << 30) ? se.cap : (1u << 30)) + 1 : 0);
+	st_buf_init(&so.buf, spec->capture_output
+	                         ? (size_t)(so.cap < (1u << 30) ? so.cap : (1u << 30)) + 1
+	                         : 0);
+	st_buf_init(&se.buf, spec->capture_output
+	                         ? (size_t)(se.cap < (1u << 30) ? se.cap : (1u << 30)) + 1
+	                         : 0);
 
 	bool init_done = false, got_exit = false, timed_out = false, cpu_out = false,
 	     output_hit = false, violation = false, killed = false;
@@ -610,9 +619,11 @@ int jail_run(const struct jail_spec *spec, struct jail_report *report, struct st
 				if (r == (ssize_t)sizeof(m)) {
 					m.step[sizeof(m.step) - 1] = '\0';
 					m.detail[sizeof(m.detail) - 1] = '\0';
-					if (m.kind == JAIL__MSG_SETUP_ERROR && !report->setup_step) {
+					if (m.kind == JAIL__MSG_SETUP_ERROR &&
+					    !report->setup_step) {
 						setup_error(report, m.step, "%s%s%s", m.detail,
-						            m.detail[0] ? ": " : "", strerror(m.err));
+						            m.detail[0] ? ": " : "",
+						            strerror(m.err));
 					} else if (m.kind == JAIL__MSG_EXIT) {
 						got_exit = true;
 						payload_status = m.status;
@@ -699,9 +710,10 @@ int jail_run(const struct jail_spec *spec, struct jail_report *report, struct st
 		sig = WTERMSIG(payload_status);
 	if (sig == SIGXFSZ)
 		report->limits_hit |= JAIL_HIT_FSIZE;
-	bool rlimit_cpu = sig == SIGXCPU ||
-	                  (sig == SIGKILL && spec->limits.cpu_ms &&
-	                   (uint64_t)report->cpu_ms + 1000 >= spec->limits.cpu_ms && !st.oom_killed);
+	bool rlimit_cpu =
+	    sig == SIGXCPU ||
+	    (sig == SIGKILL && spec->limits.cpu_ms &&
+	     (uint64_t)report->cpu_ms + 1000 >= spec->limits.cpu_ms && !st.oom_killed);
 
 	if (report->setup_step) {
 		report->status = JAIL_SETUP_ERROR;
@@ -719,13 +731,13 @@ int jail_run(const struct jail_spec *spec, struct jail_report *report, struct st
 	} else if (cpu_out || rlimit_cpu) {
 		report->status = JAIL_TIMEOUT;
 		report->limits_hit |= JAIL_HIT_CPU;
-	} else if (st.oom_killed && (!got_exit || WIFSIGNALED(payload_status) ||
-	                             WEXITSTATUS(payload_status) != 0)) {
+	} else if (st.oom_killed &&
+	           (!got_exit || WIFSIGNALED(payload_status) || WEXITSTATUS(payload_status) != 0)) {
 		report->status = JAIL_MEMORY_LIMIT;
 	} else if (!got_exit) {
 		report->status = JAIL_SIGNALED;
-		report->signal = si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED ? si.si_status
-		                                                                     : SIGKILL;
+		report->signal =
+		    si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED ? si.si_status : SIGKILL;
 	} else if (WIFEXITED(payload_status)) {
 		report->exit_code = WEXITSTATUS(payload_status);
 		report->status = report->exit_code == 0 ? JAIL_OK : JAIL_ERROR;
@@ -761,8 +773,9 @@ out:
 	if (report->wall_ms == 0)
 		report->wall_ms = st_now_ms() - t_start;
 	jail_cgroup_destroy(cg);
-	int close_fds[] = {sync_wr, ctl_rd, sock_rd, out_rd, err_rd, pidfd, devnull, notify_fd,
-	                   so.fd, se.fd, c->sync_rd, c->ctl_wr, c->sock_wr, c->out_wr, c->err_wr};
+	int close_fds[] = {sync_wr,    ctl_rd,    sock_rd,    out_rd,    err_rd,
+	                   pidfd,      devnull,   notify_fd,  so.fd,     se.fd,
+	                   c->sync_rd, c->ctl_wr, c->sock_wr, c->out_wr, c->err_wr};
 	for (size_t i = 0; i < ST_ARRAY_SIZE(close_fds); i++)
 		if (close_fds[i] >= 0)
 			close(close_fds[i]);

@@ -166,6 +166,9 @@ int jail_cgroup_kill(struct jail_cgroup *cg, struct st_error **err);
 /* Kill, then remove the cgroup directories and free the handle. NULL is fine. */
 void jail_cgroup_destroy(struct jail_cgroup *cg);
 const char *const *jail_cgroup_warnings(const struct jail_cgroup *cg, size_t *n);
+/* Remove Stockade's parent cgroup (default "stockade", or $STOCKADE_CGROUP_PARENT) from every
+   hierarchy where it exists and is empty. For tests and uninstall; jails never need it. */
+int jail_cgroup_remove_parent(void);
 
 /* In-process steps, for a child about to run untrusted code, applied in this order. */
 int jail_apply_rlimits(const struct jail_limits *limits, struct st_error **err);
