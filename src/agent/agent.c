@@ -153,7 +153,8 @@ static void kv_add(struct kvout *o, const char *key, const char *fmt, ...)
 	o->len += (size_t)(n + m) + 1; /* keep the NUL */
 }
 
-static int reply_err(int fd, int errnum, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int reply_err(int fd, int errnum, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static int reply_err(int fd, int errnum, const char *fmt, ...)
 {
 	struct kvout o = {.len = 0};
@@ -206,6 +207,36 @@ static long req_num(const struct req *q, const char *key, long dflt)
 /* ---- confined path resolution -------------------------------------------------------------- */
 
 /*
+ * Open a directory by name beneath parent without ever following a symlink. gVisor (at least
+ * release 20221219) follows a final symlink for O_DIRECTORY|O_NOFOLLOW, so the check is done
+ * by hand: take an O_PATH handle on the name itself, verify it is a directory, then reopen
+ * that very inode through it - no second lookup by name, so no window for a swap.
+ */
+static int open_dir_nofollow(int parent, const char *name)
+{
+	int pfd = openat(parent, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (pfd < 0)
+		return -1;
+	struct stat st;
+	if (fstat(pfd, &st) < 0) {
+		int e = errno;
+		close(pfd);
+		errno = e;
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		close(pfd);
+		errno = S_ISLNK(st.st_mode) ? ELOOP : ENOTDIR;
+		return -1;
+	}
+	int fd = openat(pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int e = errno;
+	close(pfd);
+	errno = e;
+	return fd;
+}
+
+/*
  * Resolve `path` (relative to the workspace) to an open directory fd for its parent and the
  * final component's name. Every intermediate component is opened with O_NOFOLLOW|O_DIRECTORY
  * from the previous fd, so symlinks, "..", and swaps racing with us are all refused rather than
@@ -256,7 +287,7 @@ static int resolve(const char *path, bool create_dirs, int *parent_fd, char *nam
 		return 0;
 	}
 	for (size_t i = 0; i + 1 < ncomp; i++) {
-		int next = openat(cur, comps[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		int next = open_dir_nofollow(cur, comps[i]);
 		if (next < 0 && errno == ENOENT && create_dirs) {
 			if (mkdirat(cur, comps[i], 0755) < 0 && errno != EEXIST) {
 				int e = errno;
@@ -264,7 +295,7 @@ static int resolve(const char *path, bool create_dirs, int *parent_fd, char *nam
 				*why = "cannot create directory";
 				return -e;
 			}
-			next = openat(cur, comps[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			next = open_dir_nofollow(cur, comps[i]);
 		}
 		if (next < 0) {
 			int e = errno;
@@ -289,6 +320,8 @@ static int open_final(int parent, const char *name, int flags)
 {
 	if (!name[0])
 		return dup(parent);
+	if (flags & O_DIRECTORY)
+		return open_dir_nofollow(parent, name);
 	return openat(parent, name, flags | O_NOFOLLOW | O_CLOEXEC);
 }
 
@@ -299,9 +332,11 @@ static int resolve_or_reply(int cfd, const char *path, bool create_dirs, int *pa
 	int r = resolve(path, create_dirs, parent, name, name_size, &why);
 	if (r < 0) {
 		if (r == -EXDEV)
-			reply_err(cfd, 0, "path '%s' escapes the workspace: %s", path ? path : "", why);
+			reply_err(cfd, 0, "path '%s' escapes the workspace: %s", path ? path : "",
+			          why);
 		else
-			reply_err(cfd, -r, "invalid path '%s': %s", path ? path : "", why ? why : "error");
+			reply_err(cfd, -r, "invalid path '%s': %s", path ? path : "",
+			          why ? why : "error");
 	}
 	return r;
 }
@@ -513,7 +548,8 @@ static int op_exec(int cfd, struct req *q, char *buf)
 				continue;
 			ssize_t r = read(p[i].fd, buf, 65536);
 			if (r > 0) {
-				if (frame_write(cfd, i == 0 ? AGENT_F_OUT : AGENT_F_ERRDATA, buf, (size_t)r) < 0)
+				if (frame_write(cfd, i == 0 ? AGENT_F_OUT : AGENT_F_ERRDATA, buf,
+				                (size_t)r) < 0)
 					conn_open = false;
 			} else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
 				close(p[i].fd);
@@ -555,7 +591,9 @@ static int op_exec(int cfd, struct req *q, char *buf)
 						continue;
 					ssize_t r;
 					while ((r = read(fd, buf, 65536)) > 0)
-						frame_write(cfd, i == 0 ? AGENT_F_OUT : AGENT_F_ERRDATA, buf, (size_t)r);
+						frame_write(cfd,
+						            i == 0 ? AGENT_F_OUT : AGENT_F_ERRDATA,
+						            buf, (size_t)r);
 					close(fd);
 				}
 				out[0] = err[0] = -1;
@@ -590,12 +628,13 @@ static int op_read(int cfd, struct req *q, char *buf)
 	int e = errno;
 	close(parent);
 	if (fd < 0)
-		return reply_err(cfd, e, e == ELOOP ? "'%s' is a symlink" : "cannot open '%s'", path);
+		return reply_err(cfd, e, e == ELOOP ? "'%s' is a symlink" : "cannot open '%s'",
+		                 path);
 	struct stat st;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		close(fd);
-		return reply_err(cfd, S_ISDIR(st.st_mode) ? EISDIR : EINVAL, "'%s' is not a regular file",
-		                 path);
+		return reply_err(cfd, S_ISDIR(st.st_mode) ? EISDIR : EINVAL,
+		                 "'%s' is not a regular file", path);
 	}
 	struct kvout o = {.len = 0};
 	kv_add(&o, "size", "%lld", (long long)st.st_size);
@@ -631,7 +670,8 @@ static int op_write(int cfd, struct req *q, char *buf)
 	snprintf(tmp, sizeof(tmp), ".stockade-upload-%d", (int)getpid());
 	/* Write beside the target and rename over it: readers never see half a file, and the rename
 	 * replaces a symlink at the target name instead of following it. */
-	int fd = openat(parent, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, (mode_t)mode);
+	int fd =
+	    openat(parent, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, (mode_t)mode);
 	if (fd < 0) {
 		int e = errno;
 		close(parent);
@@ -684,7 +724,7 @@ static int op_write(int cfd, struct req *q, char *buf)
 
 static int remove_tree(int dir, const char *name)
 {
-	int fd = openat(dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int fd = open_dir_nofollow(dir, name);
 	if (fd < 0)
 		return unlinkat(dir, name, 0) < 0 ? -errno : 0;
 	DIR *d = fdopendir(fd);
@@ -738,14 +778,15 @@ static int op_mkdir(int cfd, struct req *q)
 	int parent;
 	char name[NAME_MAX + 1];
 	const char *path = req_get(q, "path");
-	if (resolve_or_reply(cfd, path, req_num(q, "parents", 1) != 0, &parent, name, sizeof(name)) <
-	    0)
+	if (resolve_or_reply(cfd, path, req_num(q, "parents", 1) != 0, &parent, name,
+	                     sizeof(name)) < 0)
 		return -1;
 	int r = 0;
 	if (name[0] && mkdirat(parent, name, 0755) < 0 && errno != EEXIST)
 		r = -errno;
 	struct stat st;
-	if (!r && name[0] && (fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode)))
+	if (!r && name[0] &&
+	    (fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode)))
 		r = -EEXIST;
 	close(parent);
 	if (r < 0)
@@ -785,7 +826,8 @@ static int op_list(int cfd, struct req *q)
 	int e = errno;
 	close(parent);
 	if (fd < 0)
-		return reply_err(cfd, e, e == ELOOP ? "'%s' is a symlink" : "cannot open directory '%s'",
+		return reply_err(cfd, e,
+		                 e == ELOOP ? "'%s' is a symlink" : "cannot open directory '%s'",
 		                 path ? path : "");
 	DIR *d = fdopendir(fd);
 	if (!d) {
@@ -986,10 +1028,11 @@ static int listen_tcp_loopback(int port)
 
 static void usage(void)
 {
-	fputs("usage: stockade-agent [--listen SOCKET] [--workspace DIR] [--egress-sock SOCKET]\n"
-	      "                      [--egress-port N] [--no-user-switch]\n"
-	      "The init process of a Stockade agent sandbox; the service talks to it over SOCKET.\n",
-	      stderr);
+	fputs(
+	    "usage: stockade-agent [--listen SOCKET] [--workspace DIR] [--egress-sock SOCKET]\n"
+	    "                      [--egress-port N] [--no-user-switch]\n"
+	    "The init process of a Stockade agent sandbox; the service talks to it over SOCKET.\n",
+	    stderr);
 }
 
 int main(int argc, char **argv)

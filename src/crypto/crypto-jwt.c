@@ -114,15 +114,16 @@ static int classify(EVP_PKEY *pkey, enum crypto_alg *alg, struct st_error **err)
 		                                   sizeof(group), &gl) != 1)
 			return st_error_make(err, EINVAL, "ec key has no named curve");
 		if (strcmp(group, "prime256v1") != 0 && strcmp(group, "P-256") != 0)
-			return st_error_make(err, EINVAL,
-			                     "ec key is on curve '%s'; ES256 needs P-256 (prime256v1)",
-			                     group);
+			return st_error_make(
+			    err, EINVAL, "ec key is on curve '%s'; ES256 needs P-256 (prime256v1)",
+			    group);
 		*alg = CRYPTO_ALG_ES256;
 		return 0;
 	}
 	if (EVP_PKEY_is_a(pkey, "RSA")) {
 		if (EVP_PKEY_get_bits(pkey) < 2048)
-			return st_error_make(err, EINVAL, "rsa key has %d bits; at least 2048 needed",
+			return st_error_make(err, EINVAL,
+			                     "rsa key has %d bits; at least 2048 needed",
 			                     EVP_PKEY_get_bits(pkey));
 		*alg = CRYPTO_ALG_RS256;
 		return 0;
@@ -149,15 +150,15 @@ static EVP_PKEY *decode_pem(const char *pem, size_t len, int selection)
 	return pkey;
 }
 
-int crypto_key_from_pem(const char *pem, size_t len, struct crypto_key **out,
-                        struct st_error **err)
+int crypto_key_from_pem(const char *pem, size_t len, struct crypto_key **out, struct st_error **err)
 {
 	if (pem == NULL || len == 0)
 		return st_error_make(err, EINVAL, "key is empty");
 	if (memmem(pem, len, "-----BEGIN", 10) == NULL)
-		return st_error_make(err, EINVAL,
-		                     "key is not PEM (no '-----BEGIN' line); expected a PEM file as "
-		                     "written by 'stockade keys generate' or 'openssl genpkey'");
+		return st_error_make(
+		    err, EINVAL,
+		    "key is not PEM (no '-----BEGIN' line); expected a PEM file as "
+		    "written by 'stockade keys generate' or 'openssl genpkey'");
 	bool priv = true;
 	EVP_PKEY *pkey = decode_pem(pem, len, EVP_PKEY_KEYPAIR);
 	if (pkey == NULL) {
@@ -233,8 +234,8 @@ int crypto_key_from_jwk(json_t *jwk, struct crypto_key **out, struct st_error **
 			memcpy(point + 1, x, 32);
 			memcpy(point + 33, y, 32);
 			OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
-			OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1",
-			                                0);
+			OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME,
+			                                "prime256v1", 0);
 			OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point,
 			                                 sizeof(point));
 			rc = pkey_fromdata("EC", bld, &pkey, err);
@@ -368,8 +369,7 @@ int crypto_es256_generate(char **private_pem, char **public_pem, struct st_error
 	return rc;
 }
 
-int crypto_es256_check_pair(const char *private_pem, const char *public_pem,
-                            struct st_error **err)
+int crypto_es256_check_pair(const char *private_pem, const char *public_pem, struct st_error **err)
 {
 	struct crypto_key *priv = NULL, *pub = NULL;
 	int rc = crypto_key_from_pem(private_pem, strlen(private_pem), &priv, err);
@@ -388,8 +388,9 @@ int crypto_es256_check_pair(const char *private_pem, const char *public_pem,
 		                   "the public key holds a private key; give the public half "
 		                   "('openssl pkey -in private_key.pem -pubout')");
 	else if (priv->alg != CRYPTO_ALG_ES256)
-		rc = st_error_make(err, EINVAL, "the private key is %s, not an EC P-256 (ES256) key",
-		                   priv->alg == CRYPTO_ALG_RS256 ? "RSA" : "not EC");
+		rc =
+		    st_error_make(err, EINVAL, "the private key is %s, not an EC P-256 (ES256) key",
+		                  priv->alg == CRYPTO_ALG_RS256 ? "RSA" : "not EC");
 	else if (pub->alg != CRYPTO_ALG_ES256)
 		rc = st_error_make(err, EINVAL, "the public key is %s, not an EC P-256 (ES256) key",
 		                   pub->alg == CRYPTO_ALG_RS256 ? "RSA" : "not EC");
@@ -478,7 +479,8 @@ int crypto_jwt_sign(const struct crypto_key *key, const char *kid, json_t *claim
                     struct st_error **err)
 {
 	if (key == NULL || !json_is_object(claims))
-		return st_error_make(err, EINVAL, "cannot sign jwt: no key or claims not an object");
+		return st_error_make(err, EINVAL,
+		                     "cannot sign jwt: no key or claims not an object");
 	if (key->alg != CRYPTO_ALG_HS256 && !key->is_private)
 		return st_error_make(err, EINVAL, "cannot sign jwt with a public key");
 	json_t *hdr = json_pack("{s:s, s:s}", "alg", crypto_alg_name(key->alg), "typ", "JWT");
@@ -559,8 +561,9 @@ static int split_token(const char *token, struct jwt_parts *t, struct st_error *
 	const char *d1 = strchr(token, '.');
 	const char *d2 = d1 ? strchr(d1 + 1, '.') : NULL;
 	if (d1 == NULL || d2 == NULL || strchr(d2 + 1, '.') != NULL)
-		return st_error_make(err, EINVAL, "token is not a compact jws (three dot-separated "
-		                                  "parts)");
+		return st_error_make(err, EINVAL,
+		                     "token is not a compact jws (three dot-separated "
+		                     "parts)");
 	t->h = token;
 	t->hl = (size_t)(d1 - token);
 	t->p = d1 + 1;
@@ -736,8 +739,7 @@ struct crypto_jwks {
 	size_t n;
 };
 
-int crypto_jwks_parse(const char *json, size_t len, struct crypto_jwks **out,
-                      struct st_error **err)
+int crypto_jwks_parse(const char *json, size_t len, struct crypto_jwks **out, struct st_error **err)
 {
 	json_error_t je;
 	json_t *doc = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);

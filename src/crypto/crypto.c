@@ -269,8 +269,8 @@ out:
 	return rc;
 }
 
-int crypto_seal(const uint8_t key[CRYPTO_KEY_BYTES], const void *aad, size_t aadlen,
-                const void *pt, size_t n, uint8_t **out, size_t *outlen, struct st_error **err)
+int crypto_seal(const uint8_t key[CRYPTO_KEY_BYTES], const void *aad, size_t aadlen, const void *pt,
+                size_t n, uint8_t **out, size_t *outlen, struct st_error **err)
 {
 	if (n > SIZE_MAX - CRYPTO_SEAL_OVERHEAD)
 		return st_error_make(err, EFBIG, "cannot encrypt: input too large");
@@ -291,13 +291,14 @@ int crypto_seal(const uint8_t key[CRYPTO_KEY_BYTES], const void *aad, size_t aad
 	return 0;
 }
 
-int crypto_open(const uint8_t key[CRYPTO_KEY_BYTES], const void *aad, size_t aadlen,
-                const void *ct, size_t n, uint8_t **out, size_t *outlen, struct st_error **err)
+int crypto_open(const uint8_t key[CRYPTO_KEY_BYTES], const void *aad, size_t aadlen, const void *ct,
+                size_t n, uint8_t **out, size_t *outlen, struct st_error **err)
 {
 	const uint8_t *c = ct;
 	if (n < CRYPTO_SEAL_OVERHEAD) {
-		st_error_make(err, 0, "cannot decrypt: %zu bytes is shorter than the %d-byte envelope",
-		              n, CRYPTO_SEAL_OVERHEAD);
+		st_error_make(err, 0,
+		              "cannot decrypt: %zu bytes is shorter than the %d-byte envelope", n,
+		              CRYPTO_SEAL_OVERHEAD);
 		return -EINVAL;
 	}
 	if (c[0] != CRYPTO_SEAL_VERSION) {
@@ -479,8 +480,7 @@ ok:;
 	return 0;
 }
 
-int crypto_stream_update(struct crypto_stream *s, const void *data, size_t n,
-                         struct st_error **err)
+int crypto_stream_update(struct crypto_stream *s, const void *data, size_t n, struct st_error **err)
 {
 	const uint8_t *p = data;
 	if (s->state == S_FAILED)
@@ -548,10 +548,11 @@ int crypto_stream_update(struct crypto_stream *s, const void *data, size_t n,
 		} else if (want == 4) {
 			if (get_u32(s->buf) > s->chunk_size) {
 				s->state = S_FAILED;
-				st_error_make(err, 0,
-				              "cannot decrypt stream chunk %u: length %u exceeds the "
-				              "chunk size",
-				              s->index, get_u32(s->buf));
+				st_error_make(
+				    err, 0,
+				    "cannot decrypt stream chunk %u: length %u exceeds the "
+				    "chunk size",
+				    s->index, get_u32(s->buf));
 				return -EACCES;
 			}
 		} else {

@@ -106,7 +106,8 @@ int sandbox__agent_call(int fd, const struct st_buf *req, char *buf, uint32_t *l
 	char t;
 	r = sandbox__frame_read(fd, &t, buf, len);
 	if (r <= 0)
-		return st_error_make(err, r < 0 ? -r : EPIPE, "the sandbox agent closed the connection");
+		return st_error_make(err, r < 0 ? -r : EPIPE,
+		                     "the sandbox agent closed the connection");
 	if (t == AGENT_F_OK)
 		return 0;
 	if (t != AGENT_F_ERR)
@@ -150,8 +151,9 @@ int sandbox__agent_wait_ready(const char *sock, int64_t deadline_ms, struct st_e
 		}
 		st_error_free(e);
 		if (st_now_ms() >= deadline_ms)
-			return st_error_make(err, ETIMEDOUT,
-			                     "the sandbox agent did not answer within sandboxReadyTimeoutMs");
+			return st_error_make(
+			    err, ETIMEDOUT,
+			    "the sandbox agent did not answer within sandboxReadyTimeoutMs");
 		struct timespec ts = {.tv_sec = 0, .tv_nsec = 5 * 1000 * 1000};
 		nanosleep(&ts, NULL);
 	}

@@ -40,6 +40,7 @@ struct sandbox {
 	int egress_fd; /* listening egress socket (dir/chan/egress.sock) or -1 */
 	pthread_t egress_thread;
 	bool egress_running;
+	void *egress_mgr; /* struct sandbox_mgr *, for the egress threads */
 	struct sandbox *next;
 };
 
@@ -94,6 +95,9 @@ int sandbox__prepare_rootfs(struct sandbox_mgr *m, struct st_error **err);
 /* ---- workspace (sandbox.c) --------------------------------------------------------------- */
 
 char *sandbox__workspace_path(const struct sandbox *sb);
+/* References for threads that outlive a request (egress connections). */
+void sandbox__sb_ref(struct sandbox_mgr *m, struct sandbox *sb);
+void sandbox__sb_unref(struct sandbox_mgr *m, struct sandbox *sb);
 
 /* ---- snapshots (sandbox-snapshot.c) ------------------------------------------------------ */
 

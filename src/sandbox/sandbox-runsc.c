@@ -75,8 +75,8 @@ static int runsc_run(const char *runsc, const char *root, const char *platform,
 	if (r != 0) {
 		if (pfd[0] >= 0)
 			close(pfd[0]);
-		return st_error_make(err, r, "cannot run '%s' (install gVisor: apt-get install runsc)",
-		                     runsc);
+		return st_error_make(
+		    err, r, "cannot run '%s' (install gVisor: apt-get install runsc)", runsc);
 	}
 	struct st_buf out;
 	st_buf_init(&out, 64 * 1024);
@@ -128,7 +128,8 @@ static int runsc_run(const char *runsc, const char *root, const char *platform,
 		                     args[0], (long long)timeout_ms);
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
 		return st_error_make(err, 0, "'%s %s' failed (status %d)", runsc, args[0],
-		                     WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+		                     WIFEXITED(status) ? WEXITSTATUS(status)
+		                                       : 128 + WTERMSIG(status));
 	return 0;
 }
 
@@ -150,12 +151,13 @@ int sandbox__runsc_probe(const char *runsc, const char *platform, struct st_erro
 		while (l && (out[l - 1] == '\n'))
 			out[--l] = '\0';
 		const char *tail = out && l > 300 ? out + l - 300 : (out ? out : "");
-		r = st_error_make(err, e ? e->code : 0,
-		                  "gVisor is not usable: %s%s%s; install runsc (apt-get install runsc), "
-		                  "run the service as root or with the published gvisor seccomp "
-		                  "profile, or choose another platform (rr.agentSandbox.platform: "
-		                  "ptrace); `runtime: jail` is the explicit alternative",
-		                  st_error_msg(e), *tail ? ": " : "", tail);
+		r = st_error_make(
+		    err, e ? e->code : 0,
+		    "gVisor is not usable: %s%s%s; install runsc (apt-get install runsc), "
+		    "run the service as root or with the published gvisor seccomp "
+		    "profile, or choose another platform (rr.agentSandbox.platform: "
+		    "ptrace); `runtime: jail` is the explicit alternative",
+		    st_error_msg(e), *tail ? ": " : "", tail);
 	}
 	st_error_free(e);
 	return r;
@@ -170,8 +172,9 @@ static int write_text(const char *dir, const char *name, const char *text, struc
 /* Top-level host entries mirrored into the rootfs: symlinks copied, directories bound. */
 static const char *const base_dirs[] = {"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"};
 /* /etc entries binaries commonly need; everything else of the host's /etc stays out. */
-static const char *const etc_binds[] = {"alternatives", "ssl", "ca-certificates", "ld.so.cache",
-                                        "localtime", "mime.types", "python3", "python3.11"};
+static const char *const etc_binds[] = {"alternatives", "ssl",       "ca-certificates",
+                                        "ld.so.cache",  "localtime", "mime.types",
+                                        "python3",      "python3.11"};
 
 int sandbox__prepare_rootfs(struct sandbox_mgr *m, struct st_error **err)
 {
@@ -183,8 +186,9 @@ int sandbox__prepare_rootfs(struct sandbox_mgr *m, struct st_error **err)
 	m->rootfs = st_xstrdup(root);
 	if (access(marker, F_OK) == 0)
 		return 0;
-	static const char *const dirs[] = {"proc", "dev", "tmp", "workspace", "run/stockade",
-	                                   "opt/stockade", "etc", "var/tmp", "root", "home"};
+	static const char *const dirs[] = {"proc",         "dev",          "tmp", "workspace",
+	                                   "run/stockade", "opt/stockade", "etc", "var/tmp",
+	                                   "root",         "home"};
 	for (size_t i = 0; i < ST_ARRAY_SIZE(dirs); i++) {
 		cleanup_free char *p = st_xasprintf("%s/%s", root, dirs[i]);
 		int r = st_mkdir_p(p, 0755, err);
@@ -243,8 +247,10 @@ int sandbox__prepare_rootfs(struct sandbox_mgr *m, struct st_error **err)
 	                    "user:x:1000:1000:user:/workspace:/bin/sh\n"
 	                    "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
 	                    err)) < 0 ||
-	    (r = write_text(etc, "group", "root:x:0:\nuser:x:1000:\nnogroup:x:65534:\n", err)) < 0 ||
-	    (r = write_text(etc, "hosts", "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost\n", err)) < 0 ||
+	    (r = write_text(etc, "group", "root:x:0:\nuser:x:1000:\nnogroup:x:65534:\n", err)) <
+	        0 ||
+	    (r = write_text(etc, "hosts", "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost\n", err)) <
+	        0 ||
 	    (r = write_text(etc, "hostname", "sandbox\n", err)) < 0 ||
 	    (r = write_text(etc, "resolv.conf", "# no DNS: egress goes through the HTTP proxy\n",
 	                    err)) < 0 ||
@@ -267,10 +273,9 @@ static json_t *bundle_spec(struct sandbox_mgr *m, struct sandbox *sb)
 	json_t *mounts = json_array();
 	json_array_append_new(mounts, json_pack("{s:s,s:s,s:s}", "destination", "/proc", "type",
 	                                        "proc", "source", "proc"));
-	json_array_append_new(mounts,
-	                      json_pack("{s:s,s:s,s:s,s:[ssss]}", "destination", "/tmp", "type",
-	                                "tmpfs", "source", "tmpfs", "options", "nosuid", "nodev",
-	                                "mode=1777", "size=256m"));
+	json_array_append_new(mounts, json_pack("{s:s,s:s,s:s,s:[ssss]}", "destination", "/tmp",
+	                                        "type", "tmpfs", "source", "tmpfs", "options",
+	                                        "nosuid", "nodev", "mode=1777", "size=256m"));
 	if (!m->o.rootfs) {
 		for (size_t i = 0; i < ST_ARRAY_SIZE(base_dirs); i++) {
 			cleanup_free char *host = st_xasprintf("/%s", base_dirs[i]);
@@ -298,16 +303,30 @@ static json_t *bundle_spec(struct sandbox_mgr *m, struct sandbox *sb)
 	int64_t quota = (int64_t)(m->o.cpus * (double)period);
 	json_t *res = json_object();
 	if (mem > 0)
-		json_object_set_new(res, "memory", json_pack("{s:I,s:I}", "limit", (json_int_t)mem,
-		                                             "swap", (json_int_t)mem));
+		json_object_set_new(
+		    res, "memory",
+		    json_pack("{s:I,s:I}", "limit", (json_int_t)mem, "swap", (json_int_t)mem));
 	if (m->o.pids > 0)
-		json_object_set_new(res, "pids", json_pack("{s:I}", "limit", (json_int_t)m->o.pids));
+		json_object_set_new(res, "pids",
+		                    json_pack("{s:I}", "limit", (json_int_t)m->o.pids));
 	if (quota > 0)
-		json_object_set_new(res, "cpu", json_pack("{s:I,s:I}", "quota", (json_int_t)quota,
-		                                          "period", (json_int_t)period));
+		json_object_set_new(res, "cpu",
+		                    json_pack("{s:I,s:I}", "quota", (json_int_t)quota, "period",
+		                              (json_int_t)period));
 	cleanup_free char *cg = st_xasprintf("/stockade/%s", sb->id);
+	/* The agent (root inside) needs to switch to the sandbox user and manage its processes;
+	 * commands lose every capability when they switch. Nothing else is granted. */
+	static const char *const caps[] = {"CAP_SETUID",          "CAP_SETGID",       "CAP_KILL",
+	                                   "CAP_CHOWN",           "CAP_DAC_OVERRIDE", "CAP_FOWNER",
+	                                   "CAP_NET_BIND_SERVICE"};
+	json_t *capset = json_array();
+	for (size_t i = 0; i < ST_ARRAY_SIZE(caps); i++)
+		json_array_append_new(capset, json_string(caps[i]));
+	json_t *capobj = json_pack("{s:O,s:O,s:O,s:O}", "bounding", capset, "effective", capset,
+	                           "permitted", capset, "inheritable", json_array());
+	json_decref(capset);
 
-	return json_pack(
+	json_t *spec = json_pack(
 	    "{s:s, s:{s:b, s:{s:i,s:i}, s:[sssssss], s:[s], s:s, s:[{s:s,s:i,s:i}], s:b},"
 	    " s:{s:s,s:b}, s:s, s:o,"
 	    " s:{s:[{s:s},{s:s},{s:s},{s:s},{s:s}], s:o, s:s, s:[ss], s:[ssss]}}",
@@ -321,6 +340,11 @@ static json_t *bundle_spec(struct sandbox_mgr *m, struct sandbox *sb)
 	    "uts", "type", "mount", "resources", res, "cgroupsPath", cg, "maskedPaths",
 	    "/proc/kcore", "/sys/firmware", "readonlyPaths", "/proc/sys", "/proc/sysrq-trigger",
 	    "/proc/irq", "/proc/bus");
+	if (spec)
+		json_object_set_new(json_object_get(spec, "process"), "capabilities", capobj);
+	else
+		json_decref(capobj);
+	return spec;
 }
 
 int sandbox__runsc_start(struct sandbox_mgr *m, struct sandbox *sb, struct st_error **err)
@@ -342,8 +366,8 @@ int sandbox__runsc_start(struct sandbox_mgr *m, struct sandbox *sb, struct st_er
 	if (logfd < 0)
 		return st_error_make(err, errno, "cannot open '%s'", logp);
 	const char *args[] = {"run", "--detach", "--bundle", bundle, sb->id, NULL};
-	r = runsc_run(m->runsc, m->runsc_root, m->platform, args, logfd, (int64_t)m->o.ready_timeout_ms,
-	              NULL, err);
+	r = runsc_run(m->runsc, m->runsc_root, m->platform, args, logfd,
+	              (int64_t)m->o.ready_timeout_ms, NULL, err);
 	if (r < 0) {
 		cleanup_free char *log = NULL;
 		size_t len = 0;

@@ -78,11 +78,11 @@ static void strv_free(char **v)
 }
 
 /* Remove a tree without following symlinks (the workspace is untrusted content). */
-static void rm_tree_at(int dirfd, const char *name)
+static void rm_tree_at(int parent, const char *name)
 {
-	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0) {
-		unlinkat(dirfd, name, 0);
+		unlinkat(parent, name, 0);
 		return;
 	}
 	DIR *d = fdopendir(fd);
@@ -100,7 +100,7 @@ static void rm_tree_at(int dirfd, const char *name)
 			unlinkat(dirfd(d), de->d_name, 0);
 	}
 	closedir(d);
-	unlinkat(dirfd, name, AT_REMOVEDIR);
+	unlinkat(parent, name, AT_REMOVEDIR);
 }
 
 static void rm_tree(const char *path)
@@ -176,6 +176,18 @@ static void sb_unref(struct sandbox_mgr *m, struct sandbox *sb)
 	pthread_mutex_unlock(&m->lock);
 }
 
+void sandbox__sb_ref(struct sandbox_mgr *m, struct sandbox *sb)
+{
+	pthread_mutex_lock(&m->lock);
+	sb->refs++;
+	pthread_mutex_unlock(&m->lock);
+}
+
+void sandbox__sb_unref(struct sandbox_mgr *m, struct sandbox *sb)
+{
+	sb_unref(m, sb);
+}
+
 static void list_remove_locked(struct sandbox_mgr *m, struct sandbox *sb)
 {
 	for (struct sandbox **p = &m->list; *p; p = &(*p)->next)
@@ -191,15 +203,14 @@ static json_t *sb_json_locked(struct sandbox_mgr *m, struct sandbox *sb)
 	static const char *const names[] = {"starting", "running", "paused", "dead"};
 	int64_t now = st_now_ms();
 	int64_t base = sb->claimed_ms ? sb->claimed_ms : sb->created_ms;
-	int64_t expires = sb->created_wall_s + (int64_t)(sb->lifetime_ms / 1000) +
-	                  (base - sb->created_ms) / 1000;
-	json_t *j = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:b,s:s}", "id", sb->id, "state",
-	                      names[sb->state], "createdAt", (json_int_t)sb->created_wall_s,
-	                      "expiresAt", (json_int_t)expires, "idleTimeoutMs",
-	                      (json_int_t)sb->idle_timeout_ms, "idleMs",
-	                      (json_int_t)(sb->active_ops ? 0 : now - sb->last_active_ms),
-	                      "allowEgress", sb->allow_egress, "runtime",
-	                      m->o.runtime == SANDBOX_RUNTIME_JAIL ? "jail" : "gvisor");
+	int64_t expires =
+	    sb->created_wall_s + (int64_t)(sb->lifetime_ms / 1000) + (base - sb->created_ms) / 1000;
+	json_t *j = json_pack(
+	    "{s:s,s:s,s:I,s:I,s:I,s:I,s:b,s:s}", "id", sb->id, "state", names[sb->state],
+	    "createdAt", (json_int_t)sb->created_wall_s, "expiresAt", (json_int_t)expires,
+	    "idleTimeoutMs", (json_int_t)sb->idle_timeout_ms, "idleMs",
+	    (json_int_t)(sb->active_ops ? 0 : now - sb->last_active_ms), "allowEgress",
+	    sb->allow_egress, "runtime", m->o.runtime == SANDBOX_RUNTIME_JAIL ? "jail" : "gvisor");
 	if (sb->from_snapshot)
 		json_object_set_new(j, "fromSnapshot", json_string(sb->from_snapshot));
 	return j;
@@ -211,8 +222,8 @@ static int meta_write(struct sandbox_mgr *m, struct sandbox *sb, struct st_error
 	json_t *j = json_pack("{s:s,s:s?,s:I,s:I,s:I,s:b,s:O?,s:s?}", "id", sb->id, "owner",
 	                      sb->owner, "createdWallS", (json_int_t)sb->created_wall_s,
 	                      "lifetimeMs", (json_int_t)sb->lifetime_ms, "idleTimeoutMs",
-	                      (json_int_t)sb->idle_timeout_ms, "allowEgress", sb->allow_egress, "env",
-	                      sb->env, "fromSnapshot", sb->from_snapshot);
+	                      (json_int_t)sb->idle_timeout_ms, "allowEgress", sb->allow_egress,
+	                      "env", sb->env, "fromSnapshot", sb->from_snapshot);
 	pthread_mutex_unlock(&m->lock);
 	cleanup_free char *text = json_dumps(j, JSON_COMPACT);
 	json_decref(j);
@@ -236,10 +247,11 @@ static int workspace_mount(struct sandbox_mgr *m, struct sandbox *sb, struct st_
 	if (mount("stockade-ws", ws, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0) {
 		static bool warned;
 		if (!warned) {
-			st_log(ST_LOG_WARN,
-			       "cannot mount a tmpfs workspace (%s): workspaces are not size-limited; "
-			       "run the service as root (or with CAP_SYS_ADMIN) for workspace limits",
-			       strerror(errno));
+			st_log(
+			    ST_LOG_WARN,
+			    "cannot mount a tmpfs workspace (%s): workspaces are not size-limited; "
+			    "run the service as root (or with CAP_SYS_ADMIN) for workspace limits",
+			    strerror(errno));
 			warned = true;
 		}
 		if (chown(ws, AGENT_USER_UID, AGENT_USER_GID) < 0)
@@ -451,32 +463,38 @@ static void recover(struct sandbox_mgr *m)
 			struct sandbox *sb = sb_new(m, de->d_name);
 			cleanup_free char *mp = st_xasprintf("%s/meta.json", sb->dir);
 			json_t *meta = json_load_file(mp, 0, NULL);
-			const char *owner = meta ? json_string_value(json_object_get(meta, "owner")) : NULL;
+			const char *owner =
+			    meta ? json_string_value(json_object_get(meta, "owner")) : NULL;
 			cleanup_free char *state = owner ? sandbox__runsc_state(m, sb->id) : NULL;
 			bool alive = false;
 			if (state && !strcmp(state, "running"))
-				alive = sandbox__agent_wait_ready(sb->sock, st_now_ms() + 2000, NULL) == 0;
+				alive = sandbox__agent_wait_ready(sb->sock, st_now_ms() + 2000,
+				                                  NULL) == 0;
 			else if (state && !strcmp(state, "paused"))
 				alive = true;
 			if (alive) {
 				sb->owner = st_xstrdup(owner);
 				sb->state = !strcmp(state, "paused") ? SB_PAUSED : SB_READY;
-				sb->created_wall_s = json_integer_value(json_object_get(meta, "createdWallS"));
+				sb->created_wall_s =
+				    json_integer_value(json_object_get(meta, "createdWallS"));
 				int64_t age_ms = (st_wall_s() - sb->created_wall_s) * 1000;
 				sb->created_ms = sb->claimed_ms = st_now_ms() - age_ms;
-				sb->lifetime_ms =
-				    (uint64_t)json_integer_value(json_object_get(meta, "lifetimeMs"));
-				sb->idle_timeout_ms =
-				    (uint64_t)json_integer_value(json_object_get(meta, "idleTimeoutMs"));
-				sb->allow_egress = json_is_true(json_object_get(meta, "allowEgress"));
+				sb->lifetime_ms = (uint64_t)json_integer_value(
+				    json_object_get(meta, "lifetimeMs"));
+				sb->idle_timeout_ms = (uint64_t)json_integer_value(
+				    json_object_get(meta, "idleTimeoutMs"));
+				sb->allow_egress =
+				    json_is_true(json_object_get(meta, "allowEgress"));
 				json_t *env = json_object_get(meta, "env");
 				sb->env = json_is_object(env) ? json_incref(env) : NULL;
-				const char *fs = json_string_value(json_object_get(meta, "fromSnapshot"));
+				const char *fs =
+				    json_string_value(json_object_get(meta, "fromSnapshot"));
 				sb->from_snapshot = fs ? st_xstrdup(fs) : NULL;
 				sb->last_active_ms = st_now_ms();
 				struct st_error *e = NULL;
 				if (sb->allow_egress && sandbox__egress_start(m, sb, &e) < 0)
-					st_log(ST_LOG_WARN, "sandbox '%s': %s", sb->id, st_error_msg(e));
+					st_log(ST_LOG_WARN, "sandbox '%s': %s", sb->id,
+					       st_error_msg(e));
 				st_error_free(e);
 				sb->next = m->list;
 				m->list = sb;
@@ -485,7 +503,8 @@ static void recover(struct sandbox_mgr *m)
 					abort();
 				adopted[nad++] = st_xstrdup(sb->id);
 				adopted[nad] = NULL;
-				st_log(ST_LOG_INFO, "sandbox '%s' re-adopted after restart", sb->id);
+				st_log(ST_LOG_INFO, "sandbox '%s' re-adopted after restart",
+				       sb->id);
 			} else {
 				st_log(owner ? ST_LOG_WARN : ST_LOG_INFO,
 				       "sandbox '%s' %s: cleaning up", sb->id,
@@ -506,7 +525,8 @@ static void recover(struct sandbox_mgr *m)
 			if (!strcmp(ids[i], adopted[j]))
 				known = true;
 		if (!known) {
-			st_log(ST_LOG_WARN, "runsc container '%s' has no sandbox record: deleting", ids[i]);
+			st_log(ST_LOG_WARN, "runsc container '%s' has no sandbox record: deleting",
+			       ids[i]);
 			sandbox__runsc_destroy(m, ids[i], NULL);
 		}
 	}
@@ -591,22 +611,26 @@ int sandbox_mgr_open(const struct sandbox_options *o, struct sandbox_mgr **out,
 	struct st_error *e = NULL;
 	cleanup_free char *sbdir = st_xasprintf("%s/sb", m->state_dir);
 	if (access(m->agent_path, X_OK) < 0) {
-		r = st_error_make(err, errno, "the in-sandbox agent '%s' is missing (run `make build`)",
+		r = st_error_make(err, errno,
+		                  "the in-sandbox agent '%s' is missing (run `make build`)",
 		                  m->agent_path);
 		goto fail;
 	}
-	if ((r = st_mkdir_p(sbdir, 0700, err)) < 0 || (r = st_mkdir_p(m->runsc_root, 0700, err)) < 0)
+	if ((r = st_mkdir_p(sbdir, 0700, err)) < 0 ||
+	    (r = st_mkdir_p(m->runsc_root, 0700, err)) < 0)
 		goto fail;
 	if (strlen(sbdir) + 64 > 107) {
-		r = st_error_make(err, ENAMETOOLONG,
-		                  "state directory '%s' is too long for unix socket paths; choose a "
-		                  "shorter rr.agentSandbox.sandbox.workspaceDir",
-		                  m->state_dir);
+		r = st_error_make(
+		    err, ENAMETOOLONG,
+		    "state directory '%s' is too long for unix socket paths; choose a "
+		    "shorter rr.agentSandbox.sandbox.workspaceDir",
+		    m->state_dir);
 		goto fail;
 	}
 	if (m->o.runtime == SANDBOX_RUNTIME_JAIL) {
-		r = st_error_make(err, ENOSYS,
-		                  "runtime 'jail' is not available in this build; use runtime: gvisor");
+		r = st_error_make(
+		    err, ENOSYS,
+		    "runtime 'jail' is not available in this build; use runtime: gvisor");
 		goto fail;
 	}
 	if ((r = sandbox__runsc_probe(m->runsc, m->platform, err)) < 0)
@@ -750,10 +774,11 @@ int sandbox_create(struct sandbox_mgr *m, const struct sandbox_create_opts *o, j
 	if (!o->owner || !*o->owner)
 		return st_error_make(err, EINVAL, "sandbox create needs an owner");
 	if (!m->sign_key)
-		return st_error_make(err, EACCES,
-		                     "the agent sandbox has no JWT keypair: set "
-		                     "rr.agentSandbox.jwtPrivateKey and jwtPublicKey (stockade keys "
-		                     "generate); sandboxes are not served without it");
+		return st_error_make(
+		    err, EACCES,
+		    "the agent sandbox has no JWT keypair: set "
+		    "rr.agentSandbox.jwtPrivateKey and jwtPublicKey (stockade keys "
+		    "generate); sandboxes are not served without it");
 	pthread_mutex_lock(&m->lock);
 	unsigned owned, pool, mine;
 	count_locked(m, o->owner, &owned, &pool, &mine);
@@ -786,11 +811,12 @@ int sandbox_create(struct sandbox_mgr *m, const struct sandbox_create_opts *o, j
 	} else {
 		if (m->creating >= m->o.max_concurrent_creates) {
 			pthread_mutex_unlock(&m->lock);
-			return st_error_make(err, EAGAIN,
-			                     "%u sandboxes are being created, the limit is %u "
-			                     "(scaling.maxConcurrentCreates) and the warm pool is empty: "
-			                     "retry shortly",
-			                     m->creating, m->o.max_concurrent_creates);
+			return st_error_make(
+			    err, EAGAIN,
+			    "%u sandboxes are being created, the limit is %u "
+			    "(scaling.maxConcurrentCreates) and the warm pool is empty: "
+			    "retry shortly",
+			    m->creating, m->o.max_concurrent_creates);
 		}
 		m->creating++;
 		pthread_mutex_unlock(&m->lock);
@@ -873,8 +899,7 @@ json_t *sandbox_list(struct sandbox_mgr *m, const char *owner)
 	return a;
 }
 
-int sandbox_destroy(struct sandbox_mgr *m, const char *owner, const char *id,
-                    struct st_error **err)
+int sandbox_destroy(struct sandbox_mgr *m, const char *owner, const char *id, struct st_error **err)
 {
 	struct sandbox *sb;
 	int r = sb_get(m, owner, id, false, &sb, err);
@@ -915,8 +940,7 @@ int sandbox_pause(struct sandbox_mgr *m, const char *owner, const char *id, stru
 	return sb_set_paused(m, owner, id, true, err);
 }
 
-int sandbox_resume(struct sandbox_mgr *m, const char *owner, const char *id,
-                   struct st_error **err)
+int sandbox_resume(struct sandbox_mgr *m, const char *owner, const char *id, struct st_error **err)
 {
 	return sb_set_paused(m, owner, id, false, err);
 }
@@ -980,7 +1004,8 @@ int sandbox_exec(struct sandbox_mgr *m, const char *owner, const char *id,
 	if (q.len >= AGENT_FRAME_MAX) {
 		st_buf_release(&q);
 		sb_put(m, sb);
-		return st_error_make(err, E2BIG, "command, arguments and environment are too large");
+		return st_error_make(err, E2BIG,
+		                     "command, arguments and environment are too large");
 	}
 
 	cleanup_free char *buf = st_xmalloc(AGENT_FRAME_MAX + 1);
@@ -1019,9 +1044,10 @@ int sandbox_exec(struct sandbox_mgr *m, const char *owner, const char *id,
 		char t;
 		int fr = sandbox__frame_read(fd, &t, buf, &n);
 		if (fr <= 0) {
-			r = st_error_make(err, fr < 0 ? -fr : EPIPE,
-			                  "the sandbox agent closed the connection before the command "
-			                  "finished");
+			r = st_error_make(
+			    err, fr < 0 ? -fr : EPIPE,
+			    "the sandbox agent closed the connection before the command "
+			    "finished");
 			break;
 		}
 		if (t == AGENT_F_OUT || t == AGENT_F_ERRDATA) {
@@ -1092,8 +1118,9 @@ int sandbox_file_read(struct sandbox_mgr *m, const char *owner, const char *id, 
 		*size = total;
 	if (m->o.max_file_bytes && total > m->o.max_file_bytes) {
 		sb_put(m, sb);
-		return st_error_make(err, EFBIG, "'%s' is %llu bytes, above the %llu byte limit", path,
-		                     (unsigned long long)total, (unsigned long long)m->o.max_file_bytes);
+		return st_error_make(err, EFBIG, "'%s' is %llu bytes, above the %llu byte limit",
+		                     path, (unsigned long long)total,
+		                     (unsigned long long)m->o.max_file_bytes);
 	}
 	for (;;) {
 		char t;
@@ -1151,7 +1178,8 @@ static int file_write_src(struct sandbox_mgr *m, const char *owner, const char *
 				break;
 			}
 		} else {
-			k = (ssize_t)(src->len - src->off > 256 * 1024 ? 256 * 1024 : src->len - src->off);
+			k = (ssize_t)(src->len - src->off > 256 * 1024 ? 256 * 1024
+			                                               : src->len - src->off);
 			if (k)
 				memcpy(buf, src->data + src->off, (size_t)k);
 			src->off += (size_t)k;
@@ -1200,8 +1228,8 @@ int sandbox_file_write_fd(struct sandbox_mgr *m, const char *owner, const char *
 	return file_write_src(m, owner, id, path, &s, written, err);
 }
 
-int sandbox_file_write(struct sandbox_mgr *m, const char *owner, const char *id,
-                       const char *path, const void *data, size_t n, struct st_error **err)
+int sandbox_file_write(struct sandbox_mgr *m, const char *owner, const char *id, const char *path,
+                       const void *data, size_t n, struct st_error **err)
 {
 	struct fd_src s = {.fd = -1, .data = data, .len = n};
 	return file_write_src(m, owner, id, path, &s, NULL, err);
@@ -1234,14 +1262,14 @@ static int simple_op(struct sandbox_mgr *m, const char *owner, const char *id, c
 	return 0;
 }
 
-int sandbox_file_delete(struct sandbox_mgr *m, const char *owner, const char *id,
-                        const char *path, bool recursive, struct st_error **err)
+int sandbox_file_delete(struct sandbox_mgr *m, const char *owner, const char *id, const char *path,
+                        bool recursive, struct st_error **err)
 {
 	return simple_op(m, owner, id, "delete", path, "recursive", recursive ? "1" : "0", err);
 }
 
-int sandbox_file_mkdir(struct sandbox_mgr *m, const char *owner, const char *id,
-                       const char *path, struct st_error **err)
+int sandbox_file_mkdir(struct sandbox_mgr *m, const char *owner, const char *id, const char *path,
+                       struct st_error **err)
 {
 	return simple_op(m, owner, id, "mkdir", path, "parents", "1", err);
 }
@@ -1285,9 +1313,9 @@ int sandbox_file_list(struct sandbox_mgr *m, const char *owner, const char *id, 
 		int64_t mtime = 0;
 		st_parse_u64(f[2], &size);
 		st_parse_i64(f[4], &mtime);
-		json_array_append_new(a, json_pack("{s:s,s:s,s:I,s:s,s:I}", "name", f[0], "type", f[1],
-		                                   "size", (json_int_t)size, "mode", f[3], "mtime",
-		                                   (json_int_t)mtime));
+		json_array_append_new(a, json_pack("{s:s,s:s,s:I,s:s,s:I}", "name", f[0], "type",
+		                                   f[1], "size", (json_int_t)size, "mode", f[3],
+		                                   "mtime", (json_int_t)mtime));
 	}
 	sb_put(m, sb);
 	if (r < 0) {
@@ -1321,8 +1349,8 @@ int sandbox_snapshot(struct sandbox_mgr *m, const char *owner, const char *id, j
 		r = sandbox__snapshot_save(m, owner, ws, &snap, &bytes, err);
 		struct st_error *e2 = NULL;
 		if (!was_paused && sandbox__runsc_pause(m, sb->id, false, &e2) < 0)
-			st_log(ST_LOG_WARN, "sandbox '%s': cannot resume after snapshot: %s", sb->id,
-			       st_error_msg(e2));
+			st_log(ST_LOG_WARN, "sandbox '%s': cannot resume after snapshot: %s",
+			       sb->id, st_error_msg(e2));
 		st_error_free(e2);
 	}
 	sb_put(m, sb);

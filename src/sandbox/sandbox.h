@@ -98,10 +98,8 @@ int sandbox_get(struct sandbox_mgr *m, const char *owner, const char *id, json_t
 json_t *sandbox_list(struct sandbox_mgr *m, const char *owner);
 int sandbox_destroy(struct sandbox_mgr *m, const char *owner, const char *id,
                     struct st_error **err);
-int sandbox_pause(struct sandbox_mgr *m, const char *owner, const char *id,
-                  struct st_error **err);
-int sandbox_resume(struct sandbox_mgr *m, const char *owner, const char *id,
-                   struct st_error **err);
+int sandbox_pause(struct sandbox_mgr *m, const char *owner, const char *id, struct st_error **err);
+int sandbox_resume(struct sandbox_mgr *m, const char *owner, const char *id, struct st_error **err);
 
 /* Token check for the preview proxy: 0 when `token` is a valid token for sandbox `id`. */
 int sandbox_token_check(struct sandbox_mgr *m, const char *id, const char *token,
@@ -145,12 +143,12 @@ int sandbox_file_read(struct sandbox_mgr *m, const char *owner, const char *id, 
 /* Writes the content of fd (read to EOF) to path, atomically. */
 int sandbox_file_write_fd(struct sandbox_mgr *m, const char *owner, const char *id,
                           const char *path, int fd, uint64_t *written, struct st_error **err);
-int sandbox_file_write(struct sandbox_mgr *m, const char *owner, const char *id,
-                       const char *path, const void *data, size_t n, struct st_error **err);
-int sandbox_file_delete(struct sandbox_mgr *m, const char *owner, const char *id,
-                        const char *path, bool recursive, struct st_error **err);
-int sandbox_file_mkdir(struct sandbox_mgr *m, const char *owner, const char *id,
-                       const char *path, struct st_error **err);
+int sandbox_file_write(struct sandbox_mgr *m, const char *owner, const char *id, const char *path,
+                       const void *data, size_t n, struct st_error **err);
+int sandbox_file_delete(struct sandbox_mgr *m, const char *owner, const char *id, const char *path,
+                        bool recursive, struct st_error **err);
+int sandbox_file_mkdir(struct sandbox_mgr *m, const char *owner, const char *id, const char *path,
+                       struct st_error **err);
 /* [{name, type: file|dir|symlink|other, size, mode, mtime}] */
 int sandbox_file_list(struct sandbox_mgr *m, const char *owner, const char *id, const char *path,
                       json_t **out, struct st_error **err);

@@ -34,26 +34,25 @@
 
 /* ---- bookkeeping ------------------------------------------------------------------------ */
 
-static const char bookkeeping_sql[] =
-    "CREATE TABLE IF NOT EXISTS {ns}schema_migrations ("
-    " component TEXT NOT NULL,"
-    " version BIGINT NOT NULL,"
-    " name TEXT NOT NULL,"
-    " applied_at BIGINT NOT NULL,"
-    " checksum TEXT,"
-    " PRIMARY KEY (component, version));"
-    "CREATE TABLE IF NOT EXISTS {ns}data_migrations ("
-    " name TEXT PRIMARY KEY,"
-    " description TEXT,"
-    " state TEXT NOT NULL DEFAULT 'pending'"
-    "  CHECK (state IN ('pending', 'running', 'done', 'failed')),"
-    " error TEXT,"
-    " attempts BIGINT NOT NULL DEFAULT 0,"
-    " created_at BIGINT NOT NULL,"
-    " started_at BIGINT,"
-    " finished_at BIGINT,"
-    " owner TEXT,"
-    " heartbeat_at BIGINT);";
+static const char bookkeeping_sql[] = "CREATE TABLE IF NOT EXISTS {ns}schema_migrations ("
+                                      " component TEXT NOT NULL,"
+                                      " version BIGINT NOT NULL,"
+                                      " name TEXT NOT NULL,"
+                                      " applied_at BIGINT NOT NULL,"
+                                      " checksum TEXT,"
+                                      " PRIMARY KEY (component, version));"
+                                      "CREATE TABLE IF NOT EXISTS {ns}data_migrations ("
+                                      " name TEXT PRIMARY KEY,"
+                                      " description TEXT,"
+                                      " state TEXT NOT NULL DEFAULT 'pending'"
+                                      "  CHECK (state IN ('pending', 'running', 'done', 'failed')),"
+                                      " error TEXT,"
+                                      " attempts BIGINT NOT NULL DEFAULT 0,"
+                                      " created_at BIGINT NOT NULL,"
+                                      " started_at BIGINT,"
+                                      " finished_at BIGINT,"
+                                      " owner TEXT,"
+                                      " heartbeat_at BIGINT);";
 
 int store__bootstrap(struct store *s, struct st_error **err)
 {
@@ -192,11 +191,12 @@ static int apply_one(struct store *view, const char *component, const struct sto
 		goto fail;
 	if (cr.found) {
 		if (cr.checksum[0] && strcmp(cr.checksum, sum) != 0)
-			st_log(ST_LOG_WARN,
-			       "store '%s': schema migration %s/%lld '%s' was applied with checksum "
-			       "%.12s but this binary has %.12s; the migration text changed after "
-			       "release",
-			       root->ns, component, (long long)m->version, m->name, cr.checksum, sum);
+			st_log(
+			    ST_LOG_WARN,
+			    "store '%s': schema migration %s/%lld '%s' was applied with checksum "
+			    "%.12s but this binary has %.12s; the migration text changed after "
+			    "release",
+			    root->ns, component, (long long)m->version, m->name, cr.checksum, sum);
 		root->ops->rollback(c);
 		return 0;
 	}
@@ -207,8 +207,9 @@ static int apply_one(struct store *view, const char *component, const struct sto
 		              (long long)m->version, m->name);
 		goto fail;
 	}
-	struct store_value row[] = {store_text(component), store_int(m->version), store_text(m->name),
-	                            store_int(store__now_ms()), store_text(sum)};
+	struct store_value row[] = {store_text(component), store_int(m->version),
+	                            store_text(m->name), store_int(store__now_ms()),
+	                            store_text(sum)};
 	r = store_exec(view,
 	               "INSERT INTO {ns}schema_migrations (component, version, name, applied_at, "
 	               "checksum) VALUES (?, ?, ?, ?, ?)",
@@ -219,8 +220,8 @@ static int apply_one(struct store *view, const char *component, const struct sto
 	if (r < 0)
 		goto fail;
 	*did = true;
-	st_log(ST_LOG_INFO, "store '%s': applied schema migration %s/%lld '%s'", root->ns, component,
-	       (long long)m->version, m->name);
+	st_log(ST_LOG_INFO, "store '%s': applied schema migration %s/%lld '%s'", root->ns,
+	       component, (long long)m->version, m->name);
 	return 0;
 fail:
 	root->ops->rollback(c);
@@ -239,10 +240,11 @@ int store_migrate(struct store *s, const char *component, const struct store_mig
 	for (size_t i = 0; i < n; i++) {
 		const struct store_migration *m = &migrations[i];
 		if (m->version <= 0 || (i > 0 && m->version <= migrations[i - 1].version))
-			return st_error_make(err, EINVAL,
-			                     "schema migrations of '%s' must have increasing positive "
-			                     "versions (entry %zu has %lld)",
-			                     component, i, (long long)m->version);
+			return st_error_make(
+			    err, EINVAL,
+			    "schema migrations of '%s' must have increasing positive "
+			    "versions (entry %zu has %lld)",
+			    component, i, (long long)m->version);
 		if (m->name == NULL || migration_sql(s, m) == NULL)
 			return st_error_make(err, EINVAL,
 			                     "schema migration %s/%lld needs a name and SQL for %s",
@@ -271,12 +273,13 @@ int store_migrate(struct store *s, const char *component, const struct store_mig
 	                    "component = ?",
 	                    &cp, 1, &have, err);
 	if (r == 0 && have > newest) {
-		r = st_error_make(err, EPROTO,
-		                  "the database schema of '%s' in %s store '%s' is at version %lld but "
-		                  "this stockade knows only up to version %lld: a newer release has "
-		                  "run against this database; run that release (or newer), or restore "
-		                  "a backup taken before the upgrade",
-		                  component, s->ops->name, s->ns, (long long)have, (long long)newest);
+		r = st_error_make(
+		    err, EPROTO,
+		    "the database schema of '%s' in %s store '%s' is at version %lld but "
+		    "this stockade knows only up to version %lld: a newer release has "
+		    "run against this database; run that release (or newer), or restore "
+		    "a backup taken before the upgrade",
+		    component, s->ops->name, s->ns, (long long)have, (long long)newest);
 	}
 	for (size_t i = 0; r == 0 && i < n; i++) {
 		bool did = false;
@@ -318,11 +321,12 @@ int store_data_migration_register(struct store *s, const struct store_data_migra
 		return st_error_make(err, EINVAL, "a data migration needs a name and a function");
 	struct store_value v[] = {store_text(m->name), store_text(m->description),
 	                          store_int(store__now_ms())};
-	int r = store_exec(s,
-	                   "INSERT INTO {ns}data_migrations (name, description, state, attempts, "
-	                   "created_at) VALUES (?, ?, 'pending', 0, ?) ON CONFLICT (name) DO UPDATE "
-	                   "SET description = excluded.description",
-	                   v, 3, NULL, err);
+	int r =
+	    store_exec(s,
+	               "INSERT INTO {ns}data_migrations (name, description, state, attempts, "
+	               "created_at) VALUES (?, ?, 'pending', 0, ?) ON CONFLICT (name) DO UPDATE "
+	               "SET description = excluded.description",
+	               v, 3, NULL, err);
 	if (r < 0)
 		return st_error_wrap(err, "cannot register data migration '%s'", m->name);
 	pthread_mutex_lock(&s->dm_mu);
@@ -428,8 +432,11 @@ static int dm_run_one(struct store *s, const struct store_data_migration *m, boo
 
 	const char *emsg = mr < 0 ? (merr ? st_error_msg(merr) : "failed without a message") : NULL;
 	now = store__now_ms();
-	struct store_value fin[] = {store_text(mr < 0 ? "failed" : "done"), store_text(emsg),
-	                            store_int(now), store_int(now), store_text(m->name),
+	struct store_value fin[] = {store_text(mr < 0 ? "failed" : "done"),
+	                            store_text(emsg),
+	                            store_int(now),
+	                            store_int(now),
+	                            store_text(m->name),
 	                            store_text(s->owner)};
 	r = store_exec(s,
 	               "UPDATE {ns}data_migrations SET state = ?, error = ?, finished_at = ?, "
@@ -437,10 +444,11 @@ static int dm_run_one(struct store *s, const struct store_data_migration *m, boo
 	               fin, 6, NULL, err);
 	if (mr < 0) {
 		*failed = true;
-		st_log(ST_LOG_ERROR,
-		       "store '%s': data migration '%s' failed: %s (the service keeps working; retry "
-		       "with 'stockade migrate retry %s')",
-		       s->ns, m->name, emsg, m->name);
+		st_log(
+		    ST_LOG_ERROR,
+		    "store '%s': data migration '%s' failed: %s (the service keeps working; retry "
+		    "with 'stockade migrate retry %s')",
+		    s->ns, m->name, emsg, m->name);
 		if (r == 0)
 			st_error_make(err, mr, "data migration '%s' failed: %s", m->name, emsg);
 		st_error_free(merr);
@@ -577,11 +585,12 @@ int store_migration_status(struct store *s, json_t **out, struct st_error **err)
 	                         NULL, 0, &schema, err);
 	if (r < 0)
 		return st_error_wrap(err, "cannot read schema migrations");
-	r = store_query_json(s,
-	                     "SELECT name, description, state, error, attempts, created_at, "
-	                     "started_at, finished_at, owner, heartbeat_at FROM {ns}data_migrations "
-	                     "ORDER BY created_at, name",
-	                     NULL, 0, &data, err);
+	r = store_query_json(
+	    s,
+	    "SELECT name, description, state, error, attempts, created_at, "
+	    "started_at, finished_at, owner, heartbeat_at FROM {ns}data_migrations "
+	    "ORDER BY created_at, name",
+	    NULL, 0, &data, err);
 	if (r < 0) {
 		json_decref(schema);
 		return st_error_wrap(err, "cannot read data migrations");
@@ -625,20 +634,22 @@ int store_data_migration_retry(struct store *s, const char *name, struct st_erro
 	int64_t now = store__now_ms();
 	int64_t changes = 0;
 	struct store_value v[] = {store_text(name), store_int(now - (int64_t)root->stale_ms)};
-	int r = store_exec(s,
-	                   "UPDATE {ns}data_migrations SET state = 'pending', error = NULL, owner = "
-	                   "NULL, heartbeat_at = NULL WHERE name = ? AND (state = 'failed' OR "
-	                   "(state = 'running' AND (heartbeat_at IS NULL OR heartbeat_at < ?)))",
-	                   v, 2, &changes, err);
+	int r =
+	    store_exec(s,
+	               "UPDATE {ns}data_migrations SET state = 'pending', error = NULL, owner = "
+	               "NULL, heartbeat_at = NULL WHERE name = ? AND (state = 'failed' OR "
+	               "(state = 'running' AND (heartbeat_at IS NULL OR heartbeat_at < ?)))",
+	               v, 2, &changes, err);
 	if (r < 0)
 		return st_error_wrap(err, "cannot retry data migration '%s'", name);
 	if (changes != 1) {
 		json_t *row = NULL;
 		struct st_error *qerr = NULL;
-		r = store_query_one(s,
-		                    "SELECT state, owner, started_at FROM {ns}data_migrations WHERE "
-		                    "name = ?",
-		                    v, 1, &row, &qerr);
+		r = store_query_one(
+		    s,
+		    "SELECT state, owner, started_at FROM {ns}data_migrations WHERE "
+		    "name = ?",
+		    v, 1, &row, &qerr);
 		if (r == -ENOENT) {
 			st_error_free(qerr);
 			return st_error_make(err, ENOENT,
@@ -657,15 +668,15 @@ int store_data_migration_retry(struct store *s, const char *name, struct st_erro
 		if (state && strcmp(state, "running") == 0) {
 			const char *owner = json_string_value(json_object_get(row, "owner"));
 			json_int_t started = json_integer_value(json_object_get(row, "started_at"));
-			r = st_error_make(err, EBUSY,
-			                  "data migration '%s' is already running (by '%s', for %llds); "
-			                  "a retry is refused until it finishes",
-			                  name, owner ? owner : "?",
-			                  (long long)((now - started) / 1000));
+			r = st_error_make(
+			    err, EBUSY,
+			    "data migration '%s' is already running (by '%s', for %llds); "
+			    "a retry is refused until it finishes",
+			    name, owner ? owner : "?", (long long)((now - started) / 1000));
 		} else if (state && strcmp(state, "done") == 0) {
-			r = st_error_make(err, EALREADY,
-			                  "data migration '%s' is already done; there is nothing to retry",
-			                  name);
+			r = st_error_make(
+			    err, EALREADY,
+			    "data migration '%s' is already done; there is nothing to retry", name);
 		} else {
 			r = 0; /* already pending: it will run */
 		}
@@ -686,10 +697,11 @@ int store_check_upgrade_gate(struct store *s, const char *const *required, size_
 {
 	struct store *root = store__root(s);
 	json_t *rows = NULL;
-	int r = store_query_json(s,
-	                         "SELECT name, error, attempts FROM {ns}data_migrations WHERE state "
-	                         "= 'failed' ORDER BY name",
-	                         NULL, 0, &rows, err);
+	int r =
+	    store_query_json(s,
+	                     "SELECT name, error, attempts FROM {ns}data_migrations WHERE state "
+	                     "= 'failed' ORDER BY name",
+	                     NULL, 0, &rows, err);
 	if (r < 0)
 		return st_error_wrap(err, "cannot check data migrations before starting");
 	struct st_buf msg;
@@ -712,8 +724,9 @@ int store_check_upgrade_gate(struct store *s, const char *const *required, size_
 		}
 		if (!gating)
 			continue;
-		st_buf_appendf(&msg, "%s'%s' (failed after %lld attempt%s: %s)", blocked ? ", " : "",
-		               name, (long long)json_integer_value(json_object_get(row, "attempts")),
+		st_buf_appendf(&msg, "%s'%s' (failed after %lld attempt%s: %s)",
+		               blocked ? ", " : "", name,
+		               (long long)json_integer_value(json_object_get(row, "attempts")),
 		               json_integer_value(json_object_get(row, "attempts")) == 1 ? "" : "s",
 		               e ? e : "no error recorded");
 		blocked++;
@@ -802,10 +815,11 @@ static int integrity_check(struct store *s, void *ctx_unused, struct st_error **
 			goto out;
 	}
 	struct sm_rows rows = {0};
-	r = store_query(s,
-	                "SELECT component, version, name, checksum FROM {ns}schema_migrations ORDER "
-	                "BY component, version",
-	                NULL, 0, sm_row_cb, &rows, err);
+	r = store_query(
+	    s,
+	    "SELECT component, version, name, checksum FROM {ns}schema_migrations ORDER "
+	    "BY component, version",
+	    NULL, 0, sm_row_cb, &rows, err);
 	for (size_t i = 0; r == 0 && i < rows.n; i++) {
 		struct sm_row *m = &rows.v[i];
 		char want[65];
@@ -815,17 +829,19 @@ static int integrity_check(struct store *s, void *ctx_unused, struct st_error **
 		if (m->checksum == NULL || m->checksum[0] == '\0') {
 			struct store_value v[] = {store_text(want), store_text(m->component),
 			                          store_int(m->version)};
-			r = store_exec(s,
-			               "UPDATE {ns}schema_migrations SET checksum = ? WHERE component = "
-			               "? AND version = ? AND checksum IS NULL",
-			               v, 3, NULL, err);
+			r = store_exec(
+			    s,
+			    "UPDATE {ns}schema_migrations SET checksum = ? WHERE component = "
+			    "? AND version = ? AND checksum IS NULL",
+			    v, 3, NULL, err);
 			ic.backfilled++;
 		} else if (strcmp(m->checksum, want) != 0) {
-			st_buf_appendf(&ic.problems,
-			               "%sschema migration %s/%lld '%s' was applied with checksum %.12s "
-			               "but this release expects %.12s",
-			               ic.nproblems ? "; " : "", m->component, (long long)m->version,
-			               m->name, m->checksum, want);
+			st_buf_appendf(
+			    &ic.problems,
+			    "%sschema migration %s/%lld '%s' was applied with checksum %.12s "
+			    "but this release expects %.12s",
+			    ic.nproblems ? "; " : "", m->component, (long long)m->version, m->name,
+			    m->checksum, want);
 			ic.nproblems++;
 		}
 	}

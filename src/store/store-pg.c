@@ -209,12 +209,9 @@ static enum store_type row_type(const struct store_row *r, size_t col)
 	case PG_INT8OID:
 	case PG_INT2OID:
 	case PG_INT4OID:
-	case PG_OIDOID:
-		return STORE_INT;
-	case PG_BYTEAOID:
-		return STORE_BLOB;
-	default:
-		return STORE_TEXT;
+	case PG_OIDOID: return STORE_INT;
+	case PG_BYTEAOID: return STORE_BLOB;
+	default: return STORE_TEXT;
 	}
 }
 
@@ -286,9 +283,7 @@ static PGresult *pg_send(struct store_conn *c, const char *sql, const struct sto
 			values[i] = ints[i];
 			types[i] = PG_INT8OID;
 			break;
-		case STORE_TEXT:
-			values[i] = v->s;
-			break;
+		case STORE_TEXT: values[i] = v->s; break;
 		case STORE_BLOB:
 			values[i] = v->p ? v->p : "";
 			lengths[i] = (int)v->len;
@@ -296,9 +291,7 @@ static PGresult *pg_send(struct store_conn *c, const char *sql, const struct sto
 			types[i] = PG_BYTEAOID;
 			break;
 		case STORE_NULL:
-		default:
-			values[i] = NULL;
-			break;
+		default: values[i] = NULL; break;
 		}
 	}
 	PGresult *res =

@@ -30,23 +30,14 @@ static int sqlite_error(sqlite3 *db, int rc, struct st_error **err, const char *
 		break;
 	case SQLITE_ERROR:
 	case SQLITE_MISMATCH:
-	case SQLITE_RANGE:
-		code = EINVAL;
-		break;
+	case SQLITE_RANGE: code = EINVAL; break;
 	case SQLITE_BUSY:
-	case SQLITE_LOCKED:
-		code = EAGAIN;
-		break;
+	case SQLITE_LOCKED: code = EAGAIN; break;
 	case SQLITE_READONLY:
 	case SQLITE_PERM:
-	case SQLITE_AUTH:
-		code = EACCES;
-		break;
-	case SQLITE_FULL:
-		code = ENOSPC;
-		break;
-	default:
-		break;
+	case SQLITE_AUTH: code = EACCES; break;
+	case SQLITE_FULL: code = ENOSPC; break;
+	default: break;
 	}
 	st_error_make(err, 0, "sqlite: %s: %s", what, msg);
 	if (err && *err)
@@ -59,12 +50,13 @@ static int sqlite_connect(struct store *s, struct store_conn **out, struct st_er
 	/* Create the file ourselves so its mode is 0600 whatever the umask. */
 	int fd = open(s->sqlite_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0)
-		return st_error_make(err, errno, "cannot open sqlite database '%s'", s->sqlite_path);
+		return st_error_make(err, errno, "cannot open sqlite database '%s'",
+		                     s->sqlite_path);
 	close(fd);
 	sqlite3 *db = NULL;
-	int rc = sqlite3_open_v2(s->sqlite_path, &db,
-	                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-	                         NULL);
+	int rc =
+	    sqlite3_open_v2(s->sqlite_path, &db,
+	                    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
 		int r = sqlite_error(db, rc, err, "open");
 		sqlite3_close(db);
@@ -115,20 +107,15 @@ static int bind_params(sqlite3 *db, sqlite3_stmt *st, const struct store_value *
 		int idx = (int)i + 1, rc = SQLITE_OK;
 		const struct store_value *v = &params[i];
 		switch (v->type) {
-		case STORE_NULL:
-			rc = sqlite3_bind_null(st, idx);
-			break;
-		case STORE_INT:
-			rc = sqlite3_bind_int64(st, idx, v->i);
-			break;
-		case STORE_TEXT:
-			rc = sqlite3_bind_text(st, idx, v->s, -1, SQLITE_STATIC);
-			break;
+		case STORE_NULL: rc = sqlite3_bind_null(st, idx); break;
+		case STORE_INT: rc = sqlite3_bind_int64(st, idx, v->i); break;
+		case STORE_TEXT: rc = sqlite3_bind_text(st, idx, v->s, -1, SQLITE_STATIC); break;
 		case STORE_BLOB:
 			rc = sqlite3_bind_blob64(st, idx, v->p ? v->p : "", v->len, SQLITE_STATIC);
 			break;
 		default:
-			return st_error_make(err, EINVAL, "parameter %zu has an unknown type", i + 1);
+			return st_error_make(err, EINVAL, "parameter %zu has an unknown type",
+			                     i + 1);
 		}
 		if (rc != SQLITE_OK)
 			return sqlite_error(db, rc, err, "bind");
@@ -167,14 +154,10 @@ static const char *row_name(const struct store_row *r, size_t col)
 static enum store_type row_type(const struct store_row *r, size_t col)
 {
 	switch (sqlite3_column_type(r->impl, (int)col)) {
-	case SQLITE_NULL:
-		return STORE_NULL;
-	case SQLITE_INTEGER:
-		return STORE_INT;
-	case SQLITE_BLOB:
-		return STORE_BLOB;
-	default:
-		return STORE_TEXT;
+	case SQLITE_NULL: return STORE_NULL;
+	case SQLITE_INTEGER: return STORE_INT;
+	case SQLITE_BLOB: return STORE_BLOB;
+	default: return STORE_TEXT;
 	}
 }
 
@@ -209,8 +192,7 @@ static const struct store__row_ops sqlite_row_ops = {
  * rows of each when fn is set.
  */
 static int run(struct store_conn *c, const char *sql, const struct store_value *params,
-               size_t nparams, int64_t *changes, store_row_fn fn, void *ctx,
-               struct st_error **err)
+               size_t nparams, int64_t *changes, store_row_fn fn, void *ctx, struct st_error **err)
 {
 	const char *p = sql;
 	bool first = true;
@@ -226,8 +208,8 @@ static int run(struct store_conn *c, const char *sql, const struct store_value *
 		}
 		if (nparams > 0 && (!first || !only_space(tail))) {
 			sqlite3_finalize(st);
-			return st_error_make(err, EINVAL,
-			                     "a statement with parameters must be the only statement");
+			return st_error_make(
+			    err, EINVAL, "a statement with parameters must be the only statement");
 		}
 		int r = bind_params(c->db, st, params, first ? nparams : 0, err);
 		if (r < 0) {

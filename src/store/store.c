@@ -29,7 +29,8 @@ static bool ns_is_valid(const char *ns)
 	if (n > 40)
 		return false;
 	for (size_t i = 0; i < n; i++)
-		if (!islower((unsigned char)ns[i]) && !isdigit((unsigned char)ns[i]) && ns[i] != '_')
+		if (!islower((unsigned char)ns[i]) && !isdigit((unsigned char)ns[i]) &&
+		    ns[i] != '_')
 			return false;
 	return true;
 }
@@ -221,10 +222,11 @@ int store_open(const struct store_options *opts, struct store **out, struct st_e
 {
 	*out = NULL;
 	if (!ns_is_valid(opts->ns))
-		return st_error_make(err, EINVAL,
-		                     "invalid store namespace '%s': use 1-40 characters a-z, 0-9 and _, "
-		                     "starting with a letter",
-		                     opts->ns ? opts->ns : "");
+		return st_error_make(
+		    err, EINVAL,
+		    "invalid store namespace '%s': use 1-40 characters a-z, 0-9 and _, "
+		    "starting with a letter",
+		    opts->ns ? opts->ns : "");
 	struct store *s = st_xcalloc(1, sizeof(*s));
 	s->backend = opts->backend;
 	s->ns = st_xstrdup(opts->ns);
@@ -255,7 +257,8 @@ int store_open(const struct store_options *opts, struct store **out, struct st_e
 	case STORE_POSTGRES:
 		if (opts->pg_conninfo == NULL) {
 			store_free(s);
-			return st_error_make(err, EINVAL, "postgres store needs a connection string");
+			return st_error_make(err, EINVAL,
+			                     "postgres store needs a connection string");
 		}
 		s->ops = &store__pg_ops;
 		s->pg_conninfo = st_xstrdup(opts->pg_conninfo);
@@ -341,8 +344,8 @@ int store_exec(struct store *s, const char *sql, const struct store_value *param
 	return r;
 }
 
-int store_query(struct store *s, const char *sql, const struct store_value *params,
-                size_t nparams, store_row_fn fn, void *ctx, struct st_error **err)
+int store_query(struct store *s, const char *sql, const struct store_value *params, size_t nparams,
+                store_row_fn fn, void *ctx, struct st_error **err)
 {
 	struct store_conn *c = NULL;
 	int r = store__conn_get(s, &c, err);
@@ -399,15 +402,12 @@ static json_t *row_to_json(const struct store_row *r)
 	for (size_t i = 0; i < n; i++) {
 		json_t *v = NULL;
 		switch (r->ops->type(r, i)) {
-		case STORE_NULL:
-			v = json_null();
-			break;
-		case STORE_INT:
-			v = json_integer(r->ops->get_int(r, i));
-			break;
+		case STORE_NULL: v = json_null(); break;
+		case STORE_INT: v = json_integer(r->ops->get_int(r, i)); break;
 		case STORE_TEXT:
 			v = json_string(r->ops->get_text(r, i));
-			if (v == NULL) /* not UTF-8: keep the bytes visible rather than dropping them */
+			if (v ==
+			    NULL) /* not UTF-8: keep the bytes visible rather than dropping them */
 				v = json_stringn_nocheck(r->ops->get_text(r, i),
 				                         strlen(r->ops->get_text(r, i)));
 			break;
@@ -416,15 +416,13 @@ static json_t *row_to_json(const struct store_row *r)
 			const unsigned char *p = r->ops->get_blob(r, i, &len);
 			size_t cap = 4 * ((len + 2) / 3) + 1;
 			char *b64 = st_xmalloc(cap);
-			int m = EVP_EncodeBlock((unsigned char *)b64, p ? p : (const unsigned char *)"",
-			                        (int)len);
+			int m = EVP_EncodeBlock((unsigned char *)b64,
+			                        p ? p : (const unsigned char *)"", (int)len);
 			v = json_stringn(b64, m > 0 ? (size_t)m : 0);
 			free(b64);
 			break;
 		}
-		default:
-			v = json_null();
-			break;
+		default: v = json_null(); break;
 		}
 		json_object_set_new(o, r->ops->name(r, i), v);
 	}
