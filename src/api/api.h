@@ -27,10 +27,10 @@
 #include "http/http.h"
 
 /* Owned by their subsystems; the app only holds pointers (NULL when not configured/built). */
-struct st_config;
+struct stockade_config;
 struct store;
 struct blob_store;
-struct engine;
+struct engine_pool;
 
 enum app_component {
 	APP_CODE_EXECUTOR = 1 << 0,
@@ -53,17 +53,16 @@ struct app {
 	unsigned components; /* enum app_component bits this process serves */
 	bool unsandboxed; /* code-executor mode: results say sandboxed:false */
 
-	struct st_config *config; /* parsed stockade.yaml or the embedded default */
-	struct store *store; /* state store (SQLite / Postgres) */
-	struct blob_store *blob; /* blob store (fs / S3 / Azure / GCS) */
-	struct engine *engine_js; /* JavaScriptCore zygote pool (code-executor + js-executor) */
-	struct engine *engine_py; /* embedded CPython zygote pool (code-executor) */
+	struct stockade_config *config; /* parsed stockade.yaml or the embedded default */
+	struct store *store; /* state store, namespace "stockade" (SQLite / Postgres) */
+	struct blob_store *blob; /* blob store (fs / S3 / Azure / GCS); NULL until a component
+	                            that needs one opens it */
+	/* Engine pools (engine/engine.h). pool_exec serves code-executor (JS + Python, jailed or
+	 * unsandboxed per config); pool_fn serves js-executor (JS, always jailed) and is the same
+	 * pool as pool_exec when that one is jailed. Owned by the component that started them. */
+	struct engine_pool *pool_exec;
+	struct engine_pool *pool_fn;
 	struct http_server *http;
-
-	/* Execution limits from config (ms / MiB); requests above the max get 400. */
-	unsigned default_timeout_ms, max_timeout_ms;
-	unsigned default_memory_mb, max_memory_mb;
-	size_t max_code_bytes;
 
 	pthread_mutex_t lock;
 	struct app_hook *hooks; /* shutdown + health hooks */
@@ -95,13 +94,34 @@ typedef int (*api_register_fn)(struct http_server *srv, struct app *app, struct 
 int api_register_ops(struct http_server *srv, struct app *app, struct st_error **err);
 int api_register_exec(struct http_server *srv, struct app *app, struct st_error **err);
 int api_register_functions(struct http_server *srv, struct app *app, struct st_error **err);
-/* Built by their components; weak so the binary links without them. */
+/*
+ * Built by their components. While a component's public header is absent from the tree the
+ * symbol is declared weak, so the binary links without it; once the header exists the
+ * reference is strong, so the linker pulls the component's object out of libstockade.a (a weak
+ * reference alone would not) and a missing definition is a link error, not a silent gap.
+ * Each component defines its function in its own directory (e.g. src/sandbox/sandbox-api.c).
+ */
+#if __has_include("sandbox/sandbox.h")
+#define API_HAVE_SANDBOX 1
+int api_register_sandbox(struct http_server *srv, struct app *app, struct st_error **err);
+#else
 int api_register_sandbox(struct http_server *srv, struct app *app, struct st_error **err)
     __attribute__((weak));
+#endif
+#if __has_include("mcp/mcp.h")
+#define API_HAVE_MCP 1
+int api_register_mcp(struct http_server *srv, struct app *app, struct st_error **err);
+#else
 int api_register_mcp(struct http_server *srv, struct app *app, struct st_error **err)
     __attribute__((weak));
+#endif
+#if __has_include("git/git.h")
+#define API_HAVE_GIT 1
+int api_register_git(struct http_server *srv, struct app *app, struct st_error **err);
+#else
 int api_register_git(struct http_server *srv, struct app *app, struct st_error **err)
     __attribute__((weak));
+#endif
 
 /* "code-executor" -> APP_CODE_EXECUTOR, "all" -> every bit; 0 for an unknown name. */
 unsigned app_role_parse(const char *role);
@@ -109,6 +129,8 @@ const char *app_component_name(enum app_component c);
 /* Register ops plus every component in app->components; fails naming a component that is not
  * part of this build. */
 int api_register_all(struct http_server *srv, struct app *app, struct st_error **err);
+/* Is the component's register function part of this binary? */
+bool api_component_built(enum app_component c);
 
 /* ---- shared helpers for component handlers ----------------------------------------------- */
 
