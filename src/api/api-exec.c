@@ -66,11 +66,12 @@ static void pool_metrics(struct st_buf *out, struct engine_pool *pool, const cha
 		if (!st.zygotes_wanted[l])
 			continue;
 		const char *ln = engine_language_name((enum engine_language)l);
-		st_buf_appendf(out, "stockade_engine_zygotes_alive{pool=\"%s\",language=\"%s\"} %u\n",
-		               name, ln, st.zygotes_alive[l]);
 		st_buf_appendf(out,
-		               "stockade_engine_zygote_rss_bytes{pool=\"%s\",language=\"%s\"} %lld\n",
-		               name, ln, (long long)st.zygote_rss_kb[l] * 1024);
+		               "stockade_engine_zygotes_alive{pool=\"%s\",language=\"%s\"} %u\n",
+		               name, ln, st.zygotes_alive[l]);
+		st_buf_appendf(
+		    out, "stockade_engine_zygote_rss_bytes{pool=\"%s\",language=\"%s\"} %lld\n",
+		    name, ln, (long long)st.zygote_rss_kb[l] * 1024);
 	}
 }
 
@@ -83,12 +84,13 @@ static void exec_metrics_render(void *ctx, struct st_buf *out)
 	for (int l = 0; l < ENGINE_LANG__COUNT; l++)
 		for (int s = 0; s < EXEC_STATUSES; s++)
 			if (exec_metrics.by_status[l][s])
-				st_buf_appendf(out,
-				               "stockade_executions_total{language=\"%s\",status=\"%s\"} "
-				               "%llu\n",
-				               engine_language_name((enum engine_language)l),
-				               engine_status_name((enum engine_status)s),
-				               (unsigned long long)exec_metrics.by_status[l][s]);
+				st_buf_appendf(
+				    out,
+				    "stockade_executions_total{language=\"%s\",status=\"%s\"} "
+				    "%llu\n",
+				    engine_language_name((enum engine_language)l),
+				    engine_status_name((enum engine_status)s),
+				    (unsigned long long)exec_metrics.by_status[l][s]);
 	st_buf_appendf(out, "# HELP stockade_execution_duration_seconds Wall time of executions."
 	                    "\n# TYPE stockade_execution_duration_seconds histogram\n");
 	for (int l = 0; l < ENGINE_LANG__COUNT; l++) {
@@ -97,19 +99,23 @@ static void exec_metrics_render(void *ctx, struct st_buf *out)
 		for (size_t b = 0; b <= EXEC_BUCKETS; b++) {
 			cum += exec_metrics.hist[l][b];
 			if (b < EXEC_BUCKETS)
-				st_buf_appendf(out,
-				               "stockade_execution_duration_seconds_bucket{language=\"%s\","
-				               "le=\"%g\"} %llu\n",
-				               ln, exec_buckets_s[b], (unsigned long long)cum);
+				st_buf_appendf(
+				    out,
+				    "stockade_execution_duration_seconds_bucket{language=\"%s\","
+				    "le=\"%g\"} %llu\n",
+				    ln, exec_buckets_s[b], (unsigned long long)cum);
 			else
-				st_buf_appendf(out,
-				               "stockade_execution_duration_seconds_bucket{language=\"%s\","
-				               "le=\"+Inf\"} %llu\n",
-				               ln, (unsigned long long)cum);
+				st_buf_appendf(
+				    out,
+				    "stockade_execution_duration_seconds_bucket{language=\"%s\","
+				    "le=\"+Inf\"} %llu\n",
+				    ln, (unsigned long long)cum);
 		}
-		st_buf_appendf(out, "stockade_execution_duration_seconds_sum{language=\"%s\"} %.6f\n",
+		st_buf_appendf(out,
+		               "stockade_execution_duration_seconds_sum{language=\"%s\"} %.6f\n",
 		               ln, exec_metrics.sum_s[l]);
-		st_buf_appendf(out, "stockade_execution_duration_seconds_count{language=\"%s\"} %llu\n",
+		st_buf_appendf(out,
+		               "stockade_execution_duration_seconds_count{language=\"%s\"} %llu\n",
 		               ln, (unsigned long long)cum);
 	}
 	st_buf_appendf(out,
@@ -128,8 +134,7 @@ static void exec_metrics_render(void *ctx, struct st_buf *out)
 
 /* ---- pools ------------------------------------------------------------------------------- */
 
-static void pool_options_from(const struct config_exec_limits *lim,
-                              struct engine_pool_options *o)
+static void pool_options_from(const struct config_exec_limits *lim, struct engine_pool_options *o)
 {
 	if (!lim)
 		return;
@@ -218,8 +223,8 @@ static enum app_health pool_health(void *ctx, char **detail)
 		*detail = st_xstrdup(w[0]);
 		return APP_HEALTH_DEGRADED;
 	}
-	*detail = st_xasprintf("in flight %u, queued %u of %u", st.in_flight, st.queued,
-	                       st.queue_size);
+	*detail =
+	    st_xasprintf("in flight %u, queued %u of %u", st.in_flight, st.queued, st.queue_size);
 	return APP_HEALTH_OK;
 }
 
@@ -315,11 +320,11 @@ int api__pool_fn(struct app *app, struct st_error **err)
 	}
 	int r = start_pool(app, true, &app->pool_fn, err);
 	if (r < 0)
-		return st_error_wrap(err,
-		                     "js-executor refuses to start: it always runs functions in a "
-		                     "jail and the jail cannot be set up here; run the service with "
-		                     "the seccomp profile deploy/seccomp/stockade-executor.json (or "
-		                     "privileged), see 'stockade doctor'");
+		return st_error_wrap(
+		    err, "js-executor refuses to start: it always runs functions in a "
+		         "jail and the jail cannot be set up here; run the service with "
+		         "the seccomp profile deploy/seccomp/stockade-executor.json (or "
+		         "privileged), see 'stockade doctor'");
 	register_pool_hooks(app, &app->pool_fn, NULL, "engine:js-executor");
 	return 0;
 }
@@ -359,8 +364,8 @@ bool api__parse_limits(struct http_request *req, json_t *body, const struct api_
 
 static const char *field_from_message(const char *msg)
 {
-	static const char *const fields[] = {"timeoutMs", "memoryMb", "params", "args",
-	                                     "language",  "code"};
+	static const char *const fields[] = {"timeoutMs", "memoryMb", "params",
+	                                     "args",      "language", "code"};
 	for (size_t i = 0; i < ST_ARRAY_SIZE(fields); i++)
 		if (msg && strstr(msg, fields[i]))
 			return fields[i];

@@ -52,10 +52,11 @@ static const char *get_name(struct http_request *req)
 {
 	const char *n = http_param(req, "name");
 	if (!n || !name_ok(n)) {
-		http_reply_bad_field(req, "name",
-		                     "function name '%.140s' is invalid: use 1-128 letters, digits, "
-		                     "'_', '-' or '.', starting with a letter or digit",
-		                     n ? n : "");
+		http_reply_bad_field(
+		    req, "name",
+		    "function name '%.140s' is invalid: use 1-128 letters, digits, "
+		    "'_', '-' or '.', starting with a letter or digit",
+		    n ? n : "");
 		return NULL;
 	}
 	return n;
@@ -90,14 +91,15 @@ static int put_tx(struct store *tx, void *ctx, struct st_error **err)
 	struct put_ctx *p = ctx;
 	struct store_value a[] = {store_text(p->name)};
 	int64_t cur = 0;
-	int r = store_query_int(tx, "SELECT COALESCE(MAX(version), 0) FROM {ns}functions WHERE name = ?",
-	                        a, 1, &cur, err);
+	int r = store_query_int(
+	    tx, "SELECT COALESCE(MAX(version), 0) FROM {ns}functions WHERE name = ?", a, 1, &cur,
+	    err);
 	if (r < 0)
 		return r;
 	p->version = cur + 1;
-	struct store_value ins[] = {store_text(p->name),        store_int(p->version),
-	                            store_text(p->code),        store_text(p->description),
-	                            store_int(p->now_ms),       store_text(p->principal)};
+	struct store_value ins[] = {store_text(p->name),  store_int(p->version),
+	                            store_text(p->code),  store_text(p->description),
+	                            store_int(p->now_ms), store_text(p->principal)};
 	r = store_exec(tx,
 	               "INSERT INTO {ns}functions (name, version, code, description, created_at, "
 	               "created_by) VALUES (?, ?, ?, ?, ?, ?)",
@@ -106,8 +108,8 @@ static int put_tx(struct store *tx, void *ctx, struct st_error **err)
 		return r;
 	if (p->version > (int64_t)p->keep) {
 		struct store_value del[] = {store_text(p->name), store_int(p->version - p->keep)};
-		r = store_exec(tx, "DELETE FROM {ns}functions WHERE name = ? AND version <= ?", del, 2,
-		               NULL, err);
+		r = store_exec(tx, "DELETE FROM {ns}functions WHERE name = ? AND version <= ?", del,
+		               2, NULL, err);
 	}
 	return r;
 }
@@ -168,25 +170,26 @@ static int load_function(struct app *app, const char *name, int64_t version, jso
 	int r;
 	if (version > 0) {
 		struct store_value a[] = {store_text(name), store_int(version)};
-		r = store_query_one(app->store,
-		                    "SELECT name, version, code, description, created_at, created_by "
-		                    "FROM {ns}functions WHERE name = ? AND version = ?",
-		                    a, 2, &row, err);
+		r = store_query_one(
+		    app->store,
+		    "SELECT name, version, code, description, created_at, created_by "
+		    "FROM {ns}functions WHERE name = ? AND version = ?",
+		    a, 2, &row, err);
 	} else {
 		struct store_value a[] = {store_text(name)};
-		r = store_query_one(app->store,
-		                    "SELECT name, version, code, description, created_at, created_by "
-		                    "FROM {ns}functions WHERE name = ? ORDER BY version DESC LIMIT 1",
-		                    a, 1, &row, err);
+		r = store_query_one(
+		    app->store,
+		    "SELECT name, version, code, description, created_at, created_by "
+		    "FROM {ns}functions WHERE name = ? ORDER BY version DESC LIMIT 1",
+		    a, 1, &row, err);
 	}
 	if (r < 0)
 		return r;
-	json_t *o = json_pack("{s:O,s:O,s:O,s:O,s:O,s:O}", "name", json_object_get(row, "name"),
-	                      "version", json_object_get(row, "version"), "code",
-	                      json_object_get(row, "code"), "description",
-	                      json_object_get(row, "description"), "createdAt",
-	                      json_object_get(row, "created_at"), "createdBy",
-	                      json_object_get(row, "created_by"));
+	json_t *o = json_pack(
+	    "{s:O,s:O,s:O,s:O,s:O,s:O}", "name", json_object_get(row, "name"), "version",
+	    json_object_get(row, "version"), "code", json_object_get(row, "code"), "description",
+	    json_object_get(row, "description"), "createdAt", json_object_get(row, "created_at"),
+	    "createdBy", json_object_get(row, "created_by"));
 	json_decref(row);
 	*out = o;
 	return 0;
@@ -249,8 +252,8 @@ static int h_get(struct http_request *req, void *ctx)
 	json_t *versions = NULL;
 	struct store_value a[] = {store_text(name)};
 	if (store_query_json(app->store,
-	                     "SELECT version FROM {ns}functions WHERE name = ? ORDER BY version", a, 1,
-	                     &versions, &err) < 0) {
+	                     "SELECT version FROM {ns}functions WHERE name = ? ORDER BY version", a,
+	                     1, &versions, &err) < 0) {
 		json_decref(fn);
 		return store_failure(req, err, "cannot list the versions");
 	}
@@ -268,13 +271,14 @@ static int h_list(struct http_request *req, void *ctx)
 	struct app *app = ctx;
 	json_t *rows = NULL;
 	struct st_error *err = NULL;
-	if (store_query_json(app->store,
-	                     "SELECT f.name AS name, f.version AS latestVersion, f.description AS "
-	                     "description, f.created_at AS updatedAt, (SELECT COUNT(*) FROM "
-	                     "{ns}functions g WHERE g.name = f.name) AS versions FROM {ns}functions "
-	                     "f WHERE f.version = (SELECT MAX(version) FROM {ns}functions h WHERE "
-	                     "h.name = f.name) ORDER BY f.name",
-	                     NULL, 0, &rows, &err) < 0)
+	if (store_query_json(
+	        app->store,
+	        "SELECT f.name AS name, f.version AS latestVersion, f.description AS "
+	        "description, f.created_at AS updatedAt, (SELECT COUNT(*) FROM "
+	        "{ns}functions g WHERE g.name = f.name) AS versions FROM {ns}functions "
+	        "f WHERE f.version = (SELECT MAX(version) FROM {ns}functions h WHERE "
+	        "h.name = f.name) ORDER BY f.name",
+	        NULL, 0, &rows, &err) < 0)
 		return store_failure(req, err, "cannot list functions");
 	return http_reply_json(req, 200, json_pack("{s:o}", "functions", rows));
 }
@@ -288,8 +292,8 @@ static int h_delete(struct http_request *req, void *ctx)
 	struct store_value a[] = {store_text(name)};
 	int64_t changes = 0;
 	struct st_error *err = NULL;
-	if (store_exec(app->store, "DELETE FROM {ns}functions WHERE name = ?", a, 1, &changes, &err) <
-	    0)
+	if (store_exec(app->store, "DELETE FROM {ns}functions WHERE name = ?", a, 1, &changes,
+	               &err) < 0)
 		return store_failure(req, err, "cannot delete the function");
 	if (changes == 0)
 		return reply_not_found(req, name, 0);
@@ -411,6 +415,7 @@ int api_register_functions(struct http_server *srv, struct app *app, struct st_e
 	};
 	for (size_t i = 0; i < ST_ARRAY_SIZE(routes); i++)
 		if (http_route_ex(srv, &routes[i]) < 0)
-			return st_error_make(err, EINVAL, "cannot register '%s'", routes[i].pattern);
+			return st_error_make(err, EINVAL, "cannot register '%s'",
+			                     routes[i].pattern);
 	return 0;
 }

@@ -44,7 +44,9 @@ static int h_metrics(struct http_request *req, void *ctx)
 	st_buf_appendf(&b,
 	               "# HELP stockade_up Whether the service is healthy (1), degraded (0.5) or "
 	               "down (0).\n# TYPE stockade_up gauge\nstockade_up %s\n",
-	               h == APP_HEALTH_OK ? "1" : h == APP_HEALTH_DEGRADED ? "0.5" : "0");
+	               h == APP_HEALTH_OK         ? "1"
+	               : h == APP_HEALTH_DEGRADED ? "0.5"
+	                                          : "0");
 	int r = http_reply_bytes(req, 200, "text/plain; version=0.0.4; charset=utf-8",
 	                         b.data ? b.data : "", b.len);
 	st_buf_release(&b);
@@ -91,9 +93,9 @@ static int h_migrations_post(struct http_request *req, void *ctx)
 			st_error_free(e2);
 			st = json_null();
 		}
-		ret = http_reply_json(req, 202,
-		                      json_pack("{s:s,s:s,s:o}", "name", name, "state", "pending",
-		                                "status", st));
+		ret = http_reply_json(
+		    req, 202,
+		    json_pack("{s:s,s:s,s:o}", "name", name, "state", "pending", "status", st));
 	} else if (r == -EBUSY) {
 		ret = http_reply_error(req, 409, "migration_running",
 		                       "the migration is running: a retry is refused until it ends",
@@ -159,7 +161,8 @@ int api_register_ops(struct http_server *srv, struct app *app, struct st_error *
 	};
 	for (size_t i = 0; i < ST_ARRAY_SIZE(routes); i++)
 		if (http_route_ex(srv, &routes[i]) < 0)
-			return st_error_make(err, EINVAL, "cannot register '%s'", routes[i].pattern);
+			return st_error_make(err, EINVAL, "cannot register '%s'",
+			                     routes[i].pattern);
 	if (app->store)
 		app_add_health_check(app, "migrations", migrations_health, app);
 	return 0;

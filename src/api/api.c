@@ -78,14 +78,10 @@ int app_on_shutdown(struct app *app, const char *name, void (*fn)(void *ctx, int
 static const char *health_name(enum app_health h)
 {
 	switch (h) {
-	case APP_HEALTH_OK:
-		return "ok";
-	case APP_HEALTH_DEGRADED:
-		return "degraded";
-	case APP_HEALTH_DOWN:
-		return "down";
-	default:
-		return "unknown";
+	case APP_HEALTH_OK: return "ok";
+	case APP_HEALTH_DEGRADED: return "degraded";
+	case APP_HEALTH_DOWN: return "down";
+	default: return "unknown";
 	}
 }
 
@@ -101,9 +97,9 @@ json_t *app_health_json(struct app *app, enum app_health *overall)
 		enum app_health r = h->health(h->ctx, &detail);
 		if (r > worst)
 			worst = r;
-		json_object_set_new(checks, h->name,
-		                    json_pack("{s:s,s:s?}", "status", health_name(r), "detail",
-		                              detail));
+		json_object_set_new(
+		    checks, h->name,
+		    json_pack("{s:s,s:s?}", "status", health_name(r), "detail", detail));
 		free(detail);
 	}
 	pthread_mutex_unlock(&app->lock);
@@ -112,8 +108,8 @@ json_t *app_health_json(struct app *app, enum app_health *overall)
 	json_t *components = json_array();
 	for (unsigned bit = 1; bit <= APP_GIT_SERVER; bit <<= 1)
 		if (app->components & bit)
-			json_array_append_new(components,
-			                      json_string(app_component_name((enum app_component)bit)));
+			json_array_append_new(
+			    components, json_string(app_component_name((enum app_component)bit)));
 	if (overall)
 		*overall = worst;
 	return json_pack("{s:s,s:o,s:o,s:b,s:b,s:s}", "status", health_name(worst), "checks",
@@ -188,18 +184,12 @@ const char *app_component_name(enum app_component c)
 static api_register_fn component_register_fn(enum app_component c)
 {
 	switch (c) {
-	case APP_CODE_EXECUTOR:
-		return api_register_exec;
-	case APP_JS_EXECUTOR:
-		return api_register_functions;
-	case APP_AGENT_SANDBOX:
-		return api_register_sandbox;
-	case APP_MCP:
-		return api_register_mcp;
-	case APP_GIT_SERVER:
-		return api_register_git;
-	default:
-		return NULL;
+	case APP_CODE_EXECUTOR: return api_register_exec;
+	case APP_JS_EXECUTOR: return api_register_functions;
+	case APP_AGENT_SANDBOX: return api_register_sandbox;
+	case APP_MCP: return api_register_mcp;
+	case APP_GIT_SERVER: return api_register_git;
+	default: return NULL;
 	}
 }
 
@@ -239,7 +229,8 @@ bool api_get_string(struct http_request *req, json_t *obj, const char *field, bo
 	*out = NULL;
 	if (!v || json_is_null(v)) {
 		if (required) {
-			http_reply_bad_field(req, field, "field '%s' is required (a string)", field);
+			http_reply_bad_field(req, field, "field '%s' is required (a string)",
+			                     field);
 			return false;
 		}
 		return true;
@@ -252,9 +243,9 @@ bool api_get_string(struct http_request *req, json_t *obj, const char *field, bo
 		char msg[200];
 		snprintf(msg, sizeof(msg), "field '%s' is %zu bytes, over the limit of %zu bytes",
 		         field, json_string_length(v), max_len);
-		http_reply_error(req, 413, "body_too_large", msg,
-		                 json_pack("{s:s,s:I}", "field", field, "limitBytes",
-		                           (json_int_t)max_len));
+		http_reply_error(
+		    req, 413, "body_too_large", msg,
+		    json_pack("{s:s,s:I}", "field", field, "limitBytes", (json_int_t)max_len));
 		return false;
 	}
 	*out = json_string_value(v);
@@ -267,7 +258,8 @@ bool api_get_uint(struct http_request *req, json_t *obj, const char *field, bool
 	json_t *v = json_object_get(obj, field);
 	if (!v || json_is_null(v)) {
 		if (required) {
-			http_reply_bad_field(req, field, "field '%s' is required (an integer)", field);
+			http_reply_bad_field(req, field, "field '%s' is required (an integer)",
+			                     field);
 			return false;
 		}
 		*out = 0;
@@ -276,17 +268,17 @@ bool api_get_uint(struct http_request *req, json_t *obj, const char *field, bool
 	json_int_t i;
 	if (json_is_integer(v)) {
 		i = json_integer_value(v);
-	} else if (json_is_real(v) && json_real_value(v) == (double)(json_int_t)json_real_value(v)) {
+	} else if (json_is_real(v) &&
+	           json_real_value(v) == (double)(json_int_t)json_real_value(v)) {
 		i = (json_int_t)json_real_value(v);
 	} else {
 		http_reply_bad_field(req, field, "field '%s' must be an integer", field);
 		return false;
 	}
 	if (i < 0 || (uint64_t)i < min || (uint64_t)i > max) {
-		http_reply_bad_field(req, field,
-		                     "field '%s' is %lld: it must be between %llu and %llu", field,
-		                     (long long)i, (unsigned long long)min,
-		                     (unsigned long long)max);
+		http_reply_bad_field(
+		    req, field, "field '%s' is %lld: it must be between %llu and %llu", field,
+		    (long long)i, (unsigned long long)min, (unsigned long long)max);
 		return false;
 	}
 	*out = (uint64_t)i;

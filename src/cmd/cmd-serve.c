@@ -24,32 +24,33 @@ int cmd_serve(int argc, char **argv);
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-	        "usage: stockade serve [--listen HOST:PORT] [--data-dir DIR] [--config FILE]\n"
-	        "                      [--role ROLE] [--shutdown-grace-ms MS]\n"
-	        "\n"
-	        "Runs the enabled components behind one HTTP listener.\n"
-	        "\n"
-	        "  --listen HOST:PORT     address to listen on (default 127.0.0.1:8080; port 0 "
-	        "picks one)\n"
-	        "  --data-dir DIR         state, blobs and development secrets (default ./data)\n"
-	        "  --config FILE          stockade.yaml; without it the embedded default runs "
-	        "(SQLite,\n"
-	        "                         filesystem blobs, development secrets under "
-	        "DIR/secrets)\n"
-	        "  --role ROLE            code-executor | js-executor | agent-sandbox | mcp | "
-	        "git-server |\n"
-	        "                         all (default: every component the configuration "
-	        "enables)\n"
-	        "  --shutdown-grace-ms MS time in-flight work gets after SIGTERM (default 30000)\n"
-	        "\n"
-	        "API authentication: tokens from the configuration (apiTokens, stored hashed), the\n"
-	        "STOCKADE_API_TOKEN environment variable, or HS256 JWTs signed with jwtSecret. In the\n"
-	        "embedded default with none configured, a token is generated into the data dir and\n"
-	        "its path printed at start.\n"
-	        "\n"
-	        "Exit status: 0 after a clean shutdown, 1 when the service cannot start, 2 on "
-	        "usage errors.\n");
+	fprintf(
+	    out,
+	    "usage: stockade serve [--listen HOST:PORT] [--data-dir DIR] [--config FILE]\n"
+	    "                      [--role ROLE] [--shutdown-grace-ms MS]\n"
+	    "\n"
+	    "Runs the enabled components behind one HTTP listener.\n"
+	    "\n"
+	    "  --listen HOST:PORT     address to listen on (default 127.0.0.1:8080; port 0 "
+	    "picks one)\n"
+	    "  --data-dir DIR         state, blobs and development secrets (default ./data)\n"
+	    "  --config FILE          stockade.yaml; without it the embedded default runs "
+	    "(SQLite,\n"
+	    "                         filesystem blobs, development secrets under "
+	    "DIR/secrets)\n"
+	    "  --role ROLE            code-executor | js-executor | agent-sandbox | mcp | "
+	    "git-server |\n"
+	    "                         all (default: every component the configuration "
+	    "enables)\n"
+	    "  --shutdown-grace-ms MS time in-flight work gets after SIGTERM (default 30000)\n"
+	    "\n"
+	    "API authentication: tokens from the configuration (apiTokens, stored hashed), the\n"
+	    "STOCKADE_API_TOKEN environment variable, or HS256 JWTs signed with jwtSecret. In the\n"
+	    "embedded default with none configured, a token is generated into the data dir and\n"
+	    "its path printed at start.\n"
+	    "\n"
+	    "Exit status: 0 after a clean shutdown, 1 when the service cannot start, 2 on "
+	    "usage errors.\n");
 }
 
 static int replace_str(char **slot, const char *v)
@@ -66,7 +67,8 @@ static char *ensure_token_file(const char *data_dir, char **token_out, struct st
 	char *data = NULL;
 	size_t len = 0;
 	if (st_read_file(path, 4096, &data, &len, NULL) == 0) {
-		while (len && (data[len - 1] == '\n' || data[len - 1] == '\r' || data[len - 1] == ' '))
+		while (len &&
+		       (data[len - 1] == '\n' || data[len - 1] == '\r' || data[len - 1] == ' '))
 			data[--len] = '\0';
 		if (len >= 16) {
 			*token_out = data;
@@ -157,31 +159,20 @@ int cmd_serve(int argc, char **argv)
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "l:d:c:r:g:h", opts, NULL)) != -1) {
 		switch (ch) {
-		case 'l':
-			listen_arg = optarg;
-			break;
-		case 'd':
-			data_dir = optarg;
-			break;
-		case 'c':
-			config_path = optarg;
-			break;
-		case 'r':
-			role = optarg;
-			break;
+		case 'l': listen_arg = optarg; break;
+		case 'd': data_dir = optarg; break;
+		case 'c': config_path = optarg; break;
+		case 'r': role = optarg; break;
 		case 'g':
 			if (st_parse_u64(optarg, &grace_ms) < 0) {
-				fprintf(stderr, "stockade serve: --shutdown-grace-ms must be a number of "
-				                "milliseconds\n");
+				fprintf(stderr,
+				        "stockade serve: --shutdown-grace-ms must be a number of "
+				        "milliseconds\n");
 				return 2;
 			}
 			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		default:
-			usage(stderr);
-			return 2;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
 		}
 	}
 	if (optind < argc) {
@@ -193,10 +184,11 @@ int cmd_serve(int argc, char **argv)
 	if (role && strcmp(role, "all") != 0) {
 		role_bits = app_role_parse(role);
 		if (!role_bits) {
-			fprintf(stderr,
-			        "stockade serve: unknown role '%s': use code-executor, js-executor, "
-			        "agent-sandbox, mcp, git-server or all\n",
-			        role);
+			fprintf(
+			    stderr,
+			    "stockade serve: unknown role '%s': use code-executor, js-executor, "
+			    "agent-sandbox, mcp, git-server or all\n",
+			    role);
 			return 2;
 		}
 	}
@@ -229,7 +221,8 @@ int cmd_serve(int argc, char **argv)
 	}
 	cfg_loaded = true;
 	for (size_t i = 0; i < probs.n; i++)
-		st_log(ST_LOG_WARN, "config: %s: %s", probs.items[i].key_path, probs.items[i].message);
+		st_log(ST_LOG_WARN, "config: %s: %s", probs.items[i].key_path,
+		       probs.items[i].message);
 	if (listen_arg)
 		replace_str(&cfg.listen, listen_arg);
 	if (data_dir) {
@@ -270,8 +263,7 @@ int cmd_serve(int argc, char **argv)
 
 	/* API auth */
 	const char *env_tok = getenv("STOCKADE_API_TOKEN");
-	if (env_tok && *env_tok &&
-	    http_auth_add_token(srv, "env", env_tok, "*", &err) < 0) {
+	if (env_tok && *env_tok && http_auth_add_token(srv, "env", env_tok, "*", &err) < 0) {
 		fprintf(stderr, "stockade serve: STOCKADE_API_TOKEN: %s\n", st_error_msg(err));
 		goto out;
 	}
@@ -327,7 +319,8 @@ int cmd_serve(int argc, char **argv)
 			if (!(want & bit))
 				continue;
 			if (!api_component_built((enum app_component)bit)) {
-				st_log(ST_LOG_WARN, "component '%s' is enabled but not part of this build",
+				st_log(ST_LOG_WARN,
+				       "component '%s' is enabled but not part of this build",
 				       app_component_name((enum app_component)bit));
 				continue;
 			}
@@ -354,8 +347,9 @@ int cmd_serve(int argc, char **argv)
 	       store_backend_name(app.store));
 	st_buf_release(&names);
 	if (cfg.dev_mode)
-		st_log(ST_LOG_WARN, "running the embedded default: development secrets under "
-		                    "'%s/secrets'; use --config for production",
+		st_log(ST_LOG_WARN,
+		       "running the embedded default: development secrets under "
+		       "'%s/secrets'; use --config for production",
 		       cfg.data_dir);
 	if (token_path)
 		st_log(ST_LOG_INFO, "API token: '%s' (send 'Authorization: Bearer <token>')",

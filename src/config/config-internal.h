@@ -15,7 +15,8 @@
 
 /* Where a secret value came from, for messages. */
 struct config__secret_src {
-	char *origin; /* "inline", "file '/x'", "environment ENCRYPTION_KEY", "externalSecret ..." */
+	char
+	    *origin; /* "inline", "file '/x'", "environment ENCRYPTION_KEY", "externalSecret ..." */
 };
 
 /* Values read from YAML that are resolved after the environment is applied. */
@@ -63,8 +64,8 @@ void config__derive(struct stockade_config *cfg, struct config__pending *pend);
 void config__validate(struct stockade_config *cfg, struct config__pending *pend,
                       struct config_problems *pr);
 /* The agent sandbox encryption key rule on its own (also used by keys/serve). */
-int config__check_agent_encryption_key(const char *value, const char *key_path,
-                                       const char *origin, struct config_problems *pr);
+int config__check_agent_encryption_key(const char *value, const char *key_path, const char *origin,
+                                       struct config_problems *pr);
 
 /* config.c helpers */
 void config__strv_push(struct config_strv *s, const char *v);

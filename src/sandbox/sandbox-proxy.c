@@ -33,9 +33,10 @@
 int sandbox__keys_load(struct sandbox_mgr *m, struct st_error **err)
 {
 	if (!m->priv_pem || !m->pub_pem)
-		return st_error_make(err, ENOKEY,
-		                     "no JWT keypair (rr.agentSandbox.jwtPrivateKey / jwtPublicKey): "
-		                     "sandboxes will not be served until it is configured");
+		return st_error_make(
+		    err, ENOKEY,
+		    "no JWT keypair (rr.agentSandbox.jwtPrivateKey / jwtPublicKey): "
+		    "sandboxes will not be served until it is configured");
 	int r = crypto_es256_check_pair(m->priv_pem, m->pub_pem, err);
 	if (r < 0)
 		return r;
@@ -62,7 +63,8 @@ int sandbox__token_make(struct sandbox_mgr *m, const char *id, char **token, int
                         struct st_error **err)
 {
 	if (!m->sign_key)
-		return st_error_make(err, EACCES, "no JWT keypair configured for the agent sandbox");
+		return st_error_make(err, EACCES,
+		                     "no JWT keypair configured for the agent sandbox");
 	int64_t now = st_wall_s();
 	*exp = now + m->o.token_ttl_s;
 	json_t *claims = json_pack("{s:s,s:s,s:s,s:I,s:I}", "iss", m->issuer, "aud", TOKEN_AUDIENCE,
@@ -76,8 +78,8 @@ int sandbox__token_verify(struct sandbox_mgr *m, const char *id, const char *tok
                           struct st_error **err)
 {
 	if (!m->verify_key)
-		return st_error_make(err, EACCES,
-		                     "the agent sandbox has no JWT keypair: sandboxes are not served");
+		return st_error_make(
+		    err, EACCES, "the agent sandbox has no JWT keypair: sandboxes are not served");
 	if (!token || !*token)
 		return st_error_make(err, EACCES, "a sandbox token is required");
 	struct crypto_jwt_verify_opts o = {
@@ -101,11 +103,12 @@ struct cidr {
 	int bits;
 };
 
-static const char *const default_blocked[] = {
-    "0.0.0.0/8",     "10.0.0.0/8",     "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
-    "172.16.0.0/12", "192.168.0.0/16", "192.0.0.0/24",  "198.18.0.0/15", "224.0.0.0/4",
-    "240.0.0.0/4",   "::/128",         "::1/128",       "fc00::/7",    "fe80::/10",
-    "::ffff:0:0/96", "ff00::/8",       NULL};
+static const char *const default_blocked[] = {"0.0.0.0/8",      "10.0.0.0/8",     "100.64.0.0/10",
+                                              "127.0.0.0/8",    "169.254.0.0/16", "172.16.0.0/12",
+                                              "192.168.0.0/16", "192.0.0.0/24",   "198.18.0.0/15",
+                                              "224.0.0.0/4",    "240.0.0.0/4",    "::/128",
+                                              "::1/128",        "fc00::/7",       "fe80::/10",
+                                              "::ffff:0:0/96",  "ff00::/8",       NULL};
 
 static bool cidr_parse(const char *s, struct cidr *c)
 {
@@ -155,10 +158,10 @@ static bool addr_blocked(struct sandbox_mgr *m, const struct sockaddr *sa, char 
 	const char *const *list =
 	    m->blocked_cidrs ? (const char *const *)m->blocked_cidrs : default_blocked;
 	int family = sa->sa_family;
-	const uint8_t *a = family == AF_INET
-	                       ? (const uint8_t *)&((const struct sockaddr_in *)(const void *)sa)->sin_addr
-	                       : (const uint8_t *)&((const struct sockaddr_in6 *)(const void *)sa)
-	                             ->sin6_addr;
+	const uint8_t *a =
+	    family == AF_INET
+	        ? (const uint8_t *)&((const struct sockaddr_in *)(const void *)sa)->sin_addr
+	        : (const uint8_t *)&((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
 	for (size_t i = 0; list[i]; i++) {
 		struct cidr c;
 		if (!cidr_parse(list[i], &c))
@@ -281,7 +284,10 @@ static void reply_status(int fd, int code, const char *msg)
 	int n = snprintf(b, sizeof(b),
 	                 "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nConnection: close\r\n"
 	                 "Content-Length: %zu\r\n\r\n%s\n",
-	                 code, code == 403 ? "Forbidden" : code == 400 ? "Bad Request" : "Bad Gateway",
+	                 code,
+	                 code == 403   ? "Forbidden"
+	                 : code == 400 ? "Bad Request"
+	                               : "Bad Gateway",
 	                 strlen(msg) + 1, msg);
 	if (n > 0)
 		(void)st_write_all(fd, b, (size_t)n);
@@ -325,7 +331,8 @@ static void *egress_conn_main(void *arg)
 		st_strlcpy(port, colon + 1, sizeof(port));
 	} else {
 		if (strncmp(target, "http://", 7) != 0) {
-			reply_status(fd, 400, "plain HTTP requests must use an absolute http:// URL");
+			reply_status(fd, 400,
+			             "plain HTTP requests must use an absolute http:// URL");
 			goto out;
 		}
 		const char *h = target + 7;
@@ -355,9 +362,9 @@ static void *egress_conn_main(void *arg)
 	}
 	char why[256] = "";
 	int up = egress_connect(m, sb, host, port, why, sizeof(why));
-	st_log(up >= 0 ? ST_LOG_INFO : ST_LOG_WARN,
-	       "egress %s: sandbox '%s' %s %s:%s%s%s", up >= 0 ? "allowed" : "denied", sb->id, method,
-	       host, port, up >= 0 ? "" : ": ", up >= 0 ? "" : why);
+	st_log(up >= 0 ? ST_LOG_INFO : ST_LOG_WARN, "egress %s: sandbox '%s' %s %s:%s%s%s",
+	       up >= 0 ? "allowed" : "denied", sb->id, method, host, port, up >= 0 ? "" : ": ",
+	       up >= 0 ? "" : why);
 	if (up < 0) {
 		char msg[512];
 		snprintf(msg, sizeof(msg), "egress to %s denied: %s", host, why);

@@ -104,13 +104,14 @@ static int archive_dir(const char *dir, int out_fd, struct st_error **err)
 			free(relc);
 		}
 		if (archive_write_header(w, e) != ARCHIVE_OK) {
-			r = st_error_make(err, 0, "cannot archive '%s': %s", archive_entry_pathname(e),
-			                  archive_error_string(w));
+			r = st_error_make(err, 0, "cannot archive '%s': %s",
+			                  archive_entry_pathname(e), archive_error_string(w));
 			archive_entry_free(e);
 			break;
 		}
 		if (archive_entry_filetype(e) == AE_IFREG && archive_entry_size(e) > 0) {
-			int fd = open(archive_entry_sourcepath(e), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+			int fd =
+			    open(archive_entry_sourcepath(e), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 			if (fd >= 0) {
 				ssize_t k;
 				while ((k = read(fd, buf, 256 * 1024)) > 0)
@@ -135,17 +136,17 @@ static int extract_into(int in_fd, const char *dir, struct st_error **err)
 	struct archive *w = archive_write_disk_new();
 	archive_read_support_format_tar(a);
 	archive_read_support_filter_zstd(a);
-	archive_write_disk_set_options(w, ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM |
-	                                      ARCHIVE_EXTRACT_OWNER |
-	                                      ARCHIVE_EXTRACT_SECURE_SYMLINKS |
-	                                      ARCHIVE_EXTRACT_SECURE_NODOTDOT);
+	archive_write_disk_set_options(
+	    w, ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_OWNER |
+	           ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_SECURE_NODOTDOT);
 	int r = 0;
 	cleanup_close int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
 		return st_error_make(err, errno, "cannot open '%s'", dir);
 	cleanup_close int saved = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (archive_read_open_fd(a, in_fd, 256 * 1024) != ARCHIVE_OK) {
-		r = st_error_make(err, 0, "snapshot archive unreadable: %s", archive_error_string(a));
+		r = st_error_make(err, 0, "snapshot archive unreadable: %s",
+		                  archive_error_string(a));
 		goto out;
 	}
 	for (;;) {
@@ -166,7 +167,8 @@ static int extract_into(int in_fd, const char *dir, struct st_error **err)
 		cleanup_free char *p = st_xstrdup(pp);
 		if (p[0] == '/' || !strcmp(p, "..") || !strncmp(p, "../", 3) || strstr(p, "/../") ||
 		    st_str_has_suffix(p, "/..")) {
-			r = st_error_make(err, EINVAL, "snapshot entry '%s' escapes the workspace", p);
+			r = st_error_make(err, EINVAL, "snapshot entry '%s' escapes the workspace",
+			                  p);
 			break;
 		}
 		cleanup_free char *full = st_xasprintf("%s/%s", dir, p);
@@ -174,8 +176,10 @@ static int extract_into(int in_fd, const char *dir, struct st_error **err)
 		/* Hardlink targets must stay inside too. */
 		const char *hl = archive_entry_hardlink(e);
 		if (hl) {
-			if (hl[0] == '/' || strstr(hl, "..")) { /* stricter than needed, on purpose */
-				r = st_error_make(err, EINVAL, "snapshot entry '%s' links outside", p);
+			if (hl[0] == '/' ||
+			    strstr(hl, "..")) { /* stricter than needed, on purpose */
+				r = st_error_make(err, EINVAL, "snapshot entry '%s' links outside",
+				                  p);
 				break;
 			}
 			cleanup_free char *hfull = st_xasprintf("%s/%s", dir, hl);
@@ -187,7 +191,8 @@ static int extract_into(int in_fd, const char *dir, struct st_error **err)
 		archive_entry_set_gname(e, NULL);
 		archive_entry_set_perm(e, archive_entry_perm(e) & 0777);
 		if (archive_write_header(w, e) < ARCHIVE_WARN) {
-			r = st_error_make(err, 0, "cannot restore '%s': %s", p, archive_error_string(w));
+			r = st_error_make(err, 0, "cannot restore '%s': %s", p,
+			                  archive_error_string(w));
 			break;
 		}
 		const void *buf;
@@ -209,9 +214,10 @@ int sandbox__snapshot_save(struct sandbox_mgr *m, const char *owner, const char 
                            char **snap_id, uint64_t *bytes, struct st_error **err)
 {
 	if (!m->has_key)
-		return st_error_make(err, EACCES,
-		                     "snapshots need rr.agentSandbox.encryptionKey (64 hex characters; "
-		                     "stockade keys generate)");
+		return st_error_make(
+		    err, EACCES,
+		    "snapshots need rr.agentSandbox.encryptionKey (64 hex characters; "
+		    "stockade keys generate)");
 	cleanup_free char *tmpdir = st_xasprintf("%s/tmp", m->state_dir);
 	int r = st_mkdir_p(tmpdir, 0700, err);
 	if (r < 0)
@@ -304,8 +310,8 @@ int sandbox__snapshot_restore(struct sandbox_mgr *m, const char *owner, const ch
 		cleanup_free char *path = st_xasprintf("%s/%s", m->state_dir, key);
 		sealed = open(path, O_RDONLY | O_CLOEXEC);
 		if (sealed < 0)
-			return st_error_make(err, errno == ENOENT ? ENOENT : errno, "no snapshot '%s'",
-			                     snap_id);
+			return st_error_make(err, errno == ENOENT ? ENOENT : errno,
+			                     "no snapshot '%s'", snap_id);
 	}
 	cleanup_close int plain = tmpfile_in(tmpdir, err);
 	if (plain < 0)
@@ -313,10 +319,11 @@ int sandbox__snapshot_restore(struct sandbox_mgr *m, const char *owner, const ch
 	struct st_error *e = NULL;
 	r = crypto_stream_open_fd(m->key, sealed, plain, &e);
 	if (r < 0) {
-		r = st_error_make(err, EACCES,
-		                  "snapshot '%s' failed its integrity check (tampered, truncated or "
-		                  "sealed with another key): %s",
-		                  snap_id, st_error_msg(e));
+		r = st_error_make(
+		    err, EACCES,
+		    "snapshot '%s' failed its integrity check (tampered, truncated or "
+		    "sealed with another key): %s",
+		    snap_id, st_error_msg(e));
 		st_error_free(e);
 		return r;
 	}
