@@ -380,11 +380,10 @@ static void *egress_conn_main(void *arg)
 	} else {
 		/* Origin-form request line, then the client's headers and whatever body followed. */
 		const char *line_end = strstr(head, "\r\n");
-		char *proto = strrchr(head, ' ');
+		const char *proto = memrchr(head, ' ', (size_t)(line_end - head));
 		char first[2400];
 		int n = snprintf(first, sizeof(first), "%s %s%.*s", method, path,
-		                 proto && proto < line_end ? (int)(line_end - proto) : 0,
-		                 proto && proto < line_end ? proto : "");
+		                 proto ? (int)(line_end - proto) : 0, proto ? proto : "");
 		if (n > 0)
 			(void)st_write_all(up, first, (size_t)n);
 		(void)st_write_all(up, line_end, len - (size_t)(line_end - head));
