@@ -1083,3 +1083,34 @@ TEST(command_line_overrides)
 	config_release(&cfg);
 	config_problems_release(&pr);
 }
+
+TEST(postgres_url_forms)
+{
+	struct stockade_config cfg;
+	struct config_problems pr;
+	CHECK(load(BASE
+	           "postgresql: {url: \"postgres://app:s3cret@db:5432/app?sslmode=require\"}\n",
+	           &cfg, &pr) == 0);
+	char *ci = config_backend_pg_conninfo(&cfg);
+	CHECK_CONTAINS(ci, "dbname='postgres://app:s3cret@db:5432/app?sslmode=require'");
+	char *u = config_pg_display_url(&cfg.postgresql);
+	CHECK_STREQ(u, "postgres://app:<redacted>@db:5432/app?sslmode=require");
+	/* the agent sandbox inherits the URL with its own schema */
+	char *ai = config_agent_sandbox_pg_conninfo(&cfg);
+	CHECK_CONTAINS(ai, "search_path=agent_executor");
+	free(ci);
+	free(u);
+	free(ai);
+	config_release(&cfg);
+	config_problems_release(&pr);
+	CHECK(load(BASE "postgresql: {url: \"mysql://x\"}\n", &cfg, &pr) == -EINVAL);
+	CHECK(has(&pr, CONFIG_ERROR, "postgresql.url", "postgres://"));
+	config_problems_release(&pr);
+	/* an empty ENCRYPTION_KEY is unset, not an empty key */
+	clean_env();
+	setenv("ENCRYPTION_KEY", "", 1);
+	CHECK(load_env(BASE, &cfg, &pr) == 0);
+	CHECK(cfg.encryption_key == NULL);
+	config_release(&cfg);
+	config_problems_release(&pr);
+}
