@@ -539,9 +539,6 @@ static void validate_blobs(struct stockade_config *cfg, struct config_problems *
 			                    "more than one provider; only the first is used "
 			                    "(skipBlobStorageValidation is set)");
 	}
-	if (rr->blob_storage_provider_count > 1 && rr->git_server.skip_blob_storage_validation) {
-		/* downgrade the parse-time "names N providers" error */
-	}
 	if (rr->blob_storage_provider_count == 1)
 		validate_blob(&rr->blob_storage, "rr.blobStorage", pr);
 	/* destinations that came from the environment */
