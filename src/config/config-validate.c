@@ -215,28 +215,28 @@ int config__check_agent_encryption_key(const char *v, const char *key_path, cons
 static void check_backend_encryption_key(const char *v, const char *origin,
                                          struct config_problems *pr)
 {
+	const char *from = origin ? origin : "the configuration";
+	/* messages give positions, never the key's bytes */
 	for (size_t i = 0; v[i]; i++) {
 		unsigned char ch = (unsigned char)v[i];
 		if (ch >= 0x80) {
 			config_problems_add(
 			    pr, CONFIG_ERROR, "encryptionKey",
-			    "contains non-ASCII characters (byte 0x%02x at position %zu, from %s); "
-			    "a "
-			    "non-ASCII key would make data encrypted with it undecryptable "
-			    "(ERR_OSSL_BAD_DECRYPT): rotate it to an ASCII key (e.g. openssl rand "
-			    "-hex "
-			    "32) and re-encrypt stored data before using this version",
-			    ch, i, origin ? origin : "the configuration");
+			    "contains non-ASCII characters (first at byte %zu, from %s); "
+			    "a non-ASCII key would make data encrypted with it "
+			    "undecryptable (ERR_OSSL_BAD_DECRYPT): rotate it to an ASCII "
+			    "key (e.g. openssl rand -hex 32) and re-encrypt stored data "
+			    "before using this version",
+			    i, from);
 			return;
 		}
 		if (ch < 0x20 || ch == 0x7f) {
 			config_problems_add(
 			    pr, CONFIG_ERROR, "encryptionKey",
-			    "contains a control character (%s at position %zu, from "
-			    "%s); remove it (a key file written with echo or openssl "
-			    "ends in a newline: use tr -d '\\n')",
-			    ch == '\n' ? "a newline" : "0x", i,
-			    origin ? origin : "the configuration");
+			    "contains %s at byte %zu (from %s); remove it (a key file "
+			    "written with echo or openssl ends in a newline: use tr -d "
+			    "'\\n')",
+			    ch == '\n' ? "a newline" : "a control character", i, from);
 			return;
 		}
 	}

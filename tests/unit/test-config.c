@@ -578,6 +578,9 @@ TEST(backend_encryption_key_ascii_only)
 	CHECK(has(&pr, CONFIG_ERROR, "encryptionKey", "ERR_OSSL_BAD_DECRYPT"));
 	CHECK(has(&pr, CONFIG_ERROR, "encryptionKey", "undecryptable"));
 	config_problems_release(&pr);
+	CHECK(load(BASE "encryptionKey: \"ascii-key\\n\"\n", &cfg, &pr) == -EINVAL);
+	CHECK(has(&pr, CONFIG_ERROR, "encryptionKey", "a newline at byte 9"));
+	config_problems_release(&pr);
 	/* the environment variable is checked too, and named */
 	clean_env();
 	setenv("ENCRYPTION_KEY", "\xe2\x82\xac-euro-key", 1);
