@@ -290,7 +290,7 @@ static int do_retry(const struct args *a, const char *name)
 	json_decref(st);
 	/* Ours: run it here, now, and report. Another process may claim it first; then this
 	 * reports what that one is doing. */
-	r = store_data_migrations_run_now(s, &err);
+	r = store_data_migration_run(s, name, &err);
 	st_error_release(&err);
 	if (store_migration_status(s, &st, &err) < 0) {
 		fprintf(stderr, "stockade migrate: %s\n", st_error_msg(err));

@@ -266,6 +266,9 @@ int store_register_builtin_data_migrations(struct store *s, struct st_error **er
 int store_data_migrations_start(struct store *s, struct st_error **err);
 /* Run pending registered migrations on the calling thread (CLI, tests). */
 int store_data_migrations_run_now(struct store *s, struct st_error **err);
+/* Run one registered data migration on the calling thread if it can be claimed (pending, or
+ * running with a stale heartbeat); 0 when it was not claimable. -ENOENT when not registered. */
+int store_data_migration_run(struct store *s, const char *name, struct st_error **err);
 /* Block until the background thread is idle (nothing pending that it can claim). */
 void store_data_migrations_wait(struct store *s);
 

@@ -97,6 +97,18 @@ check_eq "status: test-schema at version 3" \
 check_eq "status: nothing pending" "$(json_get "$json" '.pending_schema | length')" 0
 out=$("$STOCKADE_BIN" migrate up --data-dir "$D" 2>&1)
 check_eq "a later 'migrate up' is a no-op" "$out" "applied 0 schema migrations in namespace 'stockade'"
+
+# The integrity check: a released migration whose recorded checksum differs fails it with the
+# reason; after the database is repaired, a retry completes it.
+db=$D/stockade.db
+orig=$(sqlite3 "$db" "select checksum from stockade_schema_migrations where component = 'test-schema' and version = 2")
+sqlite3 "$db" "update stockade_schema_migrations set checksum = 'feedfacefeedface' where component = 'test-schema' and version = 2"
+out=$("$STOCKADE_BIN" migrate retry schema-integrity-check --data-dir "$D" 2>&1)
+check_eq "integrity check over an edited migration fails (exit 1)" "$?" 1
+check_contains "and names it" "$out" "schema migration test-schema/2 'insert-two' was applied with checksum feedfacefeed"
+sqlite3 "$db" "update stockade_schema_migrations set checksum = '$orig' where component = 'test-schema' and version = 2"
+out=$("$STOCKADE_BIN" migrate retry schema-integrity-check --data-dir "$D" 2>&1)
+check_eq "after the repair, retry completes it" "$?" 0
 unset STOCKADE_TEST_SCHEMA_MIGRATIONS
 check_eq "each insert happened once" "$(sqlite3 "$D/stockade.db" 'select group_concat(v) from stockade_test_log')" "2,3"
 
