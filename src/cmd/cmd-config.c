@@ -14,17 +14,18 @@ int cmd_config(int argc, char **argv);
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: stockade config check FILE [--json]\n"
-	           "       stockade config show [FILE] [--json]\n\n"
-	           "check  validate FILE and print every problem at once (errors and warnings, each\n"
-	           "       with its key path); exit 1 when there is any error, 0 otherwise\n"
-	           "show   print the effective configuration (file + environment + defaults) as\n"
-	           "       JSON with secrets redacted; without FILE, the embedded defaults\n\n"
-	           "--json  machine-readable output: check prints {\"valid\":..,\"problems\":[..]},\n"
-	           "        show prints one line\n\n"
-	           "Environment variables that override the file are listed in\n"
-	           "docs/configuration.md (ENCRYPTION_KEY, JWT_SECRET, RR_DEFAULT_S3_*, ...).\n"
-	           "exit codes: 0 ok, 1 invalid or unreadable, 2 usage\n");
+	fprintf(f,
+	        "usage: stockade config check FILE [--json]\n"
+	        "       stockade config show [FILE] [--json]\n\n"
+	        "check  validate FILE and print every problem at once (errors and warnings, each\n"
+	        "       with its key path); exit 1 when there is any error, 0 otherwise\n"
+	        "show   print the effective configuration (file + environment + defaults) as\n"
+	        "       JSON with secrets redacted; without FILE, the embedded defaults\n\n"
+	        "--json  machine-readable output: check prints {\"valid\":..,\"problems\":[..]},\n"
+	        "        show prints one line\n\n"
+	        "Environment variables that override the file are listed in\n"
+	        "docs/configuration.md (ENCRYPTION_KEY, JWT_SECRET, RR_DEFAULT_S3_*, ...).\n"
+	        "exit codes: 0 ok, 1 invalid or unreadable, 2 usage\n");
 }
 
 int cmd_config(int argc, char **argv)
@@ -82,10 +83,10 @@ int cmd_config(int argc, char **argv)
 	int exit_code = nerr ? 1 : 0;
 	if (check) {
 		if (json) {
-			json_t *o = json_pack("{s:s, s:b, s:I, s:I, s:o}", "file", file, "valid",
-			                      nerr == 0, "errors", (json_int_t)nerr, "warnings",
-			                      (json_int_t)nwarn, "problems",
-			                      config_problems_to_json(&pr));
+			json_t *o =
+			    json_pack("{s:s, s:b, s:I, s:I, s:o}", "file", file, "valid", nerr == 0,
+			              "errors", (json_int_t)nerr, "warnings", (json_int_t)nwarn,
+			              "problems", config_problems_to_json(&pr));
 			char *s = json_dumps(o, JSON_COMPACT);
 			printf("%s\n", s);
 			free(s);

@@ -146,10 +146,11 @@ int cmd_keys(int argc, char **argv)
 			char *p = st_xasprintf("%s/%s", out, n);
 			struct stat st;
 			if (lstat(p, &st) == 0) {
-				fprintf(stderr,
-				        "stockade keys: '%s' already exists; refusing to overwrite a "
-				        "key (use --force, or --out another directory)\n",
-				        p);
+				fprintf(
+				    stderr,
+				    "stockade keys: '%s' already exists; refusing to overwrite a "
+				    "key (use --force, or --out another directory)\n",
+				    p);
 				rc = -EEXIST;
 			}
 			free(p);
@@ -194,7 +195,8 @@ int cmd_keys(int argc, char **argv)
 		        paths[0], paths[1], paths[2], paths[3], paths[4] ? ", " : "",
 		        paths[4] ? paths[4] : "", paths[0], paths[1], paths[2], paths[3]);
 		if (yaml)
-			fprintf(stderr, "or apply %s and set rr.agentSandbox.externalSecret.name: %s\n",
+			fprintf(stderr,
+			        "or apply %s and set rr.agentSandbox.externalSecret.name: %s\n",
 			        paths[4], secret);
 	}
 	crypto_free_secret(yaml);

@@ -91,8 +91,8 @@ int config_ensure_dev_secrets(struct stockade_config *cfg, struct st_error **err
 	if (rc == 0 && !cfg->jwt_secret)
 		rc = load_or_create(dir, "jwt-secret", gen_hex32, &cfg->jwt_secret, &created, err);
 	if (rc == 0 && !cfg->encryption_key)
-		rc = load_or_create(dir, "encryption-key", gen_hex32, &cfg->encryption_key, &created,
-		                    err);
+		rc = load_or_create(dir, "encryption-key", gen_hex32, &cfg->encryption_key,
+		                    &created, err);
 	if (rc == 0 && !as->encryption_key_hex)
 		rc = load_or_create(dir, "agent-encryption-key", gen_hex32, &as->encryption_key_hex,
 		                    &created, err);
@@ -122,8 +122,9 @@ int config_ensure_dev_secrets(struct stockade_config *cfg, struct st_error **err
 		if (config__check_agent_encryption_key(as->encryption_key_hex,
 		                                       "rr.agentSandbox.encryptionKey",
 		                                       "the development secrets", &pr) < 0) {
-			rc = st_error_make(err, EINVAL, "'%s/agent-encryption-key' %s (delete it to "
-			                                "regenerate)",
+			rc = st_error_make(err, EINVAL,
+			                   "'%s/agent-encryption-key' %s (delete it to "
+			                   "regenerate)",
 			                   dir, pr.items[0].message);
 		} else {
 			uint8_t *k = NULL;
@@ -137,12 +138,13 @@ int config_ensure_dev_secrets(struct stockade_config *cfg, struct st_error **err
 		}
 		config_problems_release(&pr);
 		struct st_error *e = NULL;
-		if (rc == 0 &&
-		    crypto_es256_check_pair(as->jwt_private_key_pem, as->jwt_public_key_pem, &e) < 0) {
-			rc = st_error_make(err, EINVAL,
-			                   "development keypair in '%s' is unusable: %s (delete both "
-			                   "agent-jwt-*.pem files to regenerate)",
-			                   dir, st_error_msg(e));
+		if (rc == 0 && crypto_es256_check_pair(as->jwt_private_key_pem,
+		                                       as->jwt_public_key_pem, &e) < 0) {
+			rc = st_error_make(
+			    err, EINVAL,
+			    "development keypair in '%s' is unusable: %s (delete both "
+			    "agent-jwt-*.pem files to regenerate)",
+			    dir, st_error_msg(e));
 		}
 		st_error_free(e);
 	}

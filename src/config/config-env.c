@@ -48,14 +48,16 @@ void config__apply_env(struct stockade_config *cfg, struct config__pending *pend
 				ok = true;
 			}
 		if (!ok)
-			config_problems_add(pr, CONFIG_ERROR, "logLevel",
-			                    "STOCKADE_LOG_LEVEL must be debug, info, warn or error, got "
-			                    "'%s'",
-			                    v);
+			config_problems_add(
+			    pr, CONFIG_ERROR, "logLevel",
+			    "STOCKADE_LOG_LEVEL must be debug, info, warn or error, got "
+			    "'%s'",
+			    v);
 	}
 	if ((v = getenv("ENCRYPTION_KEY")) != NULL) {
 		config__set_str(&cfg->encryption_key, v);
-		set_origin(&pend->encryption_key_origin, "environment variable %s", "ENCRYPTION_KEY");
+		set_origin(&pend->encryption_key_origin, "environment variable %s",
+		           "ENCRYPTION_KEY");
 		free(pend->encryption_key_file);
 		pend->encryption_key_file = NULL;
 	}
@@ -76,8 +78,9 @@ void config__apply_env(struct stockade_config *cfg, struct config__pending *pend
 	if ((v = env("POSTGRES_PORT"))) {
 		uint64_t port;
 		if (st_parse_u64(v, &port) < 0 || port == 0 || port > 65535)
-			config_problems_add(pr, CONFIG_ERROR, "postgresql.port",
-			                    "POSTGRES_PORT must be a port number (1-65535), got '%s'", v);
+			config_problems_add(
+			    pr, CONFIG_ERROR, "postgresql.port",
+			    "POSTGRES_PORT must be a port number (1-65535), got '%s'", v);
 		else
 			pg->port = (uint16_t)port;
 	}
@@ -128,8 +131,8 @@ static void resolve_file(const struct stockade_config *cfg, const char *key_path
 	*origin = st_xasprintf("file '%s'", *file);
 }
 
-static void resolve_external(const char *dir, const char *name, const char *key_path,
-                             char **value, char **origin, struct config_problems *pr)
+static void resolve_external(const char *dir, const char *name, const char *key_path, char **value,
+                             char **origin, struct config_problems *pr)
 {
 	char *path = st_xasprintf("%s/%s", dir, name);
 	struct stat st;
@@ -138,10 +141,11 @@ static void resolve_external(const char *dir, const char *name, const char *key_
 		return; /* a missing key is reported as "required" by validation when needed */
 	}
 	if (*value) {
-		config_problems_add(pr, CONFIG_WARNING, key_path,
-		                    "set in the config and in the external secret ('%s'); the config "
-		                    "value is used",
-		                    path);
+		config_problems_add(
+		    pr, CONFIG_WARNING, key_path,
+		    "set in the config and in the external secret ('%s'); the config "
+		    "value is used",
+		    path);
 		free(path);
 		return;
 	}
@@ -178,8 +182,9 @@ void config__resolve_secrets(struct stockade_config *cfg, struct config__pending
 	if (as->external_secret_name) {
 		if (as->external_secret_mount_path == NULL) {
 			const char *base = env("STOCKADE_SECRETS_DIR");
-			as->external_secret_mount_path = st_xasprintf(
-			    "%s/%s", base ? base : "/etc/stockade/secrets", as->external_secret_name);
+			as->external_secret_mount_path =
+			    st_xasprintf("%s/%s", base ? base : "/etc/stockade/secrets",
+			                 as->external_secret_name);
 		}
 		const char *dir = as->external_secret_mount_path;
 		struct stat st;
@@ -193,11 +198,14 @@ void config__resolve_secrets(struct stockade_config *cfg, struct config__pending
 			    as->external_secret_name, dir);
 		} else {
 			resolve_external(dir, "jwt-public-key", "rr.agentSandbox.jwtPublicKey",
-			                 &as->jwt_public_key_pem, &pd->as_jwt_public_key_origin, pr);
+			                 &as->jwt_public_key_pem, &pd->as_jwt_public_key_origin,
+			                 pr);
 			resolve_external(dir, "jwt-private-key", "rr.agentSandbox.jwtPrivateKey",
-			                 &as->jwt_private_key_pem, &pd->as_jwt_private_key_origin, pr);
+			                 &as->jwt_private_key_pem, &pd->as_jwt_private_key_origin,
+			                 pr);
 			resolve_external(dir, "encryption-key", "rr.agentSandbox.encryptionKey",
-			                 &as->encryption_key_hex, &pd->as_encryption_key_origin, pr);
+			                 &as->encryption_key_hex, &pd->as_encryption_key_origin,
+			                 pr);
 			resolve_external(dir, "api-secret", "rr.agentSandbox.apiSecret",
 			                 &as->api_secret, &pd->as_api_secret_origin, pr);
 			char *url = NULL, *origin = NULL;
@@ -231,7 +239,8 @@ void config__resolve_secrets(struct stockade_config *cfg, struct config__pending
 			if (st_str_has_prefix(t, "sha256:")) {
 				uint8_t *h = NULL;
 				size_t hl = 0;
-				if (crypto_hex_decode(t + 7, strlen(t + 7), &h, &hl) < 0 || hl != 32) {
+				if (crypto_hex_decode(t + 7, strlen(t + 7), &h, &hl) < 0 ||
+				    hl != 32) {
 					config_problems_add(pr, CONFIG_ERROR, kp,
 					                    "'sha256:' must be followed by 64 hex "
 					                    "characters (sha256sum of the token)");
@@ -241,11 +250,13 @@ void config__resolve_secrets(struct stockade_config *cfg, struct config__pending
 				free(h);
 			} else {
 				if (strlen(t) < 16)
-					config_problems_add(pr, CONFIG_WARNING, kp,
-					                    "token is only %zu characters; use at least "
-					                    "32 random characters (openssl rand -hex 32)",
-					                    strlen(t));
-				crypto_sha256(t, strlen(t), cfg->api_token_hashes[cfg->n_api_tokens++]);
+					config_problems_add(
+					    pr, CONFIG_WARNING, kp,
+					    "token is only %zu characters; use at least "
+					    "32 random characters (openssl rand -hex 32)",
+					    strlen(t));
+				crypto_sha256(t, strlen(t),
+				              cfg->api_token_hashes[cfg->n_api_tokens++]);
 			}
 			free(kp);
 		}
@@ -259,7 +270,10 @@ struct s3_field {
 	size_t off; /* offset of the char* in struct config_blob */
 };
 
-#define S3F(suffix, member) {suffix, offsetof(struct config_blob, member)}
+#define S3F(suffix, member)                                  \
+	{                                                    \
+		suffix, offsetof(struct config_blob, member) \
+	}
 
 static const struct s3_field s3_fields[] = {
     S3F("BUCKET", s3.bucket),

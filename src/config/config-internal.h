@@ -15,7 +15,8 @@
 
 /* Where a secret value came from, for messages. */
 struct config__secret_src {
-	char *origin; /* "inline", "file '/x'", "environment ENCRYPTION_KEY", "externalSecret ..." */
+	char
+	    *origin; /* "inline", "file '/x'", "environment ENCRYPTION_KEY", "externalSecret ..." */
 };
 
 /* Values read from YAML that are resolved after the environment is applied. */
@@ -59,12 +60,14 @@ void config__resolve_secrets(struct stockade_config *cfg, struct config__pending
 void config__resolve_blobs(struct stockade_config *cfg, struct config_problems *pr);
 
 /* config-validate.c */
+/* listen -> listen_host/listen_port; records a problem at "listen" when invalid */
+void config__parse_listen(struct stockade_config *cfg, struct config_problems *pr);
 void config__derive(struct stockade_config *cfg, struct config__pending *pend);
 void config__validate(struct stockade_config *cfg, struct config__pending *pend,
                       struct config_problems *pr);
 /* The agent sandbox encryption key rule on its own (also used by keys/serve). */
-int config__check_agent_encryption_key(const char *value, const char *key_path,
-                                       const char *origin, struct config_problems *pr);
+int config__check_agent_encryption_key(const char *value, const char *key_path, const char *origin,
+                                       struct config_problems *pr);
 
 /* config.c helpers */
 void config__strv_push(struct config_strv *s, const char *v);

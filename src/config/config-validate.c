@@ -85,10 +85,10 @@ void config__derive(struct stockade_config *cfg, struct config__pending *pd)
 	if (pd && !pd->js_modules_dir_explicit && cfg->code_executor.js_modules_dir)
 		config__set_str(&rr->js_executor.js_modules_dir, cfg->code_executor.js_modules_dir);
 	if (pd && !pd->js_mode_explicit)
-		rr->js_executor.mode = cfg->code_executor.mode == CONFIG_MODE_UNSANDBOXED
-		                           ? (geteuid() == 0 ? CONFIG_MODE_PRIVILEGED
-		                                             : CONFIG_MODE_SECCOMP)
-		                           : cfg->code_executor.mode;
+		rr->js_executor.mode =
+		    cfg->code_executor.mode == CONFIG_MODE_UNSANDBOXED
+		        ? (geteuid() == 0 ? CONFIG_MODE_PRIVILEGED : CONFIG_MODE_SECCOMP)
+		        : cfg->code_executor.mode;
 
 	struct config_postgres *be = &cfg->postgresql;
 	if (be->present && !be->url) {
@@ -110,16 +110,24 @@ void config__derive(struct stockade_config *cfg, struct config__pending *pd)
 	if (cfg->mcp.resource == NULL && cfg->http.public_url) {
 		const char *u = cfg->http.public_url;
 		size_t l = strlen(u);
-		cfg->mcp.resource = st_xasprintf("%.*s/mcp", (int)(l && u[l - 1] == '/' ? l - 1 : l), u);
+		cfg->mcp.resource =
+		    st_xasprintf("%.*s/mcp", (int)(l && u[l - 1] == '/' ? l - 1 : l), u);
 	}
 	if (cfg->mcp.audience == NULL && cfg->mcp.resource)
 		cfg->mcp.audience = st_xstrdup(cfg->mcp.resource);
 
-	/* listen host/port (validated in config__validate) */
+	config__parse_listen(cfg, NULL);
+}
+
+void config__parse_listen(struct stockade_config *cfg, struct config_problems *pr)
+{
 	free(cfg->listen_host);
 	cfg->listen_host = NULL;
+	cfg->listen_port = 0;
 	const char *l = cfg->listen ? cfg->listen : "";
 	const char *colon = strrchr(l, ':');
+	uint64_t port = 0;
+	bool port_ok = false;
 	if (colon) {
 		const char *h = l;
 		size_t hl = (size_t)(colon - l);
@@ -128,11 +136,17 @@ void config__derive(struct stockade_config *cfg, struct config__pending *pd)
 			hl -= 2;
 		}
 		cfg->listen_host = st_xasprintf("%.*s", (int)hl, h);
-		uint64_t port = 0;
-		cfg->listen_port = st_parse_u64(colon + 1, &port) == 0 && port <= 65535
-		                       ? (uint16_t)port
-		                       : 0;
+		/* port 0 asks the kernel for a free port (tests) */
+		port_ok = st_parse_u64(colon + 1, &port) == 0 && port <= 65535;
+		if (port_ok)
+			cfg->listen_port = (uint16_t)port;
 	}
+	if (!colon || !cfg->listen_host || !*cfg->listen_host || !port_ok)
+		config_problems_add(
+		    pr, CONFIG_ERROR, "listen",
+		    "'%s' must be host:port (e.g. 127.0.0.1:8080 or [::1]:8080) with "
+		    "a port from 0 (any free port) to 65535",
+		    l);
 }
 
 /* ---- rules -------------------------------------------------------------------------------- */
@@ -157,7 +171,9 @@ static bool looks_base64(const char *s, size_t n)
 		rc = crypto_base64url_decode(s, n, &out, &ol);
 	}
 	free(out);
-	return rc == 0;
+	/* any alphanumeric string of the right length decodes: call it base64 only when it
+	 * decodes to a 32-byte key or uses base64's own characters */
+	return rc == 0 && (ol == 32 || strpbrk(s, "+/=") != NULL);
 }
 
 int config__check_agent_encryption_key(const char *v, const char *key_path, const char *origin,
@@ -173,17 +189,19 @@ int config__check_agent_encryption_key(const char *v, const char *key_path, cons
 		    pr, CONFIG_ERROR, key_path,
 		    "is %zu bytes: 64 hex characters followed by %s (from %s); the key must be "
 		    "exactly 64 bytes. Write it without the newline: openssl rand -hex 32 | tr -d "
-		    "'\\n' > encryption_key.txt (or use 'stockade keys generate'), then recreate the "
+		    "'\\n' > encryption_key.txt (or use 'stockade keys generate'), then recreate "
+		    "the "
 		    "secret from that file",
 		    n, nl ? "a trailing newline" : "trailing whitespace", from);
 		return -EINVAL;
 	}
 	if (!all_hex(v, n) && looks_base64(v, n)) {
-		config_problems_add(pr, CONFIG_ERROR, key_path,
-		                    "looks like base64 (%zu characters, from %s); base64 is rejected: "
-		                    "the key must be exactly 64 hex characters (32 bytes). Generate "
-		                    "one with: openssl rand -hex 32 | tr -d '\\n'",
-		                    n, from);
+		config_problems_add(
+		    pr, CONFIG_ERROR, key_path,
+		    "looks like base64 (%zu characters, from %s); base64 is rejected: "
+		    "the key must be exactly 64 hex characters (32 bytes). Generate "
+		    "one with: openssl rand -hex 32 | tr -d '\\n'",
+		    n, from);
 		return -EINVAL;
 	}
 	config_problems_add(pr, CONFIG_ERROR, key_path,
@@ -202,20 +220,23 @@ static void check_backend_encryption_key(const char *v, const char *origin,
 		if (ch >= 0x80) {
 			config_problems_add(
 			    pr, CONFIG_ERROR, "encryptionKey",
-			    "contains non-ASCII characters (byte 0x%02x at position %zu, from %s); a "
+			    "contains non-ASCII characters (byte 0x%02x at position %zu, from %s); "
+			    "a "
 			    "non-ASCII key would make data encrypted with it undecryptable "
-			    "(ERR_OSSL_BAD_DECRYPT): rotate it to an ASCII key (e.g. openssl rand -hex "
+			    "(ERR_OSSL_BAD_DECRYPT): rotate it to an ASCII key (e.g. openssl rand "
+			    "-hex "
 			    "32) and re-encrypt stored data before using this version",
 			    ch, i, origin ? origin : "the configuration");
 			return;
 		}
 		if (ch < 0x20 || ch == 0x7f) {
-			config_problems_add(pr, CONFIG_ERROR, "encryptionKey",
-			                    "contains a control character (%s at position %zu, from "
-			                    "%s); remove it (a key file written with echo or openssl "
-			                    "ends in a newline: use tr -d '\\n')",
-			                    ch == '\n' ? "a newline" : "0x", i,
-			                    origin ? origin : "the configuration");
+			config_problems_add(
+			    pr, CONFIG_ERROR, "encryptionKey",
+			    "contains a control character (%s at position %zu, from "
+			    "%s); remove it (a key file written with echo or openssl "
+			    "ends in a newline: use tr -d '\\n')",
+			    ch == '\n' ? "a newline" : "0x", i,
+			    origin ? origin : "the configuration");
 			return;
 		}
 	}
@@ -226,11 +247,12 @@ static void check_jwt_secret(const char *v, const char *origin, struct config_pr
 	size_t n = strlen(v);
 	for (size_t i = 0; i < n; i++)
 		if ((unsigned char)v[i] < 0x20) {
-			config_problems_add(pr, CONFIG_ERROR, "jwtSecret",
-			                    "contains a control character (%s at position %zu, from "
-			                    "%s); remove it (tr -d '\\n')",
-			                    v[i] == '\n' ? "a newline" : "non-printable", i,
-			                    origin ? origin : "the configuration");
+			config_problems_add(
+			    pr, CONFIG_ERROR, "jwtSecret",
+			    "contains a control character (%s at position %zu, from "
+			    "%s); remove it (tr -d '\\n')",
+			    v[i] == '\n' ? "a newline" : "non-printable", i,
+			    origin ? origin : "the configuration");
 			return;
 		}
 	if (n < 32)
@@ -283,20 +305,21 @@ static void required_secret(struct stockade_config *cfg, const char *key, const 
 	const struct config_agent_sandbox *as = &cfg->rr.agent_sandbox;
 	char *kp = st_xasprintf("rr.agentSandbox.%s", key);
 	if (as->external_secret_name)
-		config_problems_add(pr, CONFIG_ERROR, kp,
-		                    "required when the agent sandbox is enabled, and the external "
-		                    "secret '%s' has no '%s' file in '%s'; add it to the Secret (see "
-		                    "'stockade keys generate --k8s-secret')",
-		                    as->external_secret_name, file,
-		                    as->external_secret_mount_path ? as->external_secret_mount_path
-		                                                   : "?");
+		config_problems_add(
+		    pr, CONFIG_ERROR, kp,
+		    "required when the agent sandbox is enabled, and the external "
+		    "secret '%s' has no '%s' file in '%s'; add it to the Secret (see "
+		    "'stockade keys generate --k8s-secret')",
+		    as->external_secret_name, file,
+		    as->external_secret_mount_path ? as->external_secret_mount_path : "?");
 	else
-		config_problems_add(pr, CONFIG_ERROR, kp,
-		                    "required when the agent sandbox is enabled: %s; set it inline, "
-		                    "as rr.agentSandbox.%sFile: <path>, or through "
-		                    "rr.agentSandbox.externalSecret.name (file '%s'); 'stockade keys "
-		                    "generate' writes one",
-		                    what, key, file);
+		config_problems_add(
+		    pr, CONFIG_ERROR, kp,
+		    "required when the agent sandbox is enabled: %s; set it inline, "
+		    "as rr.agentSandbox.%sFile: <path>, or through "
+		    "rr.agentSandbox.externalSecret.name (file '%s'); 'stockade keys "
+		    "generate' writes one",
+		    what, key, file);
 	free(kp);
 }
 
@@ -317,12 +340,12 @@ static void validate_agent_sandbox(struct stockade_config *cfg, struct config__p
 
 	if (as->encryption_key_hex) {
 		const char *origin = pd ? pd->as_encryption_key_origin : NULL;
-		if (config__check_agent_encryption_key(as->encryption_key_hex,
-		                                       "rr.agentSandbox.encryptionKey", origin,
-		                                       pr) == 0) {
+		if (config__check_agent_encryption_key(
+		        as->encryption_key_hex, "rr.agentSandbox.encryptionKey", origin, pr) == 0) {
 			uint8_t *k = NULL;
 			size_t kl = 0;
-			if (crypto_hex_decode(as->encryption_key_hex, 64, &k, &kl) == 0 && kl == 32) {
+			if (crypto_hex_decode(as->encryption_key_hex, 64, &k, &kl) == 0 &&
+			    kl == 32) {
 				memcpy(as->encryption_key, k, 32);
 				as->has_encryption_key = true;
 			}
@@ -331,18 +354,20 @@ static void validate_agent_sandbox(struct stockade_config *cfg, struct config__p
 		}
 		if (cfg->encryption_key &&
 		    strcasecmp(cfg->encryption_key, as->encryption_key_hex) == 0)
-			config_problems_add(pr, CONFIG_ERROR, "rr.agentSandbox.encryptionKey",
-			                    "equals the backend encryptionKey; the agent sandbox needs "
-			                    "its own key: generate a new one (openssl rand -hex 32 | tr "
-			                    "-d '\\n')");
+			config_problems_add(
+			    pr, CONFIG_ERROR, "rr.agentSandbox.encryptionKey",
+			    "equals the backend encryptionKey; the agent sandbox needs "
+			    "its own key: generate a new one (openssl rand -hex 32 | tr "
+			    "-d '\\n')");
 	}
 	if (as->jwt_private_key_pem && as->jwt_public_key_pem) {
 		struct st_error *e = NULL;
 		if (crypto_es256_check_pair(as->jwt_private_key_pem, as->jwt_public_key_pem, &e) <
 		    0) {
-			config_problems_add(pr, CONFIG_ERROR, "rr.agentSandbox.jwtPublicKey",
-			                    "the JWT keypair is not a matching ES256 (P-256) pair: %s",
-			                    st_error_msg(e));
+			config_problems_add(
+			    pr, CONFIG_ERROR, "rr.agentSandbox.jwtPublicKey",
+			    "the JWT keypair is not a matching ES256 (P-256) pair: %s",
+			    st_error_msg(e));
 			st_error_free(e);
 		}
 	} else if (as->jwt_private_key_pem || as->jwt_public_key_pem) {
@@ -357,16 +382,20 @@ static void validate_agent_sandbox(struct stockade_config *cfg, struct config__p
 	if (cfg->jwt_secret) {
 		if (as->jwt_private_key_pem &&
 		    crypto_str_equal(cfg->jwt_secret, as->jwt_private_key_pem))
-			config_problems_add(pr, CONFIG_ERROR, "rr.agentSandbox.jwtPrivateKey",
-			                    "equals the backend jwtSecret; the agent sandbox needs a new, "
-			                    "unique keypair ('stockade keys generate')");
-		if (as->jwt_public_key_pem && crypto_str_equal(cfg->jwt_secret, as->jwt_public_key_pem))
-			config_problems_add(pr, CONFIG_ERROR, "rr.agentSandbox.jwtPublicKey",
-			                    "equals the backend jwtSecret; the agent sandbox needs a new, "
-			                    "unique keypair ('stockade keys generate')");
+			config_problems_add(
+			    pr, CONFIG_ERROR, "rr.agentSandbox.jwtPrivateKey",
+			    "equals the backend jwtSecret; the agent sandbox needs a new, "
+			    "unique keypair ('stockade keys generate')");
+		if (as->jwt_public_key_pem &&
+		    crypto_str_equal(cfg->jwt_secret, as->jwt_public_key_pem))
+			config_problems_add(
+			    pr, CONFIG_ERROR, "rr.agentSandbox.jwtPublicKey",
+			    "equals the backend jwtSecret; the agent sandbox needs a new, "
+			    "unique keypair ('stockade keys generate')");
 		if (as->api_secret && crypto_str_equal(cfg->jwt_secret, as->api_secret))
-			config_problems_add(pr, CONFIG_ERROR, "rr.agentSandbox.apiSecret",
-			                    "equals the backend jwtSecret; use a separate random value");
+			config_problems_add(
+			    pr, CONFIG_ERROR, "rr.agentSandbox.apiSecret",
+			    "equals the backend jwtSecret; use a separate random value");
 	}
 	if (cfg->encryption_key && as->jwt_private_key_pem &&
 	    crypto_str_equal(cfg->encryption_key, as->jwt_private_key_pem))
@@ -384,45 +413,49 @@ static void validate_agent_sandbox(struct stockade_config *cfg, struct config__p
 	for (size_t i = 0; i < as->proxy.backend_domain_suffixes.n; i++)
 		if (strstr(as->proxy.backend_domain_suffixes.v[i], "://") ||
 		    strchr(as->proxy.backend_domain_suffixes.v[i], '/')) {
-			char *kp = st_xasprintf("rr.agentSandbox.proxy.backendDomainSuffixes[%zu]", i);
-			config_problems_add(pr, CONFIG_ERROR, kp,
-			                    "'%s' must be a domain name (e.g. example.com), not a URL",
-			                    as->proxy.backend_domain_suffixes.v[i]);
+			char *kp =
+			    st_xasprintf("rr.agentSandbox.proxy.backendDomainSuffixes[%zu]", i);
+			config_problems_add(
+			    pr, CONFIG_ERROR, kp,
+			    "'%s' must be a domain name (e.g. example.com), not a URL",
+			    as->proxy.backend_domain_suffixes.v[i]);
 			free(kp);
 		}
 
 	if (as->scaling.prewarm_pool_size > as->scaling.max_total_jobs)
-		config_problems_add(pr, CONFIG_ERROR, "rr.agentSandbox.scaling.prewarmPoolSize",
-		                    "%u is above maxTotalJobs (%u): the pool could never fill; lower "
-		                    "it or raise maxTotalJobs",
-		                    as->scaling.prewarm_pool_size, as->scaling.max_total_jobs);
+		config_problems_add(
+		    pr, CONFIG_ERROR, "rr.agentSandbox.scaling.prewarmPoolSize",
+		    "%u is above maxTotalJobs (%u): the pool could never fill; lower "
+		    "it or raise maxTotalJobs",
+		    as->scaling.prewarm_pool_size, as->scaling.max_total_jobs);
 	if (as->scaling.per_user_sandbox_limit > as->scaling.max_total_jobs)
-		config_problems_add(pr, CONFIG_WARNING, "rr.agentSandbox.scaling.perUserSandboxLimit",
+		config_problems_add(pr, CONFIG_WARNING,
+		                    "rr.agentSandbox.scaling.perUserSandboxLimit",
 		                    "%u is above maxTotalJobs (%u); one user could take every slot",
 		                    as->scaling.per_user_sandbox_limit, as->scaling.max_total_jobs);
 	if (as->sandbox.global_lifetime_ms < as->sandbox.idle_timeout_ms)
-		config_problems_add(pr, CONFIG_WARNING,
-		                    "rr.agentSandbox.sandbox.sandboxGlobalLifetimeMs",
-		                    "is shorter than sandboxIdleTimeoutMs, so the idle timeout never "
-		                    "applies");
+		config_problems_add(
+		    pr, CONFIG_WARNING, "rr.agentSandbox.sandbox.sandboxGlobalLifetimeMs",
+		    "is shorter than sandboxIdleTimeoutMs, so the idle timeout never "
+		    "applies");
 	if (as->enabled && as->runtime == CONFIG_RUNTIME_JAIL)
-		config_problems_add(pr, CONFIG_WARNING, "rr.agentSandbox.runtime",
-		                    "'jail' runs sandboxes in the namespace jail instead of gVisor: "
-		                    "weaker isolation for long-lived agent workloads; use 'gvisor' in "
-		                    "production");
+		config_problems_add(
+		    pr, CONFIG_WARNING, "rr.agentSandbox.runtime",
+		    "'jail' runs sandboxes in the namespace jail instead of gVisor: "
+		    "weaker isolation for long-lived agent workloads; use 'gvisor' in "
+		    "production");
 }
 
-static void validate_blob(const struct config_blob *b, const char *path,
-                          struct config_problems *pr)
+static void validate_blob(const struct config_blob *b, const char *path, struct config_problems *pr)
 {
 	char *kp = NULL;
-#define REQ(cond, key, msg)                                                        \
-	do {                                                                       \
-		if (!(cond)) {                                                     \
-			kp = st_xasprintf("%s.%s", path, key);                     \
-			config_problems_add(pr, CONFIG_ERROR, kp, "%s", msg);      \
-			free(kp);                                                  \
-		}                                                                  \
+#define REQ(cond, key, msg)                                                   \
+	do {                                                                  \
+		if (!(cond)) {                                                \
+			kp = st_xasprintf("%s.%s", path, key);                \
+			config_problems_add(pr, CONFIG_ERROR, kp, "%s", msg); \
+			free(kp);                                             \
+		}                                                             \
 	} while (0)
 	switch (b->provider) {
 	case CONFIG_BLOB_S3:
@@ -432,11 +465,12 @@ static void validate_blob(const struct config_blob *b, const char *path,
 			    "accessKeyId and secretAccessKey go together; set both");
 		if (!b->s3.access_key_id && !b->s3.secret_access_key) {
 			kp = st_xasprintf("%s.s3", path);
-			config_problems_add(pr, CONFIG_WARNING, kp,
-			                    "no credentials: requests are sent unsigned, which only a "
-			                    "public or test bucket accepts; set accessKeyId and "
-			                    "secretAccessKey (or RR_DEFAULT_S3_ACCESS_KEY_ID / "
-			                    "RR_DEFAULT_S3_SECRET_ACCESS_KEY)");
+			config_problems_add(
+			    pr, CONFIG_WARNING, kp,
+			    "no credentials: requests are sent unsigned, which only a "
+			    "public or test bucket accepts; set accessKeyId and "
+			    "secretAccessKey (or RR_DEFAULT_S3_ACCESS_KEY_ID / "
+			    "RR_DEFAULT_S3_SECRET_ACCESS_KEY)");
 			free(kp);
 		}
 		if (b->s3.endpoint && !st_str_has_prefix(b->s3.endpoint, "http://") &&
@@ -464,7 +498,8 @@ static void validate_blob(const struct config_blob *b, const char *path,
 			bool ok = crypto_base64_decode(b->azure.account_key,
 			                               strlen(b->azure.account_key), &k, &kl) == 0;
 			free(k);
-			REQ(ok, "azure.accountKey", "must be the base64 account key from the portal");
+			REQ(ok, "azure.accountKey",
+			    "must be the base64 account key from the portal");
 		}
 		break;
 	case CONFIG_BLOB_FILESYSTEM:
@@ -488,13 +523,16 @@ static void validate_blobs(struct stockade_config *cfg, struct config_problems *
 		if (rr->blob_storage_provider_count == 0)
 			config_problems_add(
 			    pr, skip ? CONFIG_WARNING : CONFIG_ERROR, "rr.blobStorage",
-			    "%s need exactly one blob storage provider and none is configured; add one "
+			    "%s need exactly one blob storage provider and none is configured; add "
+			    "one "
 			    "of rr.blobStorage.s3 / gcs / azure / filesystem%s",
 			    who,
-			    skip ? " (downgraded to a warning by rr.gitServer.skipBlobStorageValidation: "
+			    skip ? " (downgraded to a warning by "
+			           "rr.gitServer.skipBlobStorageValidation: "
 			           "storage must then come from RR_GIT_S3_* / RR_SNAPSHOTS_S3_* / "
 			           "RR_DEFAULT_S3_*, else the filesystem under dataDir is used)"
-			         : ", or, when storage comes from RR_*_S3_* environment variables, set "
+			         : ", or, when storage comes from RR_*_S3_* environment variables, "
+			           "set "
 			           "rr.gitServer.skipBlobStorageValidation: true");
 		else if (skip) /* more than one: the error from parsing becomes a warning */
 			config_problems_add(pr, CONFIG_WARNING, "rr.blobStorage",
@@ -515,10 +553,11 @@ static void validate_blobs(struct stockade_config *cfg, struct config_problems *
 			continue;
 		if (!b->s3.bucket) {
 			char *kp = st_xasprintf("RR_%s_S3_BUCKET", names[i]);
-			config_problems_add(pr, CONFIG_ERROR, kp,
-			                    "S3 settings come from the environment (%s) but no bucket: "
-			                    "set RR_%s_S3_BUCKET or RR_DEFAULT_S3_BUCKET",
-			                    b->source, names[i]);
+			config_problems_add(
+			    pr, CONFIG_ERROR, kp,
+			    "S3 settings come from the environment (%s) but no bucket: "
+			    "set RR_%s_S3_BUCKET or RR_DEFAULT_S3_BUCKET",
+			    b->source, names[i]);
 			free(kp);
 		}
 	}
@@ -574,10 +613,11 @@ static void validate_mcp(struct stockade_config *cfg, struct config_problems *pr
 		                    "must be at least 16 characters (openssl rand -hex 32)");
 	bool oauth = m->jwks_file || m->jwks_url || m->authorization_servers.n;
 	if (!oauth && !m->static_token && !cfg->dev_mode) {
-		config_problems_add(pr, CONFIG_ERROR, "mcp.oauth",
-		                    "mcp.enabled is true but no OAuth is configured: set "
-		                    "mcp.oauth.authorizationServers, mcp.oauth.jwksUrl or "
-		                    "mcp.oauth.jwksFile, and mcp.resource (the public URL of /mcp)");
+		config_problems_add(
+		    pr, CONFIG_ERROR, "mcp.oauth",
+		    "mcp.enabled is true but no OAuth is configured: set "
+		    "mcp.oauth.authorizationServers, mcp.oauth.jwksUrl or "
+		    "mcp.oauth.jwksFile, and mcp.resource (the public URL of /mcp)");
 		return;
 	}
 	if (!oauth)
@@ -587,9 +627,10 @@ static void validate_mcp(struct stockade_config *cfg, struct config_problems *pr
 		                    "required with OAuth: where the authorization server publishes "
 		                    "its signing keys (or mcp.oauth.jwksFile for a local copy)");
 	if (m->authorization_servers.n == 0 && !m->issuer)
-		config_problems_add(pr, CONFIG_ERROR, "mcp.oauth.authorizationServers",
-		                    "required with OAuth: the issuer URL(s) clients get tokens from "
-		                    "(published in /.well-known/oauth-protected-resource)");
+		config_problems_add(
+		    pr, CONFIG_ERROR, "mcp.oauth.authorizationServers",
+		    "required with OAuth: the issuer URL(s) clients get tokens from "
+		    "(published in /.well-known/oauth-protected-resource)");
 	if (!m->resource)
 		config_problems_add(pr, CONFIG_ERROR, "mcp.resource",
 		                    "required with OAuth: the public URL of this server's /mcp "
@@ -629,21 +670,18 @@ static void validate_mcp(struct stockade_config *cfg, struct config_problems *pr
 void config__validate(struct stockade_config *cfg, struct config__pending *pd,
                       struct config_problems *pr)
 {
-	if (!cfg->listen_host || !*cfg->listen_host || cfg->listen_port == 0)
-		config_problems_add(pr, CONFIG_ERROR, "listen",
-		                    "'%s' must be host:port (e.g. 127.0.0.1:8080 or [::1]:8080) with "
-		                    "a port from 1 to 65535",
-		                    cfg->listen ? cfg->listen : "");
+	config__parse_listen(cfg, pr);
 	if (!cfg->data_dir || !*cfg->data_dir)
 		config_problems_add(pr, CONFIG_ERROR, "dataDir", "must not be empty");
 
 	if (cfg->encryption_key)
-		check_backend_encryption_key(cfg->encryption_key, pd ? pd->encryption_key_origin : NULL,
-		                             pr);
+		check_backend_encryption_key(cfg->encryption_key,
+		                             pd ? pd->encryption_key_origin : NULL, pr);
 	else if (!cfg->dev_mode && (cfg->rr.js_executor.enabled || cfg->rr.agent_sandbox.enabled))
-		config_problems_add(pr, CONFIG_WARNING, "encryptionKey",
-		                    "not set: values the service stores encrypted (function secrets) "
-		                    "cannot be protected; set encryptionKey or ENCRYPTION_KEY");
+		config_problems_add(
+		    pr, CONFIG_WARNING, "encryptionKey",
+		    "not set: values the service stores encrypted (function secrets) "
+		    "cannot be protected; set encryptionKey or ENCRYPTION_KEY");
 	if (cfg->jwt_secret)
 		check_jwt_secret(cfg->jwt_secret, pd ? pd->jwt_secret_origin : NULL, pr);
 	if (!cfg->dev_mode && cfg->n_api_tokens == 0 && !cfg->jwt_secret)
@@ -653,14 +691,16 @@ void config__validate(struct stockade_config *cfg, struct config__pending *pd,
 		                    "without one, nobody could call the API");
 
 	if (cfg->code_executor.enabled && cfg->code_executor.mode == CONFIG_MODE_UNSANDBOXED)
-		config_problems_add(pr, CONFIG_WARNING, "codeExecutor.mode",
-		                    "unsandboxed: user code runs without namespaces (seccomp, rlimits "
-		                    "and no_new_privs still apply); only for code you fully trust");
+		config_problems_add(
+		    pr, CONFIG_WARNING, "codeExecutor.mode",
+		    "unsandboxed: user code runs without namespaces (seccomp, rlimits "
+		    "and no_new_privs still apply); only for code you fully trust");
 	check_limits(&cfg->code_executor.limits, "codeExecutor", pr);
 	if (cfg->rr.js_executor.mode == CONFIG_MODE_UNSANDBOXED)
-		config_problems_add(pr, CONFIG_ERROR, "rr.jsExecutor.mode",
-		                    "the js-executor always runs functions in a jail: use privileged "
-		                    "or seccomp");
+		config_problems_add(
+		    pr, CONFIG_ERROR, "rr.jsExecutor.mode",
+		    "the js-executor always runs functions in a jail: use privileged "
+		    "or seccomp");
 	check_limits(&cfg->rr.js_executor.limits, "rr.jsExecutor", pr);
 
 	validate_pg(&cfg->postgresql, "postgresql", pr);

@@ -157,10 +157,10 @@ static size_t lev(const char *a, const char *b)
 		d[0][j] = j;
 	for (size_t i = 1; i <= la; i++)
 		for (size_t j = 1; j <= lb; j++) {
-			size_t cost = tolower((unsigned char)a[i - 1]) ==
-			                      tolower((unsigned char)b[j - 1])
-			                  ? 0
-			                  : 1;
+			size_t cost =
+			    tolower((unsigned char)a[i - 1]) == tolower((unsigned char)b[j - 1])
+			        ? 0
+			        : 1;
 			size_t m = d[i - 1][j] + 1;
 			if (d[i][j - 1] + 1 < m)
 				m = d[i][j - 1] + 1;
@@ -201,10 +201,11 @@ static void check_keys(struct yctx *c, ynode *map, const char *path, const char 
 			config_problems_add(c->pr, CONFIG_WARNING, kp,
 			                    "unknown key (ignored); did you mean '%s'?", best);
 		else
-			config_problems_add(c->pr, CONFIG_WARNING, kp,
-			                    "unknown key (ignored); see docs/configuration.md for the "
-			                    "keys of '%s'",
-			                    *path ? path : "the top level");
+			config_problems_add(
+			    c->pr, CONFIG_WARNING, kp,
+			    "unknown key (ignored); see docs/configuration.md for the "
+			    "keys of '%s'",
+			    *path ? path : "the top level");
 		free(kp);
 	}
 }
@@ -223,10 +224,11 @@ static ynode *rd_map(struct yctx *c, ynode *map, const char *key, const char *pa
 	if (is_null(n) && !null_is_error)
 		return NULL;
 	char *kp = join(path, key);
-	config_problems_add(c->pr, CONFIG_ERROR, kp,
-	                    "must be a mapping, but it is %s (line %zu); write it as '%s: {enabled: "
-	                    "true, ...}' or indent its keys below it",
-	                    kind(n), n->start_mark.line + 1, key);
+	config_problems_add(
+	    c->pr, CONFIG_ERROR, kp,
+	    "must be a mapping, but it is %s (line %zu); write it as '%s: {enabled: "
+	    "true, ...}' or indent its keys below it",
+	    kind(n), n->start_mark.line + 1, key);
 	free(kp);
 	return NULL;
 }
@@ -319,13 +321,12 @@ static void rd_u64(struct yctx *c, ynode *map, const char *key, const char *path
 	int rc = bytes ? st_parse_size(v, &x) : st_parse_u64(v, &x);
 	char *kp = join(path, key);
 	if (rc < 0)
-		config_problems_add(c->pr, CONFIG_ERROR, kp,
-		                    "must be a whole number%s, got '%s'",
+		config_problems_add(c->pr, CONFIG_ERROR, kp, "must be a whole number%s, got '%s'",
 		                    bytes ? " of bytes (suffixes k, M, G allowed)" : "", v);
 	else if (x < min || x > max)
-		config_problems_add(c->pr, CONFIG_ERROR, kp,
-		                    "must be between %llu and %llu, got %llu", (unsigned long long)min,
-		                    (unsigned long long)max, (unsigned long long)x);
+		config_problems_add(
+		    c->pr, CONFIG_ERROR, kp, "must be between %llu and %llu, got %llu",
+		    (unsigned long long)min, (unsigned long long)max, (unsigned long long)x);
 	else
 		*out = x;
 	free(kp);
@@ -352,8 +353,8 @@ static void rd_double(struct yctx *c, ynode *map, const char *key, const char *p
 	if (errno || end == v || *end || !isfinite(x))
 		config_problems_add(c->pr, CONFIG_ERROR, kp, "must be a number, got '%s'", v);
 	else if (x < min || x > max)
-		config_problems_add(c->pr, CONFIG_ERROR, kp, "must be between %g and %g, got %g", min,
-		                    max, x);
+		config_problems_add(c->pr, CONFIG_ERROR, kp, "must be between %g and %g, got %g",
+		                    min, max, x);
 	else
 		*out = x;
 	free(kp);
@@ -391,7 +392,8 @@ static void rd_strv(struct yctx *c, ynode *map, const char *key, const char *pat
 			ynode *e = N(c, *it);
 			if (e == NULL || e->type != YAML_SCALAR_NODE || is_null(e))
 				config_problems_add(c->pr, CONFIG_ERROR, kp,
-				                    "item %zu must be a string, not %s", i, kind(e));
+				                    "item %zu must be a string, not %s", i,
+				                    kind(e));
 			else
 				config__strv_push(out, sval(e));
 		}
@@ -451,11 +453,19 @@ static bool rd_enum(struct yctx *c, ynode *map, const char *key, const char *pat
 
 /* ---- sections ----------------------------------------------------------------------------- */
 
-static const char *const limits_keys[] = {
-    "defaultTimeoutMs", "maxTimeoutMs",   "defaultMemoryMb", "maxMemoryMb",
-    "maxPids",          "maxCodeBytes",   "maxParamsBytes",  "maxResultBytes",
-    "maxOutputBytes",   "tmpfsMb",        "queueSize",       "concurrency",
-    NULL};
+static const char *const limits_keys[] = {"defaultTimeoutMs",
+                                          "maxTimeoutMs",
+                                          "defaultMemoryMb",
+                                          "maxMemoryMb",
+                                          "maxPids",
+                                          "maxCodeBytes",
+                                          "maxParamsBytes",
+                                          "maxResultBytes",
+                                          "maxOutputBytes",
+                                          "tmpfsMb",
+                                          "queueSize",
+                                          "concurrency",
+                                          NULL};
 
 static void rd_limits(struct yctx *c, ynode *map, const char *path, struct config_exec_limits *l)
 {
@@ -481,9 +491,9 @@ static void rd_limits(struct yctx *c, ynode *map, const char *path, struct confi
 	free(p);
 }
 
-static const char *const pg_keys[] = {"host",   "port",     "db",     "user",
+static const char *const pg_keys[] = {"host",     "port",         "db",          "user",
                                       "password", "passwordFile", "ssl_enabled", "sslmode",
-                                      "url",    "schema",   NULL};
+                                      "url",      "schema",       NULL};
 
 static void rd_pg(struct yctx *c, ynode *m, const char *path, struct config_postgres *pg)
 {
@@ -519,7 +529,7 @@ static void rd_pg(struct yctx *c, ynode *m, const char *path, struct config_post
 	free(pwfile);
 	free(origin);
 	rd_bool(c, m, "ssl_enabled", path, &pg->ssl_enabled);
-	static const char *const modes[] = {"disable", "allow",     "prefer",      "require",
+	static const char *const modes[] = {"disable",   "allow",     "prefer",      "require",
 	                                    "no-verify", "verify-ca", "verify-full", NULL};
 	int mode = -1;
 	if (rd_enum(c, m, "sslmode", path, modes, &mode))
@@ -528,23 +538,33 @@ static void rd_pg(struct yctx *c, ynode *m, const char *path, struct config_post
 	rd_str(c, m, "schema", path, &pg->schema);
 }
 
-static const char *const s3_keys[] = {"bucket",   "region",       "accessKeyId",
-                                      "secretAccessKey", "secretAccessKeyFile",
-                                      "secretAccessKeySecretName", "secretAccessKeySecretKey",
-                                      "sessionToken", "endpoint",     "forcePathStyle",
-                                      "prefix",   NULL};
+static const char *const s3_keys[] = {"bucket",
+                                      "region",
+                                      "accessKeyId",
+                                      "secretAccessKey",
+                                      "secretAccessKeyFile",
+                                      "secretAccessKeySecretName",
+                                      "secretAccessKeySecretKey",
+                                      "sessionToken",
+                                      "endpoint",
+                                      "forcePathStyle",
+                                      "prefix",
+                                      NULL};
 static const char *const gcs_keys[] = {"bucket",   "hmacAccessKey", "hmacSecret", "hmacSecretFile",
                                        "endpoint", "prefix",        NULL};
-static const char *const azure_keys[] = {"connectionString", "connectionStringFile",
-                                         "accountName",      "accountKey",
-                                         "accountKeyFile",   "container",
-                                         "endpoint",         "prefix",
+static const char *const azure_keys[] = {"connectionString",
+                                         "connectionStringFile",
+                                         "accountName",
+                                         "accountKey",
+                                         "accountKeyFile",
+                                         "container",
+                                         "endpoint",
+                                         "prefix",
                                          NULL};
 static const char *const fs_keys[] = {"path", "prefix", NULL};
 
 /* Read `<key>` or `<key>File` into *out (secrets of the blob block). */
-static void rd_blob_secret(struct yctx *c, ynode *m, const char *key, const char *path,
-                           char **out)
+static void rd_blob_secret(struct yctx *c, ynode *m, const char *key, const char *path, char **out)
 {
 	char *file = NULL, *origin = NULL;
 	rd_secret(c, m, key, path, out, &file, &origin);
@@ -607,11 +627,12 @@ static void rd_blob_storage(struct yctx *c, ynode *m, const char *path)
 			b->s3.force_path_style = b->s3.endpoint != NULL;
 			rd_bool(c, pm, "forcePathStyle", p, &b->s3.force_path_style);
 			if (mget(c, pm, "secretAccessKeySecretName"))
-				config_problems_add(
-				    c->pr, CONFIG_WARNING, p,
-				    "secretAccessKeySecretName/SecretKey are read by the Helm chart "
-				    "only; outside Kubernetes set secretAccessKey, secretAccessKeyFile "
-				    "or RR_DEFAULT_S3_SECRET_ACCESS_KEY");
+				config_problems_add(c->pr, CONFIG_WARNING, p,
+				                    "secretAccessKeySecretName/SecretKey are read "
+				                    "by the Helm chart "
+				                    "only; outside Kubernetes set secretAccessKey, "
+				                    "secretAccessKeyFile "
+				                    "or RR_DEFAULT_S3_SECRET_ACCESS_KEY");
 		} else if (strcmp(providers[i], "gcs") == 0) {
 			b->provider = CONFIG_BLOB_GCS;
 			check_keys(c, pm, p, gcs_keys);
@@ -636,20 +657,25 @@ static void rd_blob_storage(struct yctx *c, ynode *m, const char *path)
 	}
 	rr->blob_storage_provider_count = count;
 	if (count > 1)
-		config_problems_add(c->pr, CONFIG_ERROR, path,
-		                    "names %d providers (%s); configure exactly one of s3, gcs, azure, "
-		                    "filesystem",
-		                    count, names.data);
+		config_problems_add(
+		    c->pr, CONFIG_ERROR, path,
+		    "names %d providers (%s); configure exactly one of s3, gcs, azure, "
+		    "filesystem",
+		    count, names.data);
 	st_buf_release(&names);
 }
 
-static const char *const as_keys[] = {
-    "enabled",        "runtime",          "platform",          "runscPath",
-    "rootfs",         "externalSecret",   "jwtPublicKey",      "jwtPublicKeyFile",
-    "jwtPrivateKey",  "jwtPrivateKeyFile", "encryptionKey",    "encryptionKeyFile",
-    "apiSecret",      "apiSecretFile",    "postgres",          "proxy",
-    "sandbox",        "scaling",          "tokens",            "devicePlugin",
-    "privileged",     NULL};
+static const char *const as_keys[] = {"enabled",       "runtime",
+                                      "platform",      "runscPath",
+                                      "rootfs",        "externalSecret",
+                                      "jwtPublicKey",  "jwtPublicKeyFile",
+                                      "jwtPrivateKey", "jwtPrivateKeyFile",
+                                      "encryptionKey", "encryptionKeyFile",
+                                      "apiSecret",     "apiSecretFile",
+                                      "postgres",      "proxy",
+                                      "sandbox",       "scaling",
+                                      "tokens",        "devicePlugin",
+                                      "privileged",    NULL};
 
 static void rd_agent_sandbox(struct yctx *c, ynode *m, const char *path)
 {
@@ -666,10 +692,11 @@ static void rd_agent_sandbox(struct yctx *c, ynode *m, const char *path)
 		as->platform = (enum config_gvisor_platform)v;
 	if (mget(c, m, "privileged")) {
 		char *kp = join(path, "privileged");
-		config_problems_add(c->pr, CONFIG_ERROR, kp,
-		                    "the agent sandbox has no privileged mode: it runs under gVisor "
-		                    "with the published seccomp profile (deploy/seccomp/); remove "
-		                    "this key");
+		config_problems_add(
+		    c->pr, CONFIG_ERROR, kp,
+		    "the agent sandbox has no privileged mode: it runs under gVisor "
+		    "with the published seccomp profile (deploy/seccomp/); remove "
+		    "this key");
 		free(kp);
 	}
 	rd_str(c, m, "runscPath", path, &as->runsc_path);
@@ -714,20 +741,28 @@ static void rd_agent_sandbox(struct yctx *c, ynode *m, const char *path)
 	ynode *sb = rd_map(c, m, "sandbox", path, false);
 	if (sb) {
 		char *p = join(path, "sandbox");
-		static const char *const k[] = {
-		    "sandboxIdleTimeoutMs", "sandboxGlobalLifetimeMs", "sandboxReadyTimeoutMs",
-		    "execTimeoutMs",        "workspaceSizeMb",         "memoryMb",
-		    "cpus",                 "pids",                    "maxFileBytes",
-		    "workspaceDir",         NULL};
+		static const char *const k[] = {"sandboxIdleTimeoutMs",
+		                                "sandboxGlobalLifetimeMs",
+		                                "sandboxReadyTimeoutMs",
+		                                "execTimeoutMs",
+		                                "workspaceSizeMb",
+		                                "memoryMb",
+		                                "cpus",
+		                                "pids",
+		                                "maxFileBytes",
+		                                "workspaceDir",
+		                                NULL};
 		check_keys(c, sb, p, k);
 		rd_u64(c, sb, "sandboxIdleTimeoutMs", p, 1000, 7ull * 24 * 3600 * 1000,
 		       &as->sandbox.idle_timeout_ms);
 		rd_u64(c, sb, "sandboxGlobalLifetimeMs", p, 1000, 30ull * 24 * 3600 * 1000,
 		       &as->sandbox.global_lifetime_ms);
-		rd_u64(c, sb, "sandboxReadyTimeoutMs", p, 100, 600000, &as->sandbox.ready_timeout_ms);
+		rd_u64(c, sb, "sandboxReadyTimeoutMs", p, 100, 600000,
+		       &as->sandbox.ready_timeout_ms);
 		rd_u64(c, sb, "execTimeoutMs", p, 100, 24ull * 3600 * 1000,
 		       &as->sandbox.exec_timeout_ms);
-		rd_u32(c, sb, "workspaceSizeMb", p, 16, 1024 * 1024, &as->sandbox.workspace_size_mb);
+		rd_u32(c, sb, "workspaceSizeMb", p, 16, 1024 * 1024,
+		       &as->sandbox.workspace_size_mb);
 		rd_u32(c, sb, "memoryMb", p, 64, 1024 * 1024, &as->sandbox.memory_mb);
 		rd_double(c, sb, "cpus", p, 0.05, 1024, &as->sandbox.cpus);
 		rd_u32(c, sb, "pids", p, 16, 1000000, &as->sandbox.pids);
@@ -739,11 +774,13 @@ static void rd_agent_sandbox(struct yctx *c, ynode *m, const char *path)
 	if (sc) {
 		char *p = join(path, "scaling");
 		static const char *const k[] = {"prewarmPoolSize", "maxTotalJobs",
-		                                "maxConcurrentCreates", "perUserSandboxLimit", NULL};
+		                                "maxConcurrentCreates", "perUserSandboxLimit",
+		                                NULL};
 		check_keys(c, sc, p, k);
 		rd_u32(c, sc, "prewarmPoolSize", p, 0, 10000, &as->scaling.prewarm_pool_size);
 		rd_u32(c, sc, "maxTotalJobs", p, 1, 100000, &as->scaling.max_total_jobs);
-		rd_u32(c, sc, "maxConcurrentCreates", p, 1, 1000, &as->scaling.max_concurrent_creates);
+		rd_u32(c, sc, "maxConcurrentCreates", p, 1, 1000,
+		       &as->scaling.max_concurrent_creates);
 		rd_u32(c, sc, "perUserSandboxLimit", p, 1, 100000,
 		       &as->scaling.per_user_sandbox_limit);
 		free(p);
@@ -788,8 +825,8 @@ static const struct legacy legacy_rr[] = {
     {"mcp", "mcp", "the MCP server is configured at the top level and is not under rr.enabled"},
 };
 
-static void check_legacy(struct yctx *c, ynode *map, const char *path,
-                         const struct legacy *list, size_t n)
+static void check_legacy(struct yctx *c, ynode *map, const char *path, const struct legacy *list,
+                         size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		if (mget(c, map, list[i].old) == NULL)
@@ -803,12 +840,13 @@ static void check_legacy(struct yctx *c, ynode *map, const char *path,
 	}
 }
 
-static const char *const top_keys[] = {
-    "listen",  "dataDir",   "logLevel",     "apiTokens",   "encryptionKey",
-    "encryptionKeyFile", "jwtSecret", "jwtSecretFile", "postgresql", "config",
-    "http",    "codeExecutor", "rr",        "mcp",         "r2",
-    "jsExecutor", "r2Agent",  "agentSandbox", "rrGitServer", "blobStorage",
-    NULL};
+static const char *const top_keys[] = {"listen",      "dataDir",       "logLevel",
+                                       "apiTokens",   "encryptionKey", "encryptionKeyFile",
+                                       "jwtSecret",   "jwtSecretFile", "postgresql",
+                                       "config",      "http",          "codeExecutor",
+                                       "rr",          "mcp",           "r2",
+                                       "jsExecutor",  "r2Agent",       "agentSandbox",
+                                       "rrGitServer", "blobStorage",   NULL};
 
 static void rd_backend(struct yctx *c, ynode *m, const char *path)
 {
@@ -846,16 +884,17 @@ static void rd_root(struct yctx *c, ynode *root)
 	ynode *chart = rd_map(c, root, "config", "", false);
 	if (chart) {
 		static const char *const k[] = {"encryptionKey", "encryptionKeyFile", "jwtSecret",
-		                                "jwtSecretFile", "postgresql", NULL};
+		                                "jwtSecretFile", "postgresql",        NULL};
 		check_keys(c, chart, "config", k);
 		static const char *const both[] = {"encryptionKey", "jwtSecret", "postgresql"};
 		for (size_t i = 0; i < ST_ARRAY_SIZE(both); i++)
 			if (mget(c, root, both[i]) && mget(c, chart, both[i])) {
 				char *kp = join("config", both[i]);
-				config_problems_add(c->pr, CONFIG_ERROR, kp,
-				                    "set both here and at the top level ('%s'); keep "
-				                    "one of them",
-				                    both[i]);
+				config_problems_add(
+				    c->pr, CONFIG_ERROR, kp,
+				    "set both here and at the top level ('%s'); keep "
+				    "one of them",
+				    both[i]);
 				free(kp);
 			}
 		rd_backend(c, chart, "config");
@@ -863,7 +902,7 @@ static void rd_root(struct yctx *c, ynode *root)
 
 	ynode *h = rd_map(c, root, "http", "", false);
 	if (h) {
-		static const char *const k[] = {"maxBodyBytes", "threads", "connectionLimit",
+		static const char *const k[] = {"maxBodyBytes",     "threads",   "connectionLimit",
 		                                "requestTimeoutMs", "publicUrl", NULL};
 		check_keys(c, h, "http", k);
 		rd_u64(c, h, "maxBodyBytes", "http", 1024, 1ull << 34, &cfg->http.max_body_bytes);
@@ -877,8 +916,8 @@ static void rd_root(struct yctx *c, ynode *root)
 	static const char *const modes[] = {"privileged", "seccomp", "unsandboxed", NULL};
 	ynode *ce = rd_map(c, root, "codeExecutor", "", true);
 	if (ce) {
-		static const char *const k[] = {"enabled", "mode", "limits", "pythonModules",
-		                                "jsModulesDir", NULL};
+		static const char *const k[] = {"enabled",       "mode",         "limits",
+		                                "pythonModules", "jsModulesDir", NULL};
 		check_keys(c, ce, "codeExecutor", k);
 		rd_bool(c, ce, "enabled", "codeExecutor", &cfg->code_executor.enabled);
 		int m;
@@ -895,18 +934,21 @@ static void rd_root(struct yctx *c, ynode *root)
 
 	ynode *rr = rd_map(c, root, "rr", "", true);
 	if (rr) {
-		static const char *const k[] = {"enabled", "jsExecutor", "agentSandbox", "gitServer",
-		                                "blobStorage", "r2Agent", "rrAgent", "rrGitServer",
-		                                "rrBlobStorage", "mcp", NULL};
+		static const char *const k[] = {"enabled",   "jsExecutor",  "agentSandbox",
+		                                "gitServer", "blobStorage", "r2Agent",
+		                                "rrAgent",   "rrGitServer", "rrBlobStorage",
+		                                "mcp",       NULL};
 		check_legacy(c, rr, "rr", legacy_rr, ST_ARRAY_SIZE(legacy_rr));
 		check_keys(c, rr, "rr", k);
 		rd_bool(c, rr, "enabled", "rr", &cfg->rr.enabled);
 		ynode *js = rd_map(c, rr, "jsExecutor", "rr", true);
 		if (js) {
-			static const char *const jk[] = {"enabled", "mode", "limits", "jsModulesDir",
-			                                 "maxFunctionVersions", NULL};
+			static const char *const jk[] = {
+			    "enabled", "mode", "limits", "jsModulesDir", "maxFunctionVersions",
+			    NULL};
 			check_keys(c, js, "rr.jsExecutor", jk);
-			rd_tri(c, js, "enabled", "rr.jsExecutor", &cfg->rr.js_executor.enabled_setting);
+			rd_tri(c, js, "enabled", "rr.jsExecutor",
+			       &cfg->rr.js_executor.enabled_setting);
 			int m;
 			if (rd_enum(c, js, "mode", "rr.jsExecutor", modes, &m)) {
 				cfg->rr.js_executor.mode = (enum config_exec_mode)m;
@@ -929,7 +971,8 @@ static void rd_root(struct yctx *c, ynode *root)
 			static const char *const gk[] = {"enabled", "skipBlobStorageValidation",
 			                                 "maxPushBytes", NULL};
 			check_keys(c, gs, "rr.gitServer", gk);
-			rd_tri(c, gs, "enabled", "rr.gitServer", &cfg->rr.git_server.enabled_setting);
+			rd_tri(c, gs, "enabled", "rr.gitServer",
+			       &cfg->rr.git_server.enabled_setting);
 			rd_bool(c, gs, "skipBlobStorageValidation", "rr.gitServer",
 			        &cfg->rr.git_server.skip_blob_storage_validation);
 			rd_u64(c, gs, "maxPushBytes", "rr.gitServer", 1024, 1ull << 40,
@@ -942,17 +985,23 @@ static void rd_root(struct yctx *c, ynode *root)
 
 	ynode *mcp = rd_map(c, root, "mcp", "", true);
 	if (mcp) {
-		static const char *const k[] = {"enabled", "resource", "oauth", "staticToken", NULL};
+		static const char *const k[] = {"enabled", "resource", "oauth", "staticToken",
+		                                NULL};
 		check_keys(c, mcp, "mcp", k);
 		rd_bool(c, mcp, "enabled", "mcp", &cfg->mcp.enabled);
 		rd_str(c, mcp, "resource", "mcp", &cfg->mcp.resource);
 		rd_str(c, mcp, "staticToken", "mcp", &cfg->mcp.static_token);
 		ynode *o = rd_map(c, mcp, "oauth", "mcp", false);
 		if (o) {
-			static const char *const ok[] = {
-			    "authorizationServers", "issuer",          "audience",
-			    "jwksFile",             "jwksUrl",         "jwksCacheSeconds",
-			    "scopesSupported",      "requiredScopes",  NULL};
+			static const char *const ok[] = {"authorizationServers",
+			                                 "issuer",
+			                                 "audience",
+			                                 "jwksFile",
+			                                 "jwksUrl",
+			                                 "jwksCacheSeconds",
+			                                 "scopesSupported",
+			                                 "requiredScopes",
+			                                 NULL};
 			check_keys(c, o, "mcp.oauth", ok);
 			rd_strv(c, o, "authorizationServers", "mcp.oauth",
 			        &cfg->mcp.authorization_servers);
@@ -977,11 +1026,11 @@ int config__parse_yaml(const char *yaml, size_t len, const char *name, struct st
 		abort();
 	yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
 	if (!yaml_parser_load(&parser, &doc)) {
-		config_problems_add(pr, CONFIG_ERROR, "",
-		                    "'%s' is not valid YAML: %s at line %zu column %zu%s%s", name,
-		                    parser.problem ? parser.problem : "syntax error",
-		                    parser.problem_mark.line + 1, parser.problem_mark.column + 1,
-		                    parser.context ? " " : "", parser.context ? parser.context : "");
+		config_problems_add(
+		    pr, CONFIG_ERROR, "", "'%s' is not valid YAML: %s at line %zu column %zu%s%s",
+		    name, parser.problem ? parser.problem : "syntax error",
+		    parser.problem_mark.line + 1, parser.problem_mark.column + 1,
+		    parser.context ? " " : "", parser.context ? parser.context : "");
 		yaml_parser_delete(&parser);
 		return -EINVAL;
 	}
@@ -999,7 +1048,8 @@ int config__parse_yaml(const char *yaml, size_t len, const char *name, struct st
 	int rc = 0;
 	if (more)
 		config_problems_add(pr, CONFIG_ERROR, "",
-		                    "'%s' holds more than one YAML document ('---'); keep one", name);
+		                    "'%s' holds more than one YAML document ('---'); keep one",
+		                    name);
 	if (root == NULL || is_null(root)) {
 		/* an empty file is the chart defaults: everything under rr off */
 	} else if (root->type != YAML_MAPPING_NODE) {

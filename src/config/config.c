@@ -322,8 +322,8 @@ void config_init_defaults(struct stockade_config *cfg)
 	ce->enabled = true;
 	ce->mode = geteuid() == 0 ? CONFIG_MODE_PRIVILEGED : CONFIG_MODE_SECCOMP;
 	config__exec_limits_defaults(&ce->limits);
-	static const char *mods[] = {"json", "math", "re", "datetime", "collections", "numpy",
-	                             "pandas"};
+	static const char *mods[] = {"json",        "math",  "re",    "datetime",
+	                             "collections", "numpy", "pandas"};
 	for (size_t i = 0; i < ST_ARRAY_SIZE(mods); i++)
 		config__strv_push(&ce->python_modules, mods[i]);
 	ce->js_modules_dir = default_js_modules_dir();
@@ -344,11 +344,10 @@ void config_init_defaults(struct stockade_config *cfg)
 	as->platform = CONFIG_PLATFORM_SYSTRAP;
 	as->runsc_path = st_xstrdup("runsc");
 	as->proxy.egress_enabled = true;
-	static const char *cidrs[] = {"0.0.0.0/8",     "10.0.0.0/8",     "100.64.0.0/10",
-	                              "127.0.0.0/8",   "169.254.0.0/16", "172.16.0.0/12",
-	                              "192.168.0.0/16", "224.0.0.0/4",   "240.0.0.0/4",
-	                              "::1/128",       "fc00::/7",       "fe80::/10",
-	                              "ff00::/8",      "::ffff:0:0/96"};
+	static const char *cidrs[] = {
+	    "0.0.0.0/8",     "10.0.0.0/8",     "100.64.0.0/10", "127.0.0.0/8",  "169.254.0.0/16",
+	    "172.16.0.0/12", "192.168.0.0/16", "224.0.0.0/4",   "240.0.0.0/4",  "::1/128",
+	    "fc00::/7",      "fe80::/10",      "ff00::/8",      "::ffff:0:0/96"};
 	for (size_t i = 0; i < ST_ARRAY_SIZE(cidrs); i++)
 		config__strv_push(&as->proxy.blocked_cidrs, cidrs[i]);
 	as->sandbox.idle_timeout_ms = 600000;
@@ -487,13 +486,54 @@ int config_load(const char *path, struct stockade_config *cfg, struct config_pro
 	return rc;
 }
 
-int config_load_string(const char *yaml, size_t len, const char *name,
-                       struct stockade_config *cfg, struct config_problems *problems,
-                       struct st_error **err)
+int config_load_string(const char *yaml, size_t len, const char *name, struct stockade_config *cfg,
+                       struct config_problems *problems, struct st_error **err)
 {
 	(void)err;
 	return load_common(yaml ? yaml : "", yaml ? len : 0, name ? name : "<string>", NULL, cfg,
 	                   problems);
+}
+
+int config_apply_overrides(struct stockade_config *cfg, const char *listen, const char *data_dir,
+                           struct st_error **err)
+{
+	if (data_dir && *data_dir == '\0')
+		return st_error_make(err, EINVAL, "--data-dir must not be empty");
+	if (data_dir) {
+		char *old_ws = config_data_path(cfg, "sandboxes");
+		char *old_blobs = config_data_path(cfg, "blobs");
+		config__set_str(&cfg->data_dir, data_dir);
+		char *ws = cfg->rr.agent_sandbox.sandbox.workspace_dir;
+		if (ws && strcmp(ws, old_ws) == 0)
+			config__set_str(&cfg->rr.agent_sandbox.sandbox.workspace_dir, NULL);
+		struct config_blob *bl[] = {&cfg->rr.git_blob, &cfg->rr.snapshots_blob};
+		for (size_t i = 0; i < ST_ARRAY_SIZE(bl); i++)
+			if (bl[i]->provider == CONFIG_BLOB_FILESYSTEM && bl[i]->filesystem.path &&
+			    strcmp(bl[i]->filesystem.path, old_blobs) == 0) {
+				free(bl[i]->filesystem.path);
+				bl[i]->filesystem.path = config_data_path(cfg, "blobs");
+			}
+		free(old_ws);
+		free(old_blobs);
+	}
+	if (listen)
+		config__set_str(&cfg->listen, listen);
+	/* re-derive without touching Postgres inheritance (pending data is gone) */
+	free(cfg->sqlite_path);
+	cfg->sqlite_path = cfg->postgresql.present ? NULL : config_data_path(cfg, "stockade.db");
+	if (!cfg->rr.agent_sandbox.sandbox.workspace_dir)
+		cfg->rr.agent_sandbox.sandbox.workspace_dir = config_data_path(cfg, "sandboxes");
+	if (listen) {
+		struct config_problems pr;
+		config_problems_init(&pr);
+		config__parse_listen(cfg, &pr);
+		int rc = 0;
+		if (pr.n)
+			rc = st_error_make(err, EINVAL, "--listen %s", pr.items[0].message);
+		config_problems_release(&pr);
+		return rc;
+	}
+	return 0;
 }
 
 /* ---- tokens, paths, conninfo -------------------------------------------------------------- */
@@ -579,7 +619,8 @@ char *config_backend_pg_conninfo(const struct stockade_config *cfg)
 
 char *config_agent_sandbox_pg_conninfo(const struct stockade_config *cfg)
 {
-	return pg_conninfo(&cfg->rr.agent_sandbox.postgres, cfg->rr.agent_sandbox.postgres.inherited);
+	return pg_conninfo(&cfg->rr.agent_sandbox.postgres,
+	                   cfg->rr.agent_sandbox.postgres.inherited);
 }
 
 char *config_pg_display_url(const struct config_postgres *pg)
@@ -592,13 +633,17 @@ char *config_pg_display_url(const struct config_postgres *pg)
 		const char *scheme = strstr(pg->url, "://");
 		const char *colon = scheme ? strchr(scheme + 3, ':') : NULL;
 		if (at && colon && colon < at)
-			return st_xasprintf("%.*s:<redacted>%s", (int)(colon - pg->url), pg->url, at);
+			return st_xasprintf("%.*s:<redacted>%s", (int)(colon - pg->url), pg->url,
+			                    at);
 		return st_xstrdup(pg->url);
 	}
-	const char *mode = pg->sslmode ? pg->sslmode : pg->ssl_enabled ? (pg->inherited ? "no-verify" : "require") : "disable";
-	return st_xasprintf("postgres://%s%s@%s:%u/%s?sslmode=%s&schema=%s", pg->user ? pg->user : "",
-	                    pg->password ? ":<redacted>" : "", pg->host ? pg->host : "", pg->port,
-	                    pg->db ? pg->db : "", mode, pg->schema ? pg->schema : "public");
+	const char *mode = pg->sslmode       ? pg->sslmode
+	                   : pg->ssl_enabled ? (pg->inherited ? "no-verify" : "require")
+	                                     : "disable";
+	return st_xasprintf("postgres://%s%s@%s:%u/%s?sslmode=%s&schema=%s",
+	                    pg->user ? pg->user : "", pg->password ? ":<redacted>" : "",
+	                    pg->host ? pg->host : "", pg->port, pg->db ? pg->db : "", mode,
+	                    pg->schema ? pg->schema : "public");
 }
 
 /* ---- JSON view ---------------------------------------------------------------------------- */
@@ -630,17 +675,15 @@ static json_t *jtri(enum config_tristate t)
 
 static json_t *limits_json(const struct config_exec_limits *l)
 {
-	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
-	                 "defaultTimeoutMs", (json_int_t)l->default_timeout_ms, "maxTimeoutMs",
-	                 (json_int_t)l->max_timeout_ms, "defaultMemoryMb",
-	                 (json_int_t)l->default_memory_mb, "maxMemoryMb",
-	                 (json_int_t)l->max_memory_mb, "maxPids", (json_int_t)l->max_pids,
-	                 "maxCodeBytes", (json_int_t)l->max_code_bytes, "maxParamsBytes",
-	                 (json_int_t)l->max_params_bytes, "maxResultBytes",
-	                 (json_int_t)l->max_result_bytes, "maxOutputBytes",
-	                 (json_int_t)l->max_output_bytes, "tmpfsMb", (json_int_t)l->tmpfs_mb,
-	                 "queueSize", (json_int_t)l->queue_size, "concurrency",
-	                 (json_int_t)l->concurrency);
+	return json_pack(
+	    "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "defaultTimeoutMs",
+	    (json_int_t)l->default_timeout_ms, "maxTimeoutMs", (json_int_t)l->max_timeout_ms,
+	    "defaultMemoryMb", (json_int_t)l->default_memory_mb, "maxMemoryMb",
+	    (json_int_t)l->max_memory_mb, "maxPids", (json_int_t)l->max_pids, "maxCodeBytes",
+	    (json_int_t)l->max_code_bytes, "maxParamsBytes", (json_int_t)l->max_params_bytes,
+	    "maxResultBytes", (json_int_t)l->max_result_bytes, "maxOutputBytes",
+	    (json_int_t)l->max_output_bytes, "tmpfsMb", (json_int_t)l->tmpfs_mb, "queueSize",
+	    (json_int_t)l->queue_size, "concurrency", (json_int_t)l->concurrency);
 }
 
 static json_t *pg_json(const struct config_postgres *pg, bool redact)
@@ -679,26 +722,27 @@ static json_t *blob_json(const struct config_blob *b, bool redact)
 		json_object_set_new(
 		    o, "s3",
 		    json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:b}", "bucket", jstr(b->s3.bucket),
-		              "region", jstr(b->s3.region), "accessKeyId", jstr(b->s3.access_key_id),
-		              "secretAccessKey", jsecret(b->s3.secret_access_key, redact),
-		              "sessionToken", jsecret(b->s3.session_token, redact), "endpoint",
+		              "region", jstr(b->s3.region), "accessKeyId",
+		              jstr(b->s3.access_key_id), "secretAccessKey",
+		              jsecret(b->s3.secret_access_key, redact), "sessionToken",
+		              jsecret(b->s3.session_token, redact), "endpoint",
 		              jstr(b->s3.endpoint), "forcePathStyle", b->s3.force_path_style));
 		break;
 	case CONFIG_BLOB_GCS:
-		json_object_set_new(
-		    o, "gcs",
-		    json_pack("{s:o, s:o, s:o, s:o}", "bucket", jstr(b->gcs.bucket), "hmacAccessKey",
-		              jstr(b->gcs.hmac_access_key), "hmacSecret",
-		              jsecret(b->gcs.hmac_secret, redact), "endpoint", jstr(b->gcs.endpoint)));
+		json_object_set_new(o, "gcs",
+		                    json_pack("{s:o, s:o, s:o, s:o}", "bucket", jstr(b->gcs.bucket),
+		                              "hmacAccessKey", jstr(b->gcs.hmac_access_key),
+		                              "hmacSecret", jsecret(b->gcs.hmac_secret, redact),
+		                              "endpoint", jstr(b->gcs.endpoint)));
 		break;
 	case CONFIG_BLOB_AZURE:
-		json_object_set_new(
-		    o, "azure",
-		    json_pack("{s:o, s:o, s:o, s:o, s:o}", "connectionString",
-		              jsecret(b->azure.connection_string, redact), "accountName",
-		              jstr(b->azure.account_name), "accountKey",
-		              jsecret(b->azure.account_key, redact), "container",
-		              jstr(b->azure.container), "endpoint", jstr(b->azure.endpoint)));
+		json_object_set_new(o, "azure",
+		                    json_pack("{s:o, s:o, s:o, s:o, s:o}", "connectionString",
+		                              jsecret(b->azure.connection_string, redact),
+		                              "accountName", jstr(b->azure.account_name),
+		                              "accountKey", jsecret(b->azure.account_key, redact),
+		                              "container", jstr(b->azure.container), "endpoint",
+		                              jstr(b->azure.endpoint)));
 		break;
 	case CONFIG_BLOB_NONE:
 	default: break;
@@ -727,18 +771,18 @@ json_t *config_to_json(const struct stockade_config *cfg, bool redact)
 	json_object_set_new(o, "logLevel", json_string(log_level_name(cfg->log_level)));
 	json_object_set_new(o, "encryptionKey", jsecret(cfg->encryption_key, redact));
 	json_object_set_new(o, "jwtSecret", jsecret(cfg->jwt_secret, redact));
-	json_object_set_new(o, "apiTokens", json_pack("{s:I, s:s}", "count",
-	                                              (json_int_t)cfg->n_api_tokens, "stored",
-	                                              "sha256 hashes only"));
+	json_object_set_new(o, "apiTokens",
+	                    json_pack("{s:I, s:s}", "count", (json_int_t)cfg->n_api_tokens,
+	                              "stored", "sha256 hashes only"));
 	json_object_set_new(o, "postgresql", pg_json(&cfg->postgresql, redact));
 	json_object_set_new(o, "sqlitePath", jstr(cfg->sqlite_path));
-	json_object_set_new(
-	    o, "http",
-	    json_pack("{s:I, s:I, s:I, s:I, s:o}", "maxBodyBytes", (json_int_t)cfg->http.max_body_bytes,
-	              "threads", (json_int_t)cfg->http.threads, "connectionLimit",
-	              (json_int_t)cfg->http.connection_limit, "requestTimeoutMs",
-	              (json_int_t)cfg->http.request_timeout_ms, "publicUrl",
-	              jstr(cfg->http.public_url)));
+	json_object_set_new(o, "http",
+	                    json_pack("{s:I, s:I, s:I, s:I, s:o}", "maxBodyBytes",
+	                              (json_int_t)cfg->http.max_body_bytes, "threads",
+	                              (json_int_t)cfg->http.threads, "connectionLimit",
+	                              (json_int_t)cfg->http.connection_limit, "requestTimeoutMs",
+	                              (json_int_t)cfg->http.request_timeout_ms, "publicUrl",
+	                              jstr(cfg->http.public_url)));
 
 	const struct config_code_executor *ce = &cfg->code_executor;
 	json_object_set_new(o, "codeExecutor",
@@ -752,13 +796,12 @@ json_t *config_to_json(const struct stockade_config *cfg, bool redact)
 	json_t *r = json_object();
 	json_object_set_new(r, "enabled", json_boolean(rr->enabled));
 	const struct config_js_executor *js = &rr->js_executor;
-	json_object_set_new(r, "jsExecutor",
-	                    json_pack("{s:o, s:b, s:s, s:o, s:o, s:I}", "enabled",
-	                              jtri(js->enabled_setting), "effectiveEnabled", js->enabled,
-	                              "mode", config_exec_mode_name(js->mode), "limits",
-	                              limits_json(&js->limits), "jsModulesDir",
-	                              jstr(js->js_modules_dir), "maxFunctionVersions",
-	                              (json_int_t)js->max_function_versions));
+	json_object_set_new(
+	    r, "jsExecutor",
+	    json_pack("{s:o, s:b, s:s, s:o, s:o, s:I}", "enabled", jtri(js->enabled_setting),
+	              "effectiveEnabled", js->enabled, "mode", config_exec_mode_name(js->mode),
+	              "limits", limits_json(&js->limits), "jsModulesDir", jstr(js->js_modules_dir),
+	              "maxFunctionVersions", (json_int_t)js->max_function_versions));
 	const struct config_agent_sandbox *as = &rr->agent_sandbox;
 	static const char *platforms[] = {"systrap", "ptrace", "kvm"};
 	json_t *a = json_object();
@@ -795,16 +838,17 @@ json_t *config_to_json(const struct stockade_config *cfg, bool redact)
 	              (json_int_t)as->sandbox.pids, "maxFileBytes",
 	              (json_int_t)as->sandbox.max_file_bytes, "workspaceDir",
 	              jstr(as->sandbox.workspace_dir)));
-	json_object_set_new(a, "scaling",
-	                    json_pack("{s:I, s:I, s:I, s:I}", "prewarmPoolSize",
-	                              (json_int_t)as->scaling.prewarm_pool_size, "maxTotalJobs",
-	                              (json_int_t)as->scaling.max_total_jobs, "maxConcurrentCreates",
-	                              (json_int_t)as->scaling.max_concurrent_creates,
-	                              "perUserSandboxLimit",
-	                              (json_int_t)as->scaling.per_user_sandbox_limit));
+	json_object_set_new(
+	    a, "scaling",
+	    json_pack("{s:I, s:I, s:I, s:I}", "prewarmPoolSize",
+	              (json_int_t)as->scaling.prewarm_pool_size, "maxTotalJobs",
+	              (json_int_t)as->scaling.max_total_jobs, "maxConcurrentCreates",
+	              (json_int_t)as->scaling.max_concurrent_creates, "perUserSandboxLimit",
+	              (json_int_t)as->scaling.per_user_sandbox_limit));
 	json_object_set_new(a, "tokens",
-	                    json_pack("{s:I, s:o}", "ttlSeconds", (json_int_t)as->tokens.token_ttl_s,
-	                              "issuer", jstr(as->tokens.issuer)));
+	                    json_pack("{s:I, s:o}", "ttlSeconds",
+	                              (json_int_t)as->tokens.token_ttl_s, "issuer",
+	                              jstr(as->tokens.issuer)));
 	json_object_set_new(a, "snapshotsEnabled", json_boolean(as->snapshots_enabled));
 	json_object_set_new(r, "agentSandbox", a);
 	json_object_set_new(r, "gitServer",
