@@ -156,7 +156,7 @@ try {
 
   await test('every request stockade sent carried a valid SigV4 signature and payload hash', async () => {
     eq(proxy.st.rejected.length, 0, `rejected: ${JSON.stringify(proxy.st.rejected.slice(0, 3))}`);
-    assert(ourRequests().length > 30, 'requests were checked');
+    assert(ourRequests().length > 20, `requests were checked (${ourRequests().length})`);
   });
 
   await test('wrong secret: clear SignatureDoesNotMatch error, no retries', async () => {
