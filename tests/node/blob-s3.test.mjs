@@ -232,6 +232,28 @@ try {
     eq((await stockade(['--s3-endpoint', `http://127.0.0.1:${proxy.port}`, '--bucket', 'fresh-bucket', 'put', 'k', '-'], { env: ENV, input: 'v' })).code, 0, 'put in new bucket');
   });
 
+  await test('--config with RR_GIT_S3_* / RR_DEFAULT_S3_*: per-subsystem prefixes in one bucket', async () => {
+    const cfg = path.join(dir, 'stockade.yaml');
+    fs.writeFileSync(cfg, `dataDir: ${path.join(dir, 'cfgdata')}\njwtSecret: 0123456789abcdef0123456789abcdef\n`);
+    const env = {
+      RR_DEFAULT_S3_BUCKET: BUCKET, RR_DEFAULT_S3_ENDPOINT: `http://127.0.0.1:${proxy.port}`,
+      RR_DEFAULT_S3_ACCESS_KEY_ID: 'S3RVER', RR_DEFAULT_S3_SECRET_ACCESS_KEY: 'S3RVER',
+      RR_DEFAULT_S3_REGION: 'us-east-1', AWS_ACCESS_KEY_ID: '', AWS_SECRET_ACCESS_KEY: '',
+    };
+    let r = await stockade(['--config', cfg, 'put', 'repo/HEAD', '-'], { env, input: 'ref: main' });
+    eq(r.code, 0, r.stderr);
+    r = await stockade(['--config', cfg, '--subsystem', 'snapshots', 'put', 'sb/1', '-'], { env, input: 'snap' });
+    eq(r.code, 0, r.stderr);
+    eq((await sdkBytes('git/repo/HEAD')).body.toString(), 'ref: main', 'git prefix');
+    eq((await sdkBytes('snapshots/sb/1')).body.toString(), 'snap', 'snapshots prefix');
+    r = await stockade(['--config', cfg, 'ls'], { env });
+    eq(r.stdout.toString(), 'repo/HEAD\t9\n', 'listing is relative to the prefix');
+    // the per-subsystem bucket variable wins over the default one
+    r = await stockade(['--config', cfg, 'ls', '--attempts', '1'], { env: { ...env, RR_GIT_S3_BUCKET: 'no-such-bucket' } });
+    eq(r.code, 1, 'missing bucket');
+    assert(r.stderr.includes('NoSuchBucket'), r.stderr);
+  });
+
   await test('usage errors exit 2 with a message saying what to do', async () => {
     let r = await blob(['put', '../escape', '-'], { input: 'x' });
     eq(r.code, 2, 'bad key');
@@ -239,8 +261,8 @@ try {
     r = await stockade(['ls']);
     eq(r.code, 2, 'no store');
     assert(r.stderr.includes('--fs DIR'), r.stderr);
-    r = await stockade(['--s3-endpoint', 'http://127.0.0.1:1', '--bucket', BUCKET, 'ls'], { env: { AWS_ACCESS_KEY_ID: '', AWS_SECRET_ACCESS_KEY: '' } });
-    eq(r.code, 1, 'no credentials');
+    r = await stockade(['--s3-endpoint', 'http://127.0.0.1:1', '--bucket', BUCKET, 'ls'], { env: { AWS_ACCESS_KEY_ID: 'AK', AWS_SECRET_ACCESS_KEY: '' } });
+    eq(r.code, 1, 'half the credentials');
     assert(r.stderr.includes('AWS_ACCESS_KEY_ID'), r.stderr);
   });
 } finally {
