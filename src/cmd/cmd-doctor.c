@@ -44,17 +44,24 @@ int cmd_doctor(int argc, char **argv)
 			flags |= JAIL_PROBE_RUNSC;
 		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			printf("usage: stockade doctor [--json] [--probe-runsc]\n\n"
-			       "Report what this host supports for Stockade's isolation: user namespaces,\n"
-			       "cgroup v1/v2 hierarchies and which limits each can enforce, seccomp actions\n"
-			       "and user-notify, runsc (gVisor) and pasta; then which modes (privileged,\n"
-			       "seccomp, unsandboxed, agent sandbox) work here, with the fix for each gap.\n"
+			       "Report what this host supports for Stockade's isolation: user "
+			       "namespaces,\n"
+			       "cgroup v1/v2 hierarchies and which limits each can enforce, "
+			       "seccomp actions\n"
+			       "and user-notify, runsc (gVisor) and pasta; then which modes "
+			       "(privileged,\n"
+			       "seccomp, unsandboxed, agent sandbox) work here, with the fix for "
+			       "each gap.\n"
 			       "  --json          machine-readable output\n"
-			       "  --probe-runsc   also run 'runsc --platform=ptrace --network=none do true'\n"
+			       "  --probe-runsc   also run 'runsc --platform=ptrace --network=none "
+			       "do true'\n"
 			       "                  (slow)\n"
-			       "exit status: 0 when a sandboxed mode works, 1 when none does, 2 usage\n");
+			       "exit status: 0 when a sandboxed mode works, 1 when none does, 2 "
+			       "usage\n");
 			return 0;
 		} else {
-			fprintf(stderr, "stockade doctor: unknown option '%s' (see --help)\n", argv[i]);
+			fprintf(stderr, "stockade doctor: unknown option '%s' (see --help)\n",
+			        argv[i]);
 			return 2;
 		}
 	}
@@ -75,7 +82,8 @@ int cmd_doctor(int argc, char **argv)
 	line("unprivileged user namespaces", json_is_true(json_object_get(u, "unprivileged")),
 	     str(u, "error", NULL));
 	if (str(u, "maxUserNamespaces", NULL))
-		printf("         user.max_user_namespaces = %s\n", str(u, "maxUserNamespaces", NULL));
+		printf("         user.max_user_namespaces = %s\n",
+		       str(u, "maxUserNamespaces", NULL));
 	if (str(u, "apparmorRestrictUnprivilegedUserns", NULL))
 		printf("         kernel.apparmor_restrict_unprivileged_userns = %s\n",
 		       str(u, "apparmorRestrictUnprivilegedUserns", NULL));
@@ -97,7 +105,8 @@ int cmd_doctor(int argc, char **argv)
 	json_object_foreach(json_object_get(c, "limitsServedBy"), key, val)
 	{
 		bool none = strcmp(json_string_value(val), "none") == 0;
-		printf("  [%s] %s limits via %s\n", none ? "MISS" : " ok ", key, json_string_value(val));
+		printf("  [%s] %s limits via %s\n", none ? "MISS" : " ok ", key,
+		       json_string_value(val));
 	}
 	size_t i;
 	json_array_foreach(json_object_get(c, "warnings"), i, val)

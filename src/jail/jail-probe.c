@@ -77,8 +77,8 @@ static json_t *probe_jail(bool rootless, const char **fix_step)
 	json_object_set_new(o, "works", json_boolean(r.status == JAIL_OK));
 	if (r.status != JAIL_OK) {
 		char *m = st_xasprintf("%s%s%s%s", jail_status_name(r.status),
-		                       r.setup_step ? " at '" : "", r.setup_step ? r.setup_step : "",
-		                       r.setup_step ? "'" : "");
+		                       r.setup_step ? " at '" : "",
+		                       r.setup_step ? r.setup_step : "", r.setup_step ? "'" : "");
 		json_object_set_new(o, "error", json_string(m));
 		if (r.setup_error)
 			json_object_set_new(o, "detail", json_string(r.setup_error));
@@ -128,7 +128,8 @@ json_t *jail_probe_host_ex(unsigned flags)
 
 	/* user namespaces */
 	json_t *u = json_object();
-	json_object_set_new(u, "maxUserNamespaces", read_trimmed("/proc/sys/user/max_user_namespaces"));
+	json_object_set_new(u, "maxUserNamespaces",
+	                    read_trimmed("/proc/sys/user/max_user_namespaces"));
 	json_object_set_new(u, "unprivilegedUsernsClone",
 	                    read_trimmed("/proc/sys/kernel/unprivileged_userns_clone"));
 	json_object_set_new(u, "apparmorRestrictUnprivilegedUserns",
@@ -181,10 +182,10 @@ json_t *jail_probe_host_ex(unsigned flags)
 		for (int i = 0; i < JAIL__CG_NRES; i++)
 			json_object_set_new(serve, res[i],
 			                    json_string((cg->v2_ctrl & (1u << i)) ? "v2"
-			                                : cg->v1_fd[i] >= 0   ? "v1"
-			                                                      : "none"));
-		json_object_set_new(serve, "kill", json_string(cg->v2_fd >= 0 ? "v2 cgroup.kill"
-		                                                               : "v1 kill loop"));
+			                                : cg->v1_fd[i] >= 0       ? "v1"
+			                                                          : "none"));
+		json_object_set_new(
+		    serve, "kill", json_string(cg->v2_fd >= 0 ? "v2 cgroup.kill" : "v1 kill loop"));
 		for (size_t i = 0; i < cg->n_warnings; i++)
 			json_array_append_new(cw, json_string(cg->warnings[i]));
 		jail_cgroup_destroy(cg);
@@ -214,8 +215,9 @@ json_t *jail_probe_host_ex(unsigned flags)
 		json_object_set_new(rs, "version", v ? json_string(v) : json_null());
 		free(v);
 		if (flags & JAIL_PROBE_RUNSC) {
-			int st = system("runsc --rootless=false --platform=ptrace --network=none do true "
-			                ">/dev/null 2>&1");
+			int st = system(
+			    "runsc --rootless=false --platform=ptrace --network=none do true "
+			    ">/dev/null 2>&1");
 			json_object_set_new(rs, "doTrue", json_boolean(st == 0));
 		}
 	}
@@ -234,10 +236,11 @@ json_t *jail_probe_host_ex(unsigned flags)
 		json_object_set_new(priv, "error", json_string("not running as root"));
 	}
 	if (!json_is_true(json_object_get(priv, "works")))
-		json_object_set_new(priv, "fix",
-		                    json_string("run the service as root in its container (privileged, "
-		                                "or CAP_SYS_ADMIN with unconfined seccomp and AppArmor), "
-		                                "or use the seccomp mode"));
+		json_object_set_new(
+		    priv, "fix",
+		    json_string("run the service as root in its container (privileged, "
+		                "or CAP_SYS_ADMIN with unconfined seccomp and AppArmor), "
+		                "or use the seccomp mode"));
 	json_object_set_new(m, "privileged", priv);
 	json_t *rl = probe_jail(true, &step);
 	if (!unpriv) {
@@ -247,21 +250,24 @@ json_t *jail_probe_host_ex(unsigned flags)
 	if (!json_is_true(json_object_get(rl, "works")))
 		json_object_set_new(
 		    rl, "fix",
-		    json_string("allow unprivileged user namespaces: sysctl user.max_user_namespaces="
-		                "15000; kernel.unprivileged_userns_clone=1 (Debian); "
-		                "kernel.apparmor_restrict_unprivileged_userns=0 (Ubuntu 24.04); in a "
-		                "container use the published deploy/seccomp profile"));
+		    json_string(
+		        "allow unprivileged user namespaces: sysctl user.max_user_namespaces="
+		        "15000; kernel.unprivileged_userns_clone=1 (Debian); "
+		        "kernel.apparmor_restrict_unprivileged_userns=0 (Ubuntu 24.04); in a "
+		        "container use the published deploy/seccomp profile"));
 	else if (!v2_writable)
-		json_object_set_new(rl, "note",
-		                    json_string("cgroup limits need a writable delegated subtree "
-		                                "(systemd Delegate=yes, or a cgroup owned by the "
-		                                "service user); without it memory/pids/cpu limits are "
-		                                "reported as not enforced"));
+		json_object_set_new(
+		    rl, "note",
+		    json_string("cgroup limits need a writable delegated subtree "
+		                "(systemd Delegate=yes, or a cgroup owned by the "
+		                "service user); without it memory/pids/cpu limits are "
+		                "reported as not enforced"));
 	json_object_set_new(m, "seccomp", rl);
 	json_t *un = json_object();
 	json_object_set_new(un, "works", json_boolean(json_is_string(acts)));
-	json_object_set_new(un, "note", json_string("no namespaces: seccomp, rlimits and "
-	                                            "no_new_privs only; code-executor opt-in"));
+	json_object_set_new(un, "note",
+	                    json_string("no namespaces: seccomp, rlimits and "
+	                                "no_new_privs only; code-executor opt-in"));
 	json_object_set_new(m, "unsandboxed", un);
 	json_t *gv = json_object();
 	json_object_set_new(gv, "works", json_boolean(rp != NULL));
