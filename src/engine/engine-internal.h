@@ -139,7 +139,8 @@ int engine__cgroup_attach(struct engine_cgroup *cg, pid_t pid, struct st_error *
 struct engine_cgroup_stats {
 	int64_t max_rss_kb;
 	int64_t cpu_ms;
-	bool oom;
+	bool oom; /* the kernel killed a process for memory */
+	bool hit_limit; /* an allocation failed at the limit (the runtime may have coped) */
 };
 void engine__cgroup_stats(struct engine_cgroup *cg, struct engine_cgroup_stats *st);
 /* Kill everything left in it, remove it, free the handle. NULL is fine. */

@@ -660,17 +660,16 @@ void engine__cgroup_stats(struct engine_cgroup *cg, struct engine_cgroup_stats *
 	if (CG.v2) {
 		int64_t peak = read_i64(cg->mem, "memory.peak");
 		st->max_rss_kb = peak > 0 ? peak / 1024 : 0;
-		st->oom = read_keyed(cg->mem, "memory.events", "oom_kill") > 0 ||
-		          read_keyed(cg->mem, "memory.events", "max") > 0;
+		st->oom = read_keyed(cg->mem, "memory.events", "oom_kill") > 0;
+		st->hit_limit = read_keyed(cg->mem, "memory.events", "max") > 0;
 		int64_t usec = read_keyed(cg->mem, "cpu.stat", "usage_usec");
 		st->cpu_ms = usec > 0 ? usec / 1000 : 0;
 	} else {
 		int64_t peak = read_i64(cg->mem, "memory.max_usage_in_bytes");
 		st->max_rss_kb = peak > 0 ? peak / 1024 : 0;
 		int64_t ooms = read_keyed(cg->mem, "memory.oom_control", "oom_kill");
-		st->oom = ooms > 0;
-		if (ooms < 0)
-			st->oom = read_i64(cg->mem, "memory.failcnt") > 0;
+		st->hit_limit = read_i64(cg->mem, "memory.failcnt") > 0;
+		st->oom = ooms > 0 || (ooms < 0 && st->hit_limit);
 	}
 }
 

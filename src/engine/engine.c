@@ -1245,6 +1245,18 @@ drain:
 		bool shutdown_kill = __atomic_load_n(&run.killed_by_shutdown, __ATOMIC_ACQUIRE);
 		if (res->has_error && res->status == ENGINE_INTERNAL && !have_result) {
 			/* already explained (setup failure) */
+		} else if (have_result && res->status == ENGINE_ERROR && res->error.name &&
+		           ((strcmp(res->error.name, "MemoryError") == 0 &&
+		             (cst.oom || cst.hit_limit)) ||
+		            (strcmp(res->error.name, "RangeError") == 0 && res->error.message &&
+		             strcmp(res->error.message, "Out of memory") == 0))) {
+			/* The runtime caught the failed allocation itself: CPython's MemoryError at
+			   the cgroup's limit, or JavaScriptCore's "Out of memory" (its heap or its
+			   reserved address space is exhausted, which is a memory limit too). */
+			result_set_error(
+			    res, ENGINE_MEMORY_LIMIT, "MemoryLimit",
+			    "the execution used more than its memory limit of %llu MiB",
+			    (unsigned long long)memory_mb);
 		} else if (have_result && res->status == ENGINE_OK) {
 			/* finished */
 		} else if (have_result && res->status != ENGINE_ERROR) {
