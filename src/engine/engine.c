@@ -677,6 +677,11 @@ int engine_pool_new(const struct engine_pool_options *opts, struct engine_pool *
 		st_error_free(cgerr);
 		add_warning(pool, msg);
 	}
+	if (pool->cgroups && opts->memory_budget_bytes == 0) {
+		uint64_t lim = engine__cgroup_parent_limit();
+		if (lim > 0 && lim < o->memory_budget_bytes)
+			o->memory_budget_bytes = lim;
+	}
 	if (o->mode == ENGINE_MODE_UNSANDBOXED)
 		add_warning(pool,
 		            "code executor runs UNSANDBOXED: no namespaces (seccomp, rlimits "
@@ -792,11 +797,11 @@ static void result_set_error(struct engine_result *res, enum engine_status statu
 	res->has_error = true;
 }
 
+/* What running executions use now: their cgroups' charged memory (the seed's js-executor
+   refuses work past 80% of its limit the same way). */
 static uint64_t engine_memory_usage(struct engine_pool *pool)
 {
-	(void)pool;
-	/* The engine cgroup's usage: every running execution's charged memory. */
-	return 0;
+	return pool->cgroups ? engine__cgroup_usage() : 0;
 }
 
 /* Reads one frame whose header arrives with SCM_CREDENTIALS. */
