@@ -28,8 +28,9 @@ spawn() { # name cmd...
   done
   printf '%s\n' "${ts[@]}" | sort -n | awk -v name="$name" -v n="$NB" '
     { v[NR] = $1 } END {
+      i99 = int(n * 0.99); if (i99 < 1) i99 = 1
       printf "{\"case\":\"%s\",\"runs\":%d,\"p50Ms\":%.3f,\"p99Ms\":%.3f}\n", name, n,
-        v[int(n * 0.5) + 1] / 1000, v[int(n * 0.99) > 0 ? int(n * 0.99) : 1] / 1000 }'
+        v[int(n * 0.5) + 1] / 1000, v[i99] / 1000 }'
 }
 
 BWRAP=(bwrap --ro-bind /usr /usr --symlink usr/lib /lib --symlink usr/lib64 /lib64

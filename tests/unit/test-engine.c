@@ -403,6 +403,7 @@ struct bg {
 	struct engine_pool *pool;
 	const char *code;
 	enum engine_language lang;
+	uint64_t timeout_ms;
 	int rc;
 	struct engine_result res;
 };
@@ -414,6 +415,7 @@ static void *bg_run(void *arg)
 	engine_request_init(&req);
 	req.language = b->lang;
 	req.code = b->code;
+	req.timeout_ms = b->timeout_ms;
 	struct st_error *err = NULL;
 	b->rc = engine_execute(b->pool, &req, &b->res, &err);
 	st_error_free(err);
@@ -545,6 +547,7 @@ TEST(memory_admission)
 		UNIT_SKIP("user namespaces are not available here");
 	struct bg a = {.pool = pool,
 	               .lang = JS,
+	               .timeout_ms = 60000,
 	               .code = "const a = new Uint8Array(32 << 20).fill(1);"
 	                       "await new Promise(r => setTimeout(r, 2000)); return a.length"};
 	pthread_t ta;
@@ -567,6 +570,9 @@ TEST(memory_admission)
 		st_error_release(&err);
 	}
 	pthread_join(ta, NULL);
+	if (a.res.status != ENGINE_OK)
+		fprintf(stderr, "background execution: %s: %s\n", engine_status_name(a.res.status),
+		        a.res.error.message ? a.res.error.message : "");
 	CHECK_EQ_INT(a.res.status, ENGINE_OK);
 	engine_result_release(&a.res);
 	struct engine_pool_stats st;
