@@ -127,13 +127,15 @@ check_eq "/tmp files do not survive" "$(json_get "$REQ_BODY" .result)" false
 
 # ---- 50 concurrent requests ------------------------------------------------------------------
 mkdir -p "$_serve_tmp/conc"
+pids=()
 for i in $(seq 1 50); do
   lang=javascript; [ $((i % 2)) -eq 0 ] && lang=python
   curl -s --max-time 120 -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
     -d "{\"language\":\"$lang\",\"code\":\"return params['n'] * 3\",\"params\":{\"n\":$i}}" \
     -o "$_serve_tmp/conc/$i.json" "$BASE_URL/api/v1/execute" &
+  pids+=($!)
 done
-wait
+wait "${pids[@]}"
 good=0
 for i in $(seq 1 50); do
   [ "$(jq -r .result "$_serve_tmp/conc/$i.json" 2>/dev/null)" = $((i * 3)) ] && good=$((good + 1))
@@ -143,12 +145,14 @@ check_eq "50 concurrent requests all correct" "$good" 50
 # ---- queue full -> 429 -----------------------------------------------------------------------
 stop_server
 SERVE_ENV="STOCKADE_ENGINE_QUEUE_SIZE=1 STOCKADE_ENGINE_CONCURRENCY=1" start_server --role code-executor
+pids=()
 for i in $(seq 1 6); do
   curl -s --max-time 60 -o "$_serve_tmp/q$i.out" -w '%{http_code}\n' -H "Authorization: Bearer $TOKEN" \
     -d '{"language":"javascript","code":"const t = Date.now(); while (Date.now() - t < 1500) {} return 1","timeoutMs":5000}' \
     -D "$_serve_tmp/q$i.hdr" "$BASE_URL/api/v1/execute" >"$_serve_tmp/q$i.code" &
+  pids+=($!)
 done
-wait
+wait "${pids[@]}"
 n429=$(cat "$_serve_tmp"/q*.code | grep -c 429)
 n200=$(cat "$_serve_tmp"/q*.code | grep -c 200)
 check "queue full: some requests get 429" test "$n429" -ge 1
