@@ -119,10 +119,13 @@ static inline JSObjectRef engine__js_obj(JSValueRef v)
 /* The prelude's driver object: start(fn, paramsText), step(), pendingTimers(), state(),
    finish(maxResultBytes). */
 JSObjectRef engine__js_driver(void);
+void engine__js_warm_up(void);
 
 /* ---- sandbox helpers (engine-sandbox.c) ----------------------------------------------------- */
 
-/* The execution seccomp policy: deny-by-default allowlist for JSC and CPython. */
+/* The execution seccomp policy: deny-by-default allowlist for JSC and CPython. Prepared
+   (compiled to BPF) in the zygote, loaded in each child. */
+int engine__seccomp_prepare(enum engine_language lang, struct st_error **err);
 int engine__seccomp_load(enum engine_language lang, struct st_error **err);
 
 /* A per-execution cgroup (memory + pids), v1 or v2, whatever the host offers. */

@@ -28,14 +28,42 @@ int engine__js_zygote_init(const char *modules_dir, struct st_error **err)
 	engine__js_host_install(ctx, modules_dir);
 	if (engine__js_driver() == NULL)
 		return st_error_make(err, 0, "cannot install the JavaScript host API");
-	/* Warm up the parser and the common builtins once, in the zygote. */
-	JSStringRef s = JSStringCreateWithUTF8CString(
-	    "(function(){ const a = [1,2,3].map(x => x * 2); JSON.stringify({a}); "
-	    "JSON.parse('{\"x\":1}'); return a.length; })()");
-	JSEvaluateScript(ctx, s, NULL, NULL, 1, NULL);
-	JSStringRelease(s);
-	JSGarbageCollect(ctx);
+	engine__js_warm_up();
 	return 0;
+}
+
+static JSValueRef call(JSObjectRef obj, const char *method, size_t argc, const JSValueRef *argv,
+                       JSValueRef *exc);
+
+/* Run the whole driver path once in the zygote (wrapper compile, promise, timers, JSON) so
+   that the children start with warm caches, then reset the driver's state. */
+void engine__js_warm_up(void)
+{
+	JSObjectRef driver = engine__js_driver();
+	JSStringRef s = JSStringCreateWithUTF8CString(
+	    "(async function(params) {const a = [1,2,3].map(x => x * 2); "
+	    "await new Promise(r => setTimeout(r, 0)); JSON.parse('{\"x\":1}'); "
+	    "return {a, s: JSON.stringify(params)};\n})");
+	JSStringRef url = JSStringCreateWithUTF8CString("code");
+	JSValueRef fn = JSEvaluateScript(ctx, s, NULL, url, 1, NULL);
+	JSStringRelease(s);
+	JSStringRelease(url);
+	if (fn != NULL) {
+		JSStringRef pj = JSStringCreateWithUTF8CString("{\"k\":[1,2]}");
+		JSValueRef args[2] = {fn, JSValueMakeString(ctx, pj)};
+		JSStringRelease(pj);
+		call(driver, "start", 2, args, NULL);
+		for (int i = 0; i < 10; i++) {
+			JSValueRef pending = call(driver, "pendingTimers", 0, NULL, NULL);
+			if (pending == NULL || JSValueToNumber(ctx, pending, NULL) <= 0)
+				break;
+			call(driver, "step", 0, NULL, NULL);
+		}
+		JSValueRef maxr = JSValueMakeNumber(ctx, 1 << 20);
+		call(driver, "finish", 1, &maxr, NULL);
+	}
+	call(driver, "reset", 0, NULL, NULL);
+	JSGarbageCollect(ctx);
 }
 
 static JSValueRef call(JSObjectRef obj, const char *method, size_t argc, const JSValueRef *argv,

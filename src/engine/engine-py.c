@@ -21,7 +21,13 @@
 static const char RUNNER[] =
     "import ast as _ast, json as _json, sys as _sys, traceback as _tb, math as _math\n"
     "import datetime as _dt, decimal as _decimal\n"
-    "import _stockade\n"
+    "import _stockade, asyncio as _asyncio, builtins as _builtins\n"
+    "from json import dumps as _dumps, loads as _loads\n"
+    "_builtins_saved = dict(_builtins.__dict__)\n"
+    "def _restore_builtins():\n"
+    "    d = _builtins.__dict__\n"
+    "    for k in [k for k in d if k not in _builtins_saved]: del d[k]\n"
+    "    d.update(_builtins_saved)\n"
     "class _Out:\n"
     "    def __init__(self, err): self._err = err\n"
     "    def write(self, s):\n"
@@ -56,7 +62,7 @@ static const char RUNNER[] =
     "            if not isinstance(k, (str, int, float, bool)) and k is not None:\n"
     "                k = str(k)\n"
     "            elif not isinstance(k, str):\n"
-    "                k = _json.dumps(k)\n"
+    "                k = _dumps(k)\n"
     "            r[k] = _conv(v, depth + 1)\n"
     "        return r\n"
     "    if isinstance(o, (list, tuple)): return [_conv(v, depth + 1) for v in o]\n"
@@ -121,20 +127,21 @@ static const char RUNNER[] =
     "        return _error(e)\n"
     "    g = {'__name__': '__main__', '__builtins__': __builtins__}\n"
     "    try:\n"
-    "        params = _json.loads(params_json)\n"
+    "        params = _loads(params_json)\n"
     "        exec(compiled, g)\n"
     "        if is_async:\n"
-    "            import asyncio\n"
-    "            value = asyncio.run(g['__main__'](params))\n"
+    "            value = _asyncio.run(g['__main__'](params))\n"
     "        else:\n"
     "            value = g['__main__'](params)\n"
     "    except BaseException as e:\n"
+    "        _restore_builtins()\n"
     "        if isinstance(e, SystemExit):\n"
     "            return ('error', None, 'SystemExit', 'exit() was called with %r' % (e.code,), '', "
     "0)\n"
     "        return _error(e)\n"
+    "    _restore_builtins()\n"
     "    try:\n"
-    "        text = _json.dumps(_conv(value), allow_nan=False, ensure_ascii=False)\n"
+    "        text = _dumps(_conv(value), allow_nan=False, ensure_ascii=False)\n"
     "    except RecursionError:\n"
     "        return ('error', None, 'ResultError', 'the result is nested too deeply', '', 0)\n"
     "    except ResultError as e:\n"
@@ -145,7 +152,22 @@ static const char RUNNER[] =
     "    if len(text.encode('utf-8')) > max_result:\n"
     "        return ('error', None, 'ResultTooLarge', 'the result is larger than %d bytes' % "
     "max_result, '', 0)\n"
-    "    return ('ok', text, None, None, None, 0)\n";
+    "    return ('ok', text, None, None, None, 0)\n"
+    "def warm():\n"
+    "    out, err = _sys.stdout, _sys.stderr\n"
+    "    try:\n"
+    "        run('x = [i * 2 for i in range(3)]\\nreturn {\"a\": x, \"b\": 1.5}', '{\"k\": 1}', "
+    "'params', 1 << 20)\n"
+    "        run('import math\\nawait _asyncio.sleep(0) if False else None\\nreturn math.pi', "
+    "'null', 'params', 1 << 20)\n"
+    "        run('1/0', 'null', 'params', 1 << 20)\n"
+    "        run('return (', 'null', 'params', 1 << 20)\n"
+    "        np = _sys.modules.get('numpy')\n"
+    "        if np is not None: _json.dumps(_conv({'a': np.arange(3), 'b': np.float64(1)}))\n"
+    "        pd = _sys.modules.get('pandas')\n"
+    "        if pd is not None: _json.dumps(_conv(pd.DataFrame({'x': [1, 2]})))\n"
+    "    finally:\n"
+    "        _sys.stdout, _sys.stderr = out, err\n";
 
 static PyObject *runner_fn;
 
@@ -238,9 +260,21 @@ int engine__py_zygote_init(const char *const *modules, struct st_error **err)
 		return r;
 	}
 	runner_fn = PyObject_GetAttrString(mod, "run");
+	PyObject *warm = PyObject_GetAttrString(mod, "warm");
 	Py_DECREF(mod);
-	if (runner_fn == NULL)
+	if (runner_fn == NULL || warm == NULL)
 		return st_error_make(err, 0, "the python runner has no run()");
+	/* One run of each path in the zygote fills the lazy caches (imports done on first use,
+	   type attribute caches, the compiler's) so that no child pays for them. */
+	PyObject *wr = PyObject_CallNoArgs(warm);
+	Py_DECREF(warm);
+	if (wr == NULL) {
+		char *msg = py_error_text();
+		int r = st_error_make(err, 0, "the python runner failed its warm-up: %s", msg);
+		free(msg);
+		return r;
+	}
+	Py_DECREF(wr);
 	/* Objects created so far are the zygote's; freezing them keeps the collector from
 	   touching (and copying) their pages in every child. */
 	PyObject *gc = PyImport_ImportModule("gc");

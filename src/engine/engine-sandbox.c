@@ -8,7 +8,9 @@
  * trap: the SIGSYS handler reports the syscall number on the execution socket and the child
  * dies (status sandbox_violation). A few calls answer an errno instead so that ordinary code
  * gets an exception rather than a dead process: socket() (EACCES), fork-style clone (EPERM),
- * clone3 (ENOSYS, so libc falls back to clone, whose flags we can inspect), ioctl (ENOTTY).
+ * clone3 (ENOSYS, so libc falls back to clone, whose flags we can inspect), terminal ioctls
+ * (ENOTTY).
+ * socketpair(AF_UNIX) is allowed: an unnamed pair reaches nobody else.
  * rt_sigaction on SIGSYS is refused so user code cannot hide a violation.
  *
  * Cgroups: Stockade's engine parent cgroup "<prefix>" is created once under the cgroup the
@@ -23,9 +25,15 @@
 #include <seccomp.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 
 #include <linux/sched.h>
 
@@ -174,6 +182,9 @@ static const char *const allowed_syscalls[] = {
     "recvfrom",
     "shutdown",
     "getsockopt",
+    "setsockopt",
+    "getsockname",
+    "getpeername",
     "arch_prctl",
     "set_tid_address",
     "memfd_create",
@@ -235,17 +246,14 @@ static void on_sigsys(int sig, siginfo_t *si, void *uc)
 	_exit(159);
 }
 
-int engine__seccomp_load(enum engine_language lang, struct st_error **err)
+/* The compiled filter: built once in the zygote (libseccomp takes milliseconds to compile
+   it), installed in each child with one seccomp(2) call. */
+static struct sock_filter *bpf_prog;
+static size_t bpf_len;
+
+int engine__seccomp_prepare(enum engine_language lang, struct st_error **err)
 {
 	(void)lang;
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_sigaction = on_sigsys;
-	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
-	sigemptyset(&sa.sa_mask);
-	if (sigaction(SIGSYS, &sa, NULL) < 0)
-		return st_error_make(err, errno, "cannot install the SIGSYS handler");
-
 	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_TRAP);
 	if (ctx == NULL)
 		return st_error_make(err, ENOMEM, "cannot create the seccomp filter");
@@ -285,11 +293,18 @@ int engine__seccomp_load(enum engine_language lang, struct st_error **err)
 		const char *name;
 		int errnum;
 	} soft[] = {
-	    {"clone3", ENOSYS},     {"fork", EPERM},         {"vfork", EPERM},
-	    {"socket", EACCES},     {"ioctl", ENOTTY},       {"pkey_alloc", ENOSYS},
-	    {"getxattr", ENOTSUP},  {"lgetxattr", ENOTSUP},  {"fgetxattr", ENOTSUP},
-	    {"listxattr", ENOTSUP}, {"flistxattr", ENOTSUP}, {"sched_setscheduler", EPERM},
-	    {"setpriority", EPERM}, {"socketpair", EACCES},
+	    {"clone3", ENOSYS},
+	    {"fork", EPERM},
+	    {"vfork", EPERM},
+	    {"socket", EACCES},
+	    {"pkey_alloc", ENOSYS},
+	    {"getxattr", ENOTSUP},
+	    {"lgetxattr", ENOTSUP},
+	    {"fgetxattr", ENOTSUP},
+	    {"listxattr", ENOTSUP},
+	    {"flistxattr", ENOTSUP},
+	    {"sched_setscheduler", EPERM},
+	    {"setpriority", EPERM},
 	};
 	for (size_t i = 0; i < ST_ARRAY_SIZE(soft); i++) {
 		int nr = seccomp_syscall_resolve_name(soft[i].name);
@@ -297,6 +312,32 @@ int engine__seccomp_load(enum engine_language lang, struct st_error **err)
 			continue;
 		r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO((uint32_t)soft[i].errnum), nr, 0);
 		if (r < 0 && r != -EEXIST)
+			goto fail;
+	}
+	/* Anonymous unix socket pairs (asyncio's self-pipe) are private to the execution: they
+	   have no name, so they are no channel to anyone else. */
+	r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socketpair), 1,
+	                     SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
+	if (r < 0)
+		goto fail;
+	r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(socketpair), 1,
+	                     SCMP_A0(SCMP_CMP_NE, AF_UNIX));
+	if (r < 0)
+		goto fail;
+	/* ioctl: non-blocking mode and byte counts on the execution's own fds; "not a tty" for
+	   the terminal queries that isatty() and terminal-size lookups make; nothing else. */
+	static const unsigned long ioctl_ok[] = {FIONBIO, FIONREAD, FIOCLEX, FIONCLEX};
+	for (size_t i = 0; i < ST_ARRAY_SIZE(ioctl_ok); i++) {
+		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+		                     SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, ioctl_ok[i]));
+		if (r < 0)
+			goto fail;
+	}
+	static const unsigned long ioctl_notty[] = {TCGETS, TIOCGWINSZ, TIOCGPGRP};
+	for (size_t i = 0; i < ST_ARRAY_SIZE(ioctl_notty); i++) {
+		r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOTTY), SCMP_SYS(ioctl), 1,
+		                     SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, ioctl_notty[i]));
+		if (r < 0)
 			goto fail;
 	}
 	/* prlimit64 only to read limits (new_limit NULL), prctl only for harmless options. */
@@ -316,14 +357,54 @@ int engine__seccomp_load(enum engine_language lang, struct st_error **err)
 		if (r < 0)
 			goto fail;
 	}
-	r = seccomp_load(ctx);
-	if (r < 0)
+	int mfd = memfd_create("seccomp-bpf", MFD_CLOEXEC);
+	if (mfd < 0) {
+		r = -errno;
 		goto fail;
+	}
+	r = seccomp_export_bpf(ctx, mfd);
+	if (r < 0) {
+		close(mfd);
+		goto fail;
+	}
+	off_t size = lseek(mfd, 0, SEEK_END);
+	if (size <= 0 || size % (off_t)sizeof(struct sock_filter) != 0 || size > (1 << 20)) {
+		close(mfd);
+		r = -EPROTO;
+		goto fail;
+	}
+	bpf_prog = st_xmalloc((size_t)size);
+	if (pread(mfd, bpf_prog, (size_t)size, 0) != size) {
+		close(mfd);
+		r = -EIO;
+		goto fail;
+	}
+	close(mfd);
+	bpf_len = (size_t)size / sizeof(struct sock_filter);
 	seccomp_release(ctx);
 	return 0;
 fail:
 	seccomp_release(ctx);
 	return st_error_make(err, -r, "cannot build the execution seccomp policy");
+}
+
+int engine__seccomp_load(enum engine_language lang, struct st_error **err)
+{
+	(void)lang;
+	if (bpf_prog == NULL)
+		return st_error_make(err, EINVAL, "the seccomp policy was not prepared");
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_sigsys;
+	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGSYS, &sa, NULL) < 0)
+		return st_error_make(err, errno, "cannot install the SIGSYS handler");
+	struct sock_fprog prog = {.len = (unsigned short)bpf_len, .filter = bpf_prog};
+	/* TSYNC: JavaScriptCore may have started helper threads already. */
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog) != 0)
+		return st_error_make(err, errno, "cannot load the execution seccomp policy");
+	return 0;
 }
 
 /* ---- cgroups -------------------------------------------------------------------------------- */

@@ -577,6 +577,12 @@ static __attribute__((noreturn)) void zygote_main(const char *spec)
 	Z.ctl_fd = fd;
 	Z.jailed = jailed != 0;
 	unsetenv(ENGINE_ZYGOTE_ENV);
+	/* SIGCHLD is blocked before any runtime thread exists so that every thread inherits the
+	   mask and the signalfd sees every child exit. */
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
 	(void)prctl(PR_SET_NAME, lang == ENGINE_LANG_PYTHON ? "zygote-python" : "zygote-js", 0, 0,
 	            0);
 	/* Die with the supervisor: control EOF is the normal path, this is the backstop. */
@@ -598,7 +604,9 @@ static __attribute__((noreturn)) void zygote_main(const char *spec)
 		zygote_fail("cannot chdir '/': %s", strerror(errno));
 
 	struct st_error *err = NULL;
-	int r;
+	int r = engine__seccomp_prepare(Z.lang, &err);
+	if (r < 0)
+		zygote_fail("%s", st_error_msg(err));
 	if (Z.lang == ENGINE_LANG_JAVASCRIPT) {
 		r = engine__js_zygote_init(Z.js_modules, &err);
 	} else {
@@ -617,10 +625,6 @@ static __attribute__((noreturn)) void zygote_main(const char *spec)
 	if (r < 0)
 		zygote_fail("%s", st_error_msg(err));
 
-	sigset_t mask;
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGCHLD);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
 	Z.sig_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (Z.sig_fd < 0)
 		zygote_fail("signalfd: %s", strerror(errno));
@@ -632,11 +636,14 @@ static __attribute__((noreturn)) void zygote_main(const char *spec)
 	for (;;) {
 		struct pollfd p[2] = {{.fd = Z.ctl_fd, .events = POLLIN},
 		                      {.fd = Z.sig_fd, .events = POLLIN}};
-		int n = poll(p, 2, -1);
+		/* The timeout is a backstop: reap even if a SIGCHLD went astray. */
+		int n = poll(p, 2, Z.n_kids > 0 ? 200 : -1);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
 			break;
+		if (n == 0)
+			zygote_reap();
 		if (p[1].revents) {
 			struct signalfd_siginfo si;
 			while (read(Z.sig_fd, &si, sizeof(si)) > 0) {

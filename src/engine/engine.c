@@ -454,7 +454,7 @@ static void *monitor_main(void *arg)
 				continue;
 			for (unsigned i = 0; i < pool->nzy; i++) {
 				struct zygote *z = &pool->zy[l][i];
-				if (z->up && z->pidfd >= 0) {
+				if (z->pidfd >= 0) {
 					p[n].fd = z->pidfd;
 					p[n].events = POLLIN;
 					who[n++] = z;
@@ -484,7 +484,7 @@ static void *monitor_main(void *arg)
 				continue;
 			for (unsigned i = 0; i < pool->nzy; i++) {
 				struct zygote *z = &pool->zy[l][i];
-				if (z->up || z->next_start_ms > now)
+				if (z->pid != 0 || z->next_start_ms > now)
 					continue;
 				struct st_error *err = NULL;
 				int64_t t0 = st_now_ms();
@@ -891,6 +891,9 @@ static int send_exec(struct zygote *z, int fd)
 			n = sendmsg(z->ctl_fd, &mh, MSG_NOSIGNAL);
 		} while (n < 0 && errno == EINTR);
 		r = n < 0 ? -errno : 0;
+		/* A dead zygote: stop choosing it; the monitor reaps and replaces it. */
+		if (r == -EPIPE || r == -ECONNRESET || r == -ENOTCONN)
+			z->up = false;
 	}
 	pthread_mutex_unlock(&z->send_lock);
 	return r;
@@ -1075,6 +1078,8 @@ int engine_execute(struct engine_pool *pool, const struct engine_request *req,
 	int64_t cpu_ms = 0, rss_kb = 0, t_go = 0, t_end = 0;
 	char *go_text = NULL;
 
+	int attempts = 0;
+again:;
 	struct zygote *z = pick_zygote(pool, req->language);
 	if (z == NULL) {
 		result_set_error(res, ENGINE_INTERNAL, "InternalError",
@@ -1090,6 +1095,14 @@ int engine_execute(struct engine_pool *pool, const struct engine_request *req,
 	int one = 1;
 	(void)setsockopt(sv[0], SOL_SOCKET, SO_PASSCRED, &one, sizeof(one));
 	r = send_exec(z, sv[1]);
+	/* The zygote died since we chose it: choose again (pick_zygote waits for a
+	   replacement). */
+	for (int retry = 0; r < 0 && retry < 3; retry++) {
+		z = pick_zygote(pool, req->language);
+		if (z == NULL)
+			break;
+		r = send_exec(z, sv[1]);
+	}
 	close(sv[1]);
 	sv[1] = -1;
 	if (r < 0) {
@@ -1103,6 +1116,14 @@ int engine_execute(struct engine_pool *pool, const struct engine_request *req,
 	uint32_t type = 0;
 	char *data = NULL;
 	r = read_hello(sv[0], st_now_ms() + SETUP_TIMEOUT_MS, &host_pid, &type, &data);
+	if (r == -EPIPE && ++attempts < 3) {
+		/* The zygote died between our choice and its fork (nothing of the code ran yet):
+		   give its replacement the work. */
+		close(sv[0]);
+		sv[0] = -1;
+		poll(NULL, 0, 100);
+		goto again;
+	}
 	if (r < 0 || type != ENGINE_FRAME_HELLO || host_pid <= 0) {
 		if (r == 0 && type == ENGINE_FRAME_EXIT)
 			result_set_error(res, ENGINE_INTERNAL, "InternalError",
