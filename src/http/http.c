@@ -1001,7 +1001,7 @@ int http_server_start(struct http_server *srv, struct st_error **err)
 	    (unsigned int)srv->opts.max_connections, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 	    (size_t)(64 * 1024), MHD_OPTION_UNESCAPE_CALLBACK, unescape_noop, NULL,
 	    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_THREAD_STACK_SIZE,
-	    (size_t)(512 * 1024), MHD_OPTION_END);
+	    (size_t)(2 * 1024 * 1024), MHD_OPTION_END);
 	if (!srv->mhd)
 		return st_error_make(err, errno ? errno : EIO, "cannot start HTTP daemon on '%s'",
 		                     srv->address);
