@@ -597,3 +597,28 @@ TEST(http_upgrade_takes_over_the_connection)
 	http_server_stop(srv, 1000);
 	http_server_free(srv);
 }
+
+TEST(http_deeply_nested_json_is_refused_cleanly)
+{
+	struct http_server *srv = NULL;
+	struct st_error *err = NULL;
+	struct http_server_options o;
+	http_server_options_init(&o);
+	o.access_log = false;
+	CHECK(http_server_new("127.0.0.1:0", &o, &srv, &err) == 0);
+	CHECK(http_route(srv, "POST", "/echo", h_echo, NULL, 0) == 0);
+	CHECK(http_server_start(srv, &err) == 0);
+	size_t depth = 100000;
+	char *body = st_xmalloc(depth * 2 + 1);
+	memset(body, '[', depth);
+	memset(body + depth, ']', depth);
+	body[2 * depth] = '\0';
+	struct resp r;
+	do_req(srv, "POST", "/echo", NULL, body, 2 * depth, &r);
+	CHECK_EQ_INT(r.status, 400);
+	CHECK_CONTAINS(r.body.data, "invalid_json");
+	resp_release(&r);
+	free(body);
+	http_server_stop(srv, 1000);
+	http_server_free(srv);
+}
