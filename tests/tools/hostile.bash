@@ -78,7 +78,8 @@ _h_diag() {
 h_host_dirty() {
   if [ -e "$H_MARKER" ]; then echo "host marker $H_MARKER appeared"; rm -f "$H_MARKER"; return 0; fi
   local left
-  sleep 0.1
+  # No settling delay: the jail kills its whole cgroup before it reports, so anything still
+  # alive when the report is out has outlived the jail.
   left=$(pgrep -f "$H_TAG" | tr '\n' ' ')
   if [ -n "$left" ]; then
     echo "processes outlived the jail: $left ($(ps -o pid=,args= -p "${left// /,}" 2>/dev/null | head -3 | tr '\n' ';'))"
