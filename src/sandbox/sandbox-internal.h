@@ -1,0 +1,123 @@
+/*
+ * sandbox-internal.h - shared between the files of src/sandbox/: the sandbox record, the agent
+ * protocol client and the runtime backends.
+ */
+#ifndef STOCKADE_SANDBOX_INTERNAL_H
+#define STOCKADE_SANDBOX_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "agent/agent-proto.h"
+#include "common/common.h"
+#include "sandbox/sandbox.h"
+
+#define SANDBOX_ID_LEN 24 /* "sb-" + 20 hex + NUL fits in 24 */
+
+/*
+ * Lifecycle: STARTING (runtime booting, agent not yet answering) -> READY (answering; in the
+ * pool when owner is NULL, else claimed) <-> PAUSED -> DEAD (destroyed or lost; the record is
+ * freed when the last reference goes).
+ */
+enum sandbox_state { SB_STARTING, SB_READY, SB_PAUSED, SB_DEAD };
+
+struct sandbox {
+	char id[SANDBOX_ID_LEN];
+	char *owner; /* NULL while in the warm pool */
+	enum sandbox_state state;
+	int refs; /* manager list + in-flight operations */
+	int active_ops; /* running commands / open streams: counted as activity */
+	int64_t created_wall_s;
+	int64_t created_ms, claimed_ms, last_active_ms; /* st_now_ms clock */
+	uint64_t idle_timeout_ms, lifetime_ms;
+	json_t *env; /* the create request's env, applied to every exec */
+	bool allow_egress;
+	char **allowed_domains; /* NULL-terminated or NULL: the service list */
+	char *from_snapshot;
+	char *dir; /* state_dir/sb/<id> */
+	char *sock; /* dir/chan/agent.sock */
+	int egress_fd; /* listening egress socket (dir/chan/egress.sock) or -1 */
+	pthread_t egress_thread;
+	bool egress_running;
+	void *egress_mgr; /* struct sandbox_mgr *, for the egress threads */
+	struct sandbox *next;
+};
+
+struct sandbox_mgr {
+	struct sandbox_options o; /* strings below are owned copies */
+	char *state_dir, *runsc, *platform, *agent_path, *runsc_root, *rootfs;
+	char *priv_pem, *pub_pem, *issuer;
+	uint8_t key[32];
+	bool has_key;
+	void *sign_key, *verify_key; /* struct crypto_key * */
+	char **allowed_domains, **backend_suffixes, **blocked_cidrs;
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct sandbox *list;
+	unsigned creating; /* creates in flight (pool refills included) */
+	bool stopping;
+	pthread_t sweeper;
+	bool sweeper_running;
+};
+
+/* ---- agent protocol client (sandbox-agentproto.c) ----------------------------------------- */
+
+int sandbox__agent_connect(const char *sock, int *fd, struct st_error **err);
+int sandbox__frame_write(int fd, char type, const void *data, size_t n);
+/* 1 frame, 0 EOF, <0 error. buf must hold AGENT_FRAME_MAX + 1 bytes. */
+int sandbox__frame_read(int fd, char *type, char *buf, uint32_t *len);
+/* "key=value\0" request builder. */
+void sandbox__kv_add(struct st_buf *b, const char *key, const char *value);
+const char *sandbox__kv_get(const char *data, uint32_t len, const char *key);
+/* Send a request and read the first reply: 0 on AGENT_F_OK (payload left in buf/len), else a
+ * negative code with the agent's message in err. */
+int sandbox__agent_call(int fd, const struct st_buf *req, char *buf, uint32_t *len,
+                        struct st_error **err);
+/* Connect and ping until the agent answers or deadline_ms (st_now_ms clock) passes. */
+int sandbox__agent_wait_ready(const char *sock, int64_t deadline_ms, struct st_error **err);
+
+/* ---- runtimes ---------------------------------------------------------------------------- */
+
+/* Build the per-sandbox bundle and start it; the agent will listen on sb->sock. */
+int sandbox__runsc_start(struct sandbox_mgr *m, struct sandbox *sb, struct st_error **err);
+int sandbox__runsc_destroy(struct sandbox_mgr *m, const char *id, struct st_error **err);
+int sandbox__runsc_pause(struct sandbox_mgr *m, const char *id, bool pause, struct st_error **err);
+/* "running", "paused", "stopped", "created" or NULL when runsc does not know it (heap). */
+char *sandbox__runsc_state(struct sandbox_mgr *m, const char *id);
+/* Ids of every container under our runsc root (NULL-terminated, heap). */
+char **sandbox__runsc_list(struct sandbox_mgr *m);
+int sandbox__runsc_probe(const char *runsc, const char *platform, struct st_error **err);
+/* The minimal root filesystem (once per state dir). */
+int sandbox__prepare_rootfs(struct sandbox_mgr *m, struct st_error **err);
+
+/* ---- workspace (sandbox.c) --------------------------------------------------------------- */
+
+char *sandbox__workspace_path(const struct sandbox *sb);
+/* References for threads that outlive a request (egress connections). */
+void sandbox__sb_ref(struct sandbox_mgr *m, struct sandbox *sb);
+void sandbox__sb_unref(struct sandbox_mgr *m, struct sandbox *sb);
+
+/* ---- snapshots (sandbox-snapshot.c) ------------------------------------------------------ */
+
+/* Archive dir into a sealed blob; *snap_id is new (heap). */
+int sandbox__snapshot_save(struct sandbox_mgr *m, const char *owner, const char *ws_dir,
+                           char **snap_id, uint64_t *bytes, struct st_error **err);
+/* Verify and extract snapshot into ws_dir (which must be empty). */
+int sandbox__snapshot_restore(struct sandbox_mgr *m, const char *owner, const char *snap_id,
+                              const char *ws_dir, struct st_error **err);
+
+/* ---- tokens and egress (sandbox-proxy.c) ------------------------------------------------- */
+
+int sandbox__token_make(struct sandbox_mgr *m, const char *id, char **token, int64_t *exp,
+                        struct st_error **err);
+int sandbox__token_verify(struct sandbox_mgr *m, const char *id, const char *token,
+                          struct st_error **err);
+int sandbox__keys_load(struct sandbox_mgr *m, struct st_error **err);
+void sandbox__keys_release(struct sandbox_mgr *m);
+/* Start/stop the per-sandbox egress listener (dir/chan/egress.sock). */
+int sandbox__egress_start(struct sandbox_mgr *m, struct sandbox *sb, struct st_error **err);
+void sandbox__egress_stop(struct sandbox *sb);
+
+#endif
