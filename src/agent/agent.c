@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -47,6 +48,7 @@ extern char **environ;
 static int g_root_fd = -1; /* the workspace; every client path resolves beneath it */
 static const char *g_egress_sock = AGENT_CHAN_DIR "/" AGENT_EGRESS_SOCK_NAME;
 static bool g_drop_user = true;
+static long g_max_procs; /* RLIMIT_NPROC for commands; 0: inherited */
 
 static void logmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void logmsg(const char *fmt, ...)
@@ -489,6 +491,10 @@ static int op_exec(int cfd, struct req *q, char *buf)
 		dup2(err[1] >= 0 ? err[1] : devnull, 2);
 		if (fchdir(cwdfd) < 0)
 			_exit(126);
+		if (g_max_procs > 0) {
+			struct rlimit rl = {(rlim_t)g_max_procs, (rlim_t)g_max_procs};
+			setrlimit(RLIMIT_NPROC, &rl);
+		}
 		drop_to_user();
 		environ = envp;
 		execvp(cmd, argv);
@@ -516,8 +522,28 @@ static int op_exec(int cfd, struct req *q, char *buf)
 	}
 	struct kvout o = {.len = 0};
 	kv_add(&o, "pid", "%d", (int)pid);
-	if (frame_write(cfd, AGENT_F_OK, o.buf, o.len) < 0 || background)
-		return 0; /* a background command is reparented to init when this handler exits */
+	if (frame_write(cfd, AGENT_F_OK, o.buf, o.len) < 0)
+		return 0;
+	if (background) {
+		/* Without a timeout the command is reparented to init when this handler exits; with
+		 * one, the handler stays as its parent and kills its process group at the deadline. */
+		if (timeout_ms <= 0)
+			return 0;
+		close(cfd);
+		int64_t deadline = start + timeout_ms;
+		for (;;) {
+			if (waitpid(pid, NULL, WNOHANG) == pid)
+				break;
+			if (now_ms() >= deadline) {
+				kill(-pid, SIGKILL);
+				waitpid(pid, NULL, 0);
+				break;
+			}
+			struct timespec ts = {0, 100 * 1000 * 1000};
+			nanosleep(&ts, NULL);
+		}
+		return 0;
+	}
 
 	set_nonblock(out[0]);
 	set_nonblock(err[0]);
@@ -1050,6 +1076,8 @@ int main(int argc, char **argv)
 			g_egress_sock = argv[++i];
 		else if (!strcmp(argv[i], "--egress-port") && has)
 			egress_port = (int)strtol(argv[++i], NULL, 10);
+		else if (!strcmp(argv[i], "--max-procs") && has)
+			g_max_procs = strtol(argv[++i], NULL, 10);
 		else if (!strcmp(argv[i], "--no-user-switch"))
 			g_drop_user = false;
 		else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {

@@ -994,8 +994,10 @@ int sandbox_exec(struct sandbox_mgr *m, const char *owner, const char *id,
 	if (rq->env)
 		add_env(&q, rq->env);
 	char num[32];
-	snprintf(num, sizeof(num), "%llu",
-	         (unsigned long long)(rq->timeout_ms ? rq->timeout_ms : m->o.exec_timeout_ms));
+	/* Background commands (dev servers) run until the sandbox ends unless the request
+	 * asked for a timeout; foreground ones always have one. */
+	uint64_t tmo = rq->timeout_ms ? rq->timeout_ms : rq->background ? 0 : m->o.exec_timeout_ms;
+	snprintf(num, sizeof(num), "%llu", (unsigned long long)tmo);
 	sandbox__kv_add(&q, "timeout_ms", num);
 	if (rq->stdin_data)
 		sandbox__kv_add(&q, "stdin", "1");
