@@ -59,6 +59,8 @@ static int reply_err(struct http_request *req, int r, struct st_error *err)
 		return http_reply_error(req, 503, "sandbox_unavailable", msg, NULL);
 	case EBUSY:
 		return http_reply_error(req, 409, "sandbox_paused", msg, NULL);
+	case ESRCH:
+		return http_reply_error(req, 410, "sandbox_lost", msg, NULL);
 	case EISDIR:
 	case ENOTDIR:
 	case EEXIST:
