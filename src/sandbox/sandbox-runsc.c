@@ -346,15 +346,14 @@ static json_t *bundle_spec(struct sandbox_mgr *m, struct sandbox *sb)
 	    " s:{s:[{s:s},{s:s},{s:s},{s:s},{s:s}], s:o, s:s, s:[ss], s:[ssss]}}",
 	    "ociVersion", "1.0.0", "process", "terminal", 0, "user", "uid", 0, "gid", 0, "args",
 	    "/opt/stockade/agent", "--listen", AGENT_CHAN_DIR "/" AGENT_SOCK_NAME, "--workspace",
-	    AGENT_WORKSPACE, "--egress-sock", AGENT_CHAN_DIR "/" AGENT_EGRESS_SOCK_NAME, "--max-procs",
-	    procs, "env",
-	    "PATH=/usr/local/bin:/usr/bin:/bin", "cwd", "/", "rlimits", "type", "RLIMIT_NOFILE",
-	    "hard", 4096, "soft", 4096, "noNewPrivileges", 1, "root", "path",
-	    m->o.rootfs ? m->o.rootfs : m->rootfs, "readonly", 1, "hostname", "sandbox", "mounts",
-	    mounts, "linux", "namespaces", "type", "pid", "type", "network", "type", "ipc", "type",
-	    "uts", "type", "mount", "resources", res, "cgroupsPath", cg, "maskedPaths",
-	    "/proc/kcore", "/sys/firmware", "readonlyPaths", "/proc/sys", "/proc/sysrq-trigger",
-	    "/proc/irq", "/proc/bus");
+	    AGENT_WORKSPACE, "--egress-sock", AGENT_CHAN_DIR "/" AGENT_EGRESS_SOCK_NAME,
+	    "--max-procs", procs, "env", "PATH=/usr/local/bin:/usr/bin:/bin", "cwd", "/", "rlimits",
+	    "type", "RLIMIT_NOFILE", "hard", 4096, "soft", 4096, "noNewPrivileges", 1, "root",
+	    "path", m->o.rootfs ? m->o.rootfs : m->rootfs, "readonly", 1, "hostname", "sandbox",
+	    "mounts", mounts, "linux", "namespaces", "type", "pid", "type", "network", "type",
+	    "ipc", "type", "uts", "type", "mount", "resources", res, "cgroupsPath", cg,
+	    "maskedPaths", "/proc/kcore", "/sys/firmware", "readonlyPaths", "/proc/sys",
+	    "/proc/sysrq-trigger", "/proc/irq", "/proc/bus");
 	if (spec)
 		json_object_set_new(json_object_get(spec, "process"), "capabilities", capobj);
 	else
