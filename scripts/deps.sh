@@ -63,9 +63,14 @@ fi
 npm_install() {
   local dir=$1
   [ -f "$dir/package.json" ] || return 0
-  if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.stamp" ]; then
+  # The stamp records which lock file the installed tree came from; a changed lock reinstalls.
+  local want have=""
+  want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+  [ -f "$dir/node_modules/.stockade-lock-sha256" ] && have=$(cat "$dir/node_modules/.stockade-lock-sha256")
+  if [ "$want" != "$have" ]; then
     echo "deps: npm ci in $dir"
-    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) && touch "$dir/node_modules/.stamp"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    echo "$want" > "$dir/node_modules/.stockade-lock-sha256"
   fi
 }
 npm_install lib/js

@@ -234,8 +234,10 @@ static int start_pool(struct app *app, bool functions, struct engine_pool **out,
                       struct st_error **err)
 {
 #ifdef API_ENGINE_WEAK
-	if (!engine_pool_new)
-		return st_error_make(err, ENOSYS, "the execution engine is not part of this build");
+	if (!engine_pool_new) {
+		st_error_make(err, 0, "the execution engine is not part of this build");
+		return -ENOSYS;
+	}
 #endif
 	struct engine_pool_options o;
 	engine_pool_options_init(&o);

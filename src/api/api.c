@@ -6,7 +6,7 @@
  * /readyz (they must be cheap and non-blocking). Shutdown hooks run once, newest first, from
  * app_shutdown; `stopping` is set before the first one runs so handlers can refuse new work.
  */
-#include "api/api.h"
+#include "api/api-internal.h"
 
 #include <stdatomic.h>
 
@@ -184,8 +184,13 @@ const char *app_component_name(enum app_component c)
 static api_register_fn component_register_fn(enum app_component c)
 {
 	switch (c) {
-	case APP_CODE_EXECUTOR: return api_register_exec;
-	case APP_JS_EXECUTOR: return api_register_functions;
+	case APP_CODE_EXECUTOR:
+	case APP_JS_EXECUTOR:
+#ifdef API_ENGINE_WEAK
+		if (!engine_pool_new)
+			return NULL;
+#endif
+		return c == APP_CODE_EXECUTOR ? api_register_exec : api_register_functions;
 	case APP_AGENT_SANDBOX: return api_register_sandbox;
 	case APP_MCP: return api_register_mcp;
 	case APP_GIT_SERVER: return api_register_git;
@@ -203,10 +208,12 @@ int api_register_all(struct http_server *srv, struct app *app, struct st_error *
 		if (!(app->components & c))
 			continue;
 		api_register_fn fn = component_register_fn(c);
-		if (!fn)
-			return st_error_make(err, ENOSYS,
-			                     "component '%s' is not part of this build of stockade",
-			                     component_names[i].name);
+		if (!fn) {
+			st_error_make(err, 0,
+			              "component '%s' is not part of this build of stockade",
+			              component_names[i].name);
+			return -ENOSYS;
+		}
 		r = fn(srv, app, err);
 		if (r < 0)
 			return st_error_wrap(err, "cannot start '%s'", component_names[i].name);

@@ -45,7 +45,7 @@
 
 #define BLOB_KEY_MAX 1024
 #define BLOB_META_MAX 32 /* user metadata pairs per object */
-#define BLOB_META_KEY_MAX 128 /* [a-z0-9-] only: portable across S3 and Azure */
+#define BLOB_META_KEY_MAX 128 /* [a-z_][a-z0-9_]*: portable across S3 and Azure */
 #define BLOB_META_TOTAL_MAX 2048 /* bytes of names + values (S3 allows 2 KiB) */
 #define BLOB_PART_SIZE_DEFAULT (8u * 1024 * 1024)
 
@@ -99,12 +99,13 @@ struct blob_options {
 	long
 	    low_speed_timeout_s; /* abort a transfer slower than 1 KiB/s for this long; default 30 */
 	size_t part_size; /* multipart / block size; default 8 MiB; S3 minimum 5 MiB */
+	unsigned list_page_size; /* objects per list request (1..1000); default 1000 */
 	const char *ca_file; /* extra CA bundle for https endpoints; NULL: system default */
 };
 
 /* A user metadata pair (x-amz-meta-<name>, x-ms-meta-<name>, sidecar on fs). */
 struct blob_meta {
-	const char *name; /* lowercase [a-z0-9-], 1..BLOB_META_KEY_MAX */
+	const char *name; /* [a-z_][a-z0-9_]*, 1..BLOB_META_KEY_MAX (Azure: C# identifiers) */
 	const char *value; /* printable ASCII (0x20..0x7e) */
 };
 
@@ -162,6 +163,12 @@ int blob_options_from_env(struct blob_options *opts, const char *prefix, const c
 
 /* 0 when key is acceptable (see the key rule above), else -EINVAL with a message. */
 int blob_key_check(const char *key, struct st_error **err);
+
+/*
+ * Create the bucket (S3/GCS) or container (Azure) if it does not exist; nothing on fs.
+ * For development and tests (Azurite, s3rver); production buckets are provisioned outside.
+ */
+int blob_create_bucket(struct blob_store *store, struct st_error **err);
 
 /* ---- objects --------------------------------------------------------------------------- */
 

@@ -16,10 +16,6 @@
 #include "http/http.h"
 #include "store/store.h"
 
-/* The dev-secrets helper may not be in every build yet: link without it (a fallback below
- * generates the API token). */
-#pragma weak config_ensure_dev_secrets
-
 int cmd_serve(int argc, char **argv);
 
 static void usage(FILE *out)
@@ -238,7 +234,7 @@ int cmd_serve(int argc, char **argv)
 	}
 	app.data_dir = st_xstrdup(cfg.data_dir);
 	app.config = &cfg;
-	if (cfg.dev_mode && config_ensure_dev_secrets) {
+	if (cfg.dev_mode) {
 		if (config_ensure_dev_secrets(&cfg, &err) < 0) {
 			fprintf(stderr, "stockade serve: %s\n", st_error_msg(err));
 			goto out;

@@ -110,11 +110,14 @@ static int read_secret(const char *path, char **out, struct st_error **err)
 	return 0;
 }
 
-static void resolve_file(const char *key_path, char **file, char **value, char **origin,
-                         struct config_problems *pr)
+static void resolve_file(const struct stockade_config *cfg, const char *key_path, char **file,
+                         char **value, char **origin, struct config_problems *pr)
 {
 	if (*file == NULL)
 		return;
+	char *near = config__path_near(cfg, *file);
+	free(*file);
+	*file = near;
 	struct st_error *e = NULL;
 	char *text = NULL;
 	if (read_secret(*file, &text, &e) < 0) {
@@ -163,17 +166,17 @@ void config__resolve_secrets(struct stockade_config *cfg, struct config__pending
                              struct config_problems *pr)
 {
 	struct config_agent_sandbox *as = &cfg->rr.agent_sandbox;
-	resolve_file("encryptionKeyFile", &pd->encryption_key_file, &cfg->encryption_key,
+	resolve_file(cfg, "encryptionKeyFile", &pd->encryption_key_file, &cfg->encryption_key,
 	             &pd->encryption_key_origin, pr);
-	resolve_file("jwtSecretFile", &pd->jwt_secret_file, &cfg->jwt_secret,
+	resolve_file(cfg, "jwtSecretFile", &pd->jwt_secret_file, &cfg->jwt_secret,
 	             &pd->jwt_secret_origin, pr);
-	resolve_file("rr.agentSandbox.jwtPublicKeyFile", &pd->as_jwt_public_key_file,
+	resolve_file(cfg, "rr.agentSandbox.jwtPublicKeyFile", &pd->as_jwt_public_key_file,
 	             &as->jwt_public_key_pem, &pd->as_jwt_public_key_origin, pr);
-	resolve_file("rr.agentSandbox.jwtPrivateKeyFile", &pd->as_jwt_private_key_file,
+	resolve_file(cfg, "rr.agentSandbox.jwtPrivateKeyFile", &pd->as_jwt_private_key_file,
 	             &as->jwt_private_key_pem, &pd->as_jwt_private_key_origin, pr);
-	resolve_file("rr.agentSandbox.encryptionKeyFile", &pd->as_encryption_key_file,
+	resolve_file(cfg, "rr.agentSandbox.encryptionKeyFile", &pd->as_encryption_key_file,
 	             &as->encryption_key_hex, &pd->as_encryption_key_origin, pr);
-	resolve_file("rr.agentSandbox.apiSecretFile", &pd->as_api_secret_file, &as->api_secret,
+	resolve_file(cfg, "rr.agentSandbox.apiSecretFile", &pd->as_api_secret_file, &as->api_secret,
 	             &pd->as_api_secret_origin, pr);
 
 	if (as->external_secret_name) {

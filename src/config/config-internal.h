@@ -60,6 +60,8 @@ void config__resolve_secrets(struct stockade_config *cfg, struct config__pending
 void config__resolve_blobs(struct stockade_config *cfg, struct config_problems *pr);
 
 /* config-validate.c */
+/* listen -> listen_host/listen_port; records a problem at "listen" when invalid */
+void config__parse_listen(struct stockade_config *cfg, struct config_problems *pr);
 void config__derive(struct stockade_config *cfg, struct config__pending *pend);
 void config__validate(struct stockade_config *cfg, struct config__pending *pend,
                       struct config_problems *pr);
@@ -77,5 +79,7 @@ void config__blob_copy(struct config_blob *dst, const struct config_blob *src);
 void config__pg_release(struct config_postgres *pg);
 void config__pg_copy(struct config_postgres *dst, const struct config_postgres *src);
 void config__exec_limits_defaults(struct config_exec_limits *l);
+/* A path from the config file: relative paths are relative to the file's directory. */
+char *config__path_near(const struct stockade_config *cfg, const char *path);
 
 #endif

@@ -116,11 +116,18 @@ void config__derive(struct stockade_config *cfg, struct config__pending *pd)
 	if (cfg->mcp.audience == NULL && cfg->mcp.resource)
 		cfg->mcp.audience = st_xstrdup(cfg->mcp.resource);
 
-	/* listen host/port (validated in config__validate) */
+	config__parse_listen(cfg, NULL);
+}
+
+void config__parse_listen(struct stockade_config *cfg, struct config_problems *pr)
+{
 	free(cfg->listen_host);
 	cfg->listen_host = NULL;
+	cfg->listen_port = 0;
 	const char *l = cfg->listen ? cfg->listen : "";
 	const char *colon = strrchr(l, ':');
+	uint64_t port = 0;
+	bool port_ok = false;
 	if (colon) {
 		const char *h = l;
 		size_t hl = (size_t)(colon - l);
@@ -129,10 +136,17 @@ void config__derive(struct stockade_config *cfg, struct config__pending *pd)
 			hl -= 2;
 		}
 		cfg->listen_host = st_xasprintf("%.*s", (int)hl, h);
-		uint64_t port = 0;
-		cfg->listen_port =
-		    st_parse_u64(colon + 1, &port) == 0 && port <= 65535 ? (uint16_t)port : 0;
+		/* port 0 asks the kernel for a free port (tests) */
+		port_ok = st_parse_u64(colon + 1, &port) == 0 && port <= 65535;
+		if (port_ok)
+			cfg->listen_port = (uint16_t)port;
 	}
+	if (!colon || !cfg->listen_host || !*cfg->listen_host || !port_ok)
+		config_problems_add(
+		    pr, CONFIG_ERROR, "listen",
+		    "'%s' must be host:port (e.g. 127.0.0.1:8080 or [::1]:8080) with "
+		    "a port from 0 (any free port) to 65535",
+		    l);
 }
 
 /* ---- rules -------------------------------------------------------------------------------- */
@@ -157,7 +171,9 @@ static bool looks_base64(const char *s, size_t n)
 		rc = crypto_base64url_decode(s, n, &out, &ol);
 	}
 	free(out);
-	return rc == 0;
+	/* any alphanumeric string of the right length decodes: call it base64 only when it
+	 * decodes to a 32-byte key or uses base64's own characters */
+	return rc == 0 && (ol == 32 || strpbrk(s, "+/=") != NULL);
 }
 
 int config__check_agent_encryption_key(const char *v, const char *key_path, const char *origin,
@@ -630,6 +646,9 @@ static void validate_mcp(struct stockade_config *cfg, struct config_problems *pr
 		                    "plain http for signing keys outside loopback can be tampered "
 		                    "with; use https");
 	if (m->jwks_file) {
+		char *near = config__path_near(cfg, m->jwks_file);
+		free(m->jwks_file);
+		m->jwks_file = near;
 		char *text = NULL;
 		size_t len = 0;
 		struct st_error *e = NULL;
@@ -651,12 +670,7 @@ static void validate_mcp(struct stockade_config *cfg, struct config_problems *pr
 void config__validate(struct stockade_config *cfg, struct config__pending *pd,
                       struct config_problems *pr)
 {
-	if (!cfg->listen_host || !*cfg->listen_host || cfg->listen_port == 0)
-		config_problems_add(
-		    pr, CONFIG_ERROR, "listen",
-		    "'%s' must be host:port (e.g. 127.0.0.1:8080 or [::1]:8080) with "
-		    "a port from 1 to 65535",
-		    cfg->listen ? cfg->listen : "");
+	config__parse_listen(cfg, pr);
 	if (!cfg->data_dir || !*cfg->data_dir)
 		config_problems_add(pr, CONFIG_ERROR, "dataDir", "must not be empty");
 

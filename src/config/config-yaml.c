@@ -511,6 +511,9 @@ static void rd_pg(struct yctx *c, ynode *m, const char *path, struct config_post
 		char *text = NULL;
 		size_t len = 0;
 		struct st_error *e = NULL;
+		char *near = config__path_near(c->cfg, pwfile);
+		free(pwfile);
+		pwfile = near;
 		if (st_read_file(pwfile, 4096, &text, &len, &e) < 0) {
 			char *kp = join(path, "passwordFile");
 			config_problems_add(c->pr, CONFIG_ERROR, kp, "%s", st_error_msg(e));
@@ -569,6 +572,9 @@ static void rd_blob_secret(struct yctx *c, ynode *m, const char *key, const char
 		char *text = NULL;
 		size_t len = 0;
 		struct st_error *e = NULL;
+		char *near = config__path_near(c->cfg, file);
+		free(file);
+		file = near;
 		if (st_read_file(file, 65536, &text, &len, &e) < 0) {
 			char *kp = st_xasprintf("%s.%sFile", path, key);
 			config_problems_add(c->pr, CONFIG_ERROR, kp, "%s", st_error_msg(e));

@@ -494,6 +494,48 @@ int config_load_string(const char *yaml, size_t len, const char *name, struct st
 	                   problems);
 }
 
+int config_apply_overrides(struct stockade_config *cfg, const char *listen, const char *data_dir,
+                           struct st_error **err)
+{
+	if (data_dir && *data_dir == '\0')
+		return st_error_make(err, EINVAL, "--data-dir must not be empty");
+	if (data_dir) {
+		char *old_ws = config_data_path(cfg, "sandboxes");
+		char *old_blobs = config_data_path(cfg, "blobs");
+		config__set_str(&cfg->data_dir, data_dir);
+		char *ws = cfg->rr.agent_sandbox.sandbox.workspace_dir;
+		if (ws && strcmp(ws, old_ws) == 0)
+			config__set_str(&cfg->rr.agent_sandbox.sandbox.workspace_dir, NULL);
+		struct config_blob *bl[] = {&cfg->rr.git_blob, &cfg->rr.snapshots_blob};
+		for (size_t i = 0; i < ST_ARRAY_SIZE(bl); i++)
+			if (bl[i]->provider == CONFIG_BLOB_FILESYSTEM && bl[i]->filesystem.path &&
+			    strcmp(bl[i]->filesystem.path, old_blobs) == 0) {
+				free(bl[i]->filesystem.path);
+				bl[i]->filesystem.path = config_data_path(cfg, "blobs");
+			}
+		free(old_ws);
+		free(old_blobs);
+	}
+	if (listen)
+		config__set_str(&cfg->listen, listen);
+	/* re-derive without touching Postgres inheritance (pending data is gone) */
+	free(cfg->sqlite_path);
+	cfg->sqlite_path = cfg->postgresql.present ? NULL : config_data_path(cfg, "stockade.db");
+	if (!cfg->rr.agent_sandbox.sandbox.workspace_dir)
+		cfg->rr.agent_sandbox.sandbox.workspace_dir = config_data_path(cfg, "sandboxes");
+	if (listen) {
+		struct config_problems pr;
+		config_problems_init(&pr);
+		config__parse_listen(cfg, &pr);
+		int rc = 0;
+		if (pr.n)
+			rc = st_error_make(err, EINVAL, "--listen %s", pr.items[0].message);
+		config_problems_release(&pr);
+		return rc;
+	}
+	return 0;
+}
+
 /* ---- tokens, paths, conninfo -------------------------------------------------------------- */
 
 bool config_api_token_valid(const struct stockade_config *cfg, const char *token)
@@ -507,6 +549,14 @@ bool config_api_token_valid(const struct stockade_config *cfg, const char *token
 	for (size_t i = 0; i < cfg->n_api_tokens; i++)
 		ok |= crypto_equal(h, cfg->api_token_hashes[i], 32);
 	return ok;
+}
+
+char *config__path_near(const struct stockade_config *cfg, const char *path)
+{
+	if (path[0] == '/' || cfg->source_path == NULL || strchr(cfg->source_path, '/') == NULL)
+		return st_xstrdup(path);
+	const char *slash = strrchr(cfg->source_path, '/');
+	return st_xasprintf("%.*s/%s", (int)(slash - cfg->source_path), cfg->source_path, path);
 }
 
 char *config_data_path(const struct stockade_config *cfg, const char *name)

@@ -345,6 +345,15 @@ int config_load_string(const char *yaml, size_t len, const char *name, struct st
  */
 int config_ensure_dev_secrets(struct stockade_config *cfg, struct st_error **err);
 
+/*
+ * Command-line overrides (`serve --listen ... --data-dir ...`), applied after config_load:
+ * either may be NULL. Recomputes what derives from them (listen host/port, the SQLite path,
+ * default blob and workspace directories). -EINVAL with err for a bad listen address.
+ * Call before config_ensure_dev_secrets (which writes under dataDir).
+ */
+int config_apply_overrides(struct stockade_config *cfg, const char *listen, const char *data_dir,
+                           struct st_error **err);
+
 /* The effective configuration as JSON (the YAML key names); secrets become "<redacted>". */
 json_t *config_to_json(const struct stockade_config *cfg, bool redact);
 

@@ -139,6 +139,8 @@ static EVP_PKEY *decode_pem(const char *pem, size_t len, int selection)
 	    OSSL_DECODER_CTX_new_for_pkey(&pkey, "PEM", NULL, NULL, selection, NULL, NULL);
 	if (dc == NULL)
 		return NULL;
+	/* never prompt on a terminal for a passphrase: an empty one simply fails */
+	OSSL_DECODER_CTX_set_passphrase(dc, (const unsigned char *)"", 0);
 	const unsigned char *p = (const unsigned char *)pem;
 	size_t left = len;
 	if (OSSL_DECODER_from_data(dc, &p, &left) != 1) {
@@ -159,6 +161,11 @@ int crypto_key_from_pem(const char *pem, size_t len, struct crypto_key **out, st
 		    err, EINVAL,
 		    "key is not PEM (no '-----BEGIN' line); expected a PEM file as "
 		    "written by 'stockade keys generate' or 'openssl genpkey'");
+	if (memmem(pem, len, "ENCRYPTED", 9) != NULL)
+		return st_error_make(err, EINVAL,
+		                     "key is passphrase-protected, which is not supported; write an "
+		                     "unencrypted copy with 'openssl pkey -in key.pem -out plain.pem' "
+		                     "and protect the file (mode 0600, a Secret) instead");
 	bool priv = true;
 	EVP_PKEY *pkey = decode_pem(pem, len, EVP_PKEY_KEYPAIR);
 	if (pkey == NULL) {

@@ -13,6 +13,7 @@
  * The reader waits on a condition variable with a short timeout and polls the socket for a
  * hang-up meanwhile, so a client that goes away from an idle SSE stream is noticed.
  */
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 
@@ -337,6 +338,11 @@ void http__upgrade_handler(void *cls, struct MHD_Connection *connection, void *r
 		p->extra = st_xmalloc(extra_in_size);
 		memcpy(p->extra, extra_in, extra_in_size);
 	}
+	/* MHD hands the socket over non-blocking; fn gets a plain blocking socket (it may set
+	 * O_NONBLOCK again for its own event loop) */
+	int fl = fcntl(sock, F_GETFL);
+	if (fl >= 0 && (fl & O_NONBLOCK))
+		(void)fcntl(sock, F_SETFL, fl & ~O_NONBLOCK);
 	u->fd = sock;
 	u->extra = p->extra;
 	u->extra_len = extra_in_size;

@@ -729,6 +729,9 @@ static enum MHD_Result begin_request(struct http_server *srv, struct MHD_Connect
 	c->mhd = conn;
 	c->body_fd = -1;
 	c->t0_us = st_now_us();
+	/* decide about shutdown before counting the request: once counted as in flight, a
+	 * request is served (http_server_stop waits for it) */
+	bool stopping = atomic_load(&srv->stopping);
 	atomic_fetch_add(&srv->inflight, 1);
 	c->count_inflight = true;
 	c->req.priv = c;
@@ -760,7 +763,7 @@ static enum MHD_Result begin_request(struct http_server *srv, struct MHD_Connect
 	}
 	c->req.path = c->path;
 
-	if (atomic_load(&srv->stopping)) {
+	if (stopping) {
 		http_reply_header(&c->req, "Retry-After", "1");
 		return queue_early_error(c, 503, "shutting_down",
 		                         "the server is shutting down: retry on another replica",

@@ -223,7 +223,7 @@ int http_reply_stream_thread(struct http_request *req, unsigned status, const ch
  * and must be handled before reading from fd.
  */
 struct http_upgrade {
-	int fd; /* the client socket, blocking mode unspecified: set what you need */
+	int fd; /* the client socket, in blocking mode; do not close it: http_upgrade_close */
 	const char *extra;
 	size_t extra_len;
 	void *ctx;

@@ -72,6 +72,10 @@ struct jail_spec {
 	bool capture_output; /* true: stdout/stderr captured into the report (capped);
 				     false: passed through to the caller's fds 1 and 2 (still capped) */
 	bool rootless; /* force the rootless path even when running as root (tests) */
+	/* Added after the first version (jail_spec_init sets them): */
+	const char *const *seccomp_extra_allow; /* syscall names allowed on top of the policy */
+	const char *cgroup_name; /* NULL: "jail-<pid>-<n>" */
+	bool no_cgroup; /* skip cgroups (no memory/pids/cpu limits, no cgroup stats) */
 };
 
 /* Fill spec with the defaults: argv/env NULL, net loopback, policy "default", tmp 64 MiB,
@@ -162,6 +166,9 @@ int jail_cgroup_kill(struct jail_cgroup *cg, struct st_error **err);
 /* Kill, then remove the cgroup directories and free the handle. NULL is fine. */
 void jail_cgroup_destroy(struct jail_cgroup *cg);
 const char *const *jail_cgroup_warnings(const struct jail_cgroup *cg, size_t *n);
+/* Remove Stockade's parent cgroup (default "stockade", or $STOCKADE_CGROUP_PARENT) from every
+   hierarchy where it exists and is empty. For tests and uninstall; jails never need it. */
+int jail_cgroup_remove_parent(void);
 
 /* In-process steps, for a child about to run untrusted code, applied in this order. */
 int jail_apply_rlimits(const struct jail_limits *limits, struct st_error **err);
@@ -169,9 +176,24 @@ int jail_apply_rlimits(const struct jail_limits *limits, struct st_error **err);
 int jail_drop_privileges(struct st_error **err);
 /* Load the named seccomp policy into the calling process (with TSYNC if threads exist). */
 int jail_seccomp_load(const char *policy, struct st_error **err);
+/*
+ * jail_seccomp_load with options: extra_allow (NULL-terminated syscall names, may be NULL) are
+ * allowed on top of the policy; notify_fd non-NULL: the dangerous syscalls are sent to a
+ * seccomp user-notify listener whose fd is stored there (hand it to a supervisor, e.g. over
+ * SCM_RIGHTS, then close it) instead of killing the process outright. With nobody listening
+ * they fail with ENOSYS, so a listener must exist for the violation to end the process.
+ */
+int jail_seccomp_load_ex(const char *policy, const char *const *extra_allow, int *notify_fd,
+                         struct st_error **err);
+/* Supervisor side: receive one notification from a listener, answer it with EPERM and store
+   the syscall number (name it with jail_syscall_name). */
+int jail_seccomp_notify_handle(int notify_fd, int *syscall_nr, struct st_error **err);
+/* Human-readable form of a policy (libseccomp PFC), for review and tests. */
+int jail_seccomp_export_pfc(const char *policy, int fd, struct st_error **err);
 /* Names of the policies jail_seccomp_load knows, NULL-terminated. */
 const char *const *jail_seccomp_policies(void);
-/* The syscall name for a number on this architecture, or NULL. */
+/* The syscall name for a number on this architecture, or NULL (valid until the next call
+   on the same thread). */
 const char *jail_syscall_name(int nr);
 
 #endif

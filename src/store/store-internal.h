@@ -69,6 +69,7 @@ struct store {
 	char *ns;
 	char *sqlite_path;
 	char *pg_conninfo;
+	char *pg_schema; /* Postgres schema (defaults to ns) */
 	unsigned busy_ms;
 	unsigned stale_ms;
 
@@ -109,6 +110,13 @@ int store__conn_get(struct store *s, struct store_conn **out, struct st_error **
 void store__conn_put(struct store *s, struct store_conn *c);
 /* Make `view` a handle pinned to c (like a transaction handle, but without BEGIN). */
 void store__view_init(struct store *view, struct store *s, struct store_conn *c);
+
+/*
+ * Like st_error_make() with a code but without the strerror() suffix: store messages already
+ * say what happened ("is already running", not "...: Device or resource busy"). Returns -code.
+ */
+int store__error(struct st_error **err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Expand dialect tokens; on Postgres also number the `?` parameters. Caller frees. */
 char *store__expand(enum store_backend backend, const char *ns, const char *sql);

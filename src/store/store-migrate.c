@@ -60,7 +60,7 @@ int store__bootstrap(struct store *s, struct st_error **err)
 	int r = store__conn_get(s, &c, err);
 	if (r < 0)
 		return r;
-	int64_t key = store__lock_key(s->ns, "bootstrap");
+	int64_t key = store__lock_key(s->pg_schema ? s->pg_schema : s->ns, "bootstrap");
 	if (s->ops->lock && (r = s->ops->lock(s, c, key, err)) < 0)
 		goto out;
 	if (s->ops->create_ns && (r = s->ops->create_ns(s, c, err)) < 0)
@@ -140,6 +140,51 @@ static bool known_find(enum store_backend backend, const char *ns, const char *c
 	}
 	pthread_mutex_unlock(&known_mu);
 	return found;
+}
+
+/* ---- declared migrations (process-wide) -------------------------------------------------- */
+
+struct declared_set {
+	const char *ns;
+	const char *component;
+	const struct store_migration *m;
+	size_t n;
+};
+
+static struct declared_set *declared;
+static size_t ndeclared;
+
+void store_declare_migrations(const char *ns, const char *component,
+                              const struct store_migration *migrations, size_t n)
+{
+	pthread_mutex_lock(&known_mu);
+	size_t i = 0;
+	while (i < ndeclared &&
+	       !(strcmp(declared[i].ns, ns) == 0 && strcmp(declared[i].component, component) == 0))
+		i++;
+	if (i == ndeclared) {
+		struct declared_set *nd = realloc(declared, (ndeclared + 1) * sizeof(*declared));
+		if (nd == NULL)
+			abort();
+		declared = nd;
+		ndeclared++;
+	}
+	declared[i] =
+	    (struct declared_set){.ns = ns, .component = component, .m = migrations, .n = n};
+	pthread_mutex_unlock(&known_mu);
+}
+
+/* A snapshot of the sets declared for ns (caller frees the array, not the entries). */
+static struct declared_set *declared_for(const char *ns, size_t *n)
+{
+	pthread_mutex_lock(&known_mu);
+	struct declared_set *out = st_xcalloc(ndeclared + 1, sizeof(*out));
+	*n = 0;
+	for (size_t i = 0; i < ndeclared; i++)
+		if (strcmp(declared[i].ns, ns) == 0)
+			out[(*n)++] = declared[i];
+	pthread_mutex_unlock(&known_mu);
+	return out;
 }
 
 /* ---- schema migrations ------------------------------------------------------------------ */
@@ -234,21 +279,21 @@ int store_migrate(struct store *s, const char *component, const struct store_mig
 	if (applied)
 		*applied = 0;
 	if (s->pinned)
-		return st_error_make(err, EINVAL, "store_migrate cannot run inside a transaction");
+		return store__error(err, EINVAL, "store_migrate cannot run inside a transaction");
 	if (component == NULL || component[0] == '\0')
-		return st_error_make(err, EINVAL, "schema migrations need a component name");
+		return store__error(err, EINVAL, "schema migrations need a component name");
 	for (size_t i = 0; i < n; i++) {
 		const struct store_migration *m = &migrations[i];
 		if (m->version <= 0 || (i > 0 && m->version <= migrations[i - 1].version))
-			return st_error_make(
+			return store__error(
 			    err, EINVAL,
 			    "schema migrations of '%s' must have increasing positive "
 			    "versions (entry %zu has %lld)",
 			    component, i, (long long)m->version);
 		if (m->name == NULL || migration_sql(s, m) == NULL)
-			return st_error_make(err, EINVAL,
-			                     "schema migration %s/%lld needs a name and SQL for %s",
-			                     component, (long long)m->version, s->ops->name);
+			return store__error(err, EINVAL,
+			                    "schema migration %s/%lld needs a name and SQL for %s",
+			                    component, (long long)m->version, s->ops->name);
 		char sum[65];
 		store__sha256_hex(migration_sql(s, m), sum);
 		known_add(s->backend, s->ns, component, m->version, sum);
@@ -261,7 +306,7 @@ int store_migrate(struct store *s, const char *component, const struct store_mig
 		return r;
 	struct store view;
 	store__view_init(&view, s, c);
-	int64_t key = store__lock_key(s->ns, component);
+	int64_t key = store__lock_key(s->pg_schema ? s->pg_schema : s->ns, component);
 	if (s->ops->lock && (r = s->ops->lock(s, c, key, err)) < 0) {
 		store__conn_put(s, c);
 		return r;
@@ -273,7 +318,7 @@ int store_migrate(struct store *s, const char *component, const struct store_mig
 	                    "component = ?",
 	                    &cp, 1, &have, err);
 	if (r == 0 && have > newest) {
-		r = st_error_make(
+		r = store__error(
 		    err, EPROTO,
 		    "the database schema of '%s' in %s store '%s' is at version %lld but "
 		    "this stockade knows only up to version %lld: a newer release has "
@@ -290,6 +335,23 @@ int store_migrate(struct store *s, const char *component, const struct store_mig
 	if (s->ops->unlock)
 		s->ops->unlock(c, key);
 	store__conn_put(s, c);
+	return r;
+}
+
+int store_migrate_declared(struct store *s, int *applied, struct st_error **err)
+{
+	if (applied)
+		*applied = 0;
+	size_t n = 0;
+	struct declared_set *sets = declared_for(store__root(s)->ns, &n);
+	int r = 0;
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		int a = 0;
+		r = store_migrate(s, sets[i].component, sets[i].m, sets[i].n, &a, err);
+		if (applied)
+			*applied += a;
+	}
+	free(sets);
 	return r;
 }
 
@@ -318,7 +380,7 @@ int store_data_migration_register(struct store *s, const struct store_data_migra
 {
 	s = store__root(s);
 	if (m->name == NULL || m->name[0] == '\0' || m->run == NULL)
-		return st_error_make(err, EINVAL, "a data migration needs a name and a function");
+		return store__error(err, EINVAL, "a data migration needs a name and a function");
 	struct store_value v[] = {store_text(m->name), store_text(m->description),
 	                          store_int(store__now_ms())};
 	int r =
@@ -450,7 +512,7 @@ static int dm_run_one(struct store *s, const struct store_data_migration *m, boo
 		    "with 'stockade migrate retry %s')",
 		    s->ns, m->name, emsg, m->name);
 		if (r == 0)
-			st_error_make(err, mr, "data migration '%s' failed: %s", m->name, emsg);
+			store__error(err, -mr, "data migration '%s' failed: %s", m->name, emsg);
 		st_error_free(merr);
 		return r < 0 ? r : mr;
 	}
@@ -460,6 +522,30 @@ static int dm_run_one(struct store *s, const struct store_data_migration *m, boo
 		                     m->name);
 	st_log(ST_LOG_INFO, "store '%s': data migration '%s' done", s->ns, m->name);
 	return 0;
+}
+
+struct names {
+	char **v;
+	size_t n;
+};
+
+static int names_cb(void *ctx, const struct store_row *row, struct st_error **err)
+{
+	struct names *nm = ctx;
+	char **nv = realloc(nm->v, (nm->n + 1) * sizeof(*nm->v));
+	if (nv == NULL)
+		return store__error(err, ENOMEM, "out of memory");
+	nm->v = nv;
+	nm->v[nm->n++] = st_xstrdup(store_row_text(row, 0) ? store_row_text(row, 0) : "");
+	return 0;
+}
+
+static bool names_has(const struct names *nm, const char *name)
+{
+	for (size_t i = 0; i < nm->n; i++)
+		if (strcmp(nm->v[i], name) == 0)
+			return true;
+	return false;
 }
 
 int store_data_migrations_run_now(struct store *s, struct st_error **err)
@@ -472,8 +558,20 @@ int store_data_migrations_run_now(struct store *s, struct st_error **err)
 		list[i] = s->dm[i].m;
 	pthread_mutex_unlock(&s->dm_mu);
 
-	int ret = 0;
-	for (size_t i = 0; i < n; i++) {
+	/* Read first, claim only what could be claimed: the background thread polls this, and a
+	 * poll should not write when there is nothing to do. */
+	struct names cand = {0};
+	struct store_value v = store_int(store__now_ms() - (int64_t)s->stale_ms);
+	int ret = n == 0
+	              ? 0
+	              : store_query(s,
+	                            "SELECT name FROM {ns}data_migrations WHERE state = 'pending' "
+	                            "OR (state = 'running' AND (heartbeat_at IS NULL OR "
+	                            "heartbeat_at < ?))",
+	                            &v, 1, names_cb, &cand, err);
+	for (size_t i = 0; ret == 0 && i < n; i++) {
+		if (!names_has(&cand, list[i].name))
+			continue;
 		bool ran = false, failed = false;
 		struct st_error *e = NULL;
 		int r = dm_run_one(s, &list[i], &ran, &failed, &e);
@@ -484,6 +582,9 @@ int store_data_migrations_run_now(struct store *s, struct st_error **err)
 		}
 		st_error_free(e);
 	}
+	for (size_t i = 0; i < cand.n; i++)
+		free(cand.v[i]);
+	free(cand.v);
 	free(list);
 	return ret;
 }
@@ -616,10 +717,34 @@ int store_migration_status(struct store *s, json_t **out, struct st_error **err)
 		if (state && strcmp(state, "running") == 0)
 			json_array_append_new(running, json_string(name));
 	}
+	json_t *pending = json_array();
+	size_t nsets = 0;
+	struct declared_set *sets = declared_for(root->ns, &nsets);
+	for (size_t k = 0; k < nsets; k++) {
+		for (size_t m = 0; m < sets[k].n; m++) {
+			bool applied = false;
+			json_array_foreach(schema, i, row)
+			{
+				if (strcmp(json_string_value(json_object_get(row, "component")),
+				           sets[k].component) == 0 &&
+				    json_integer_value(json_object_get(row, "version")) ==
+				        sets[k].m[m].version)
+					applied = true;
+			}
+			if (applied)
+				continue;
+			json_array_append_new(pending, json_pack("{s:s, s:I, s:s}", "component",
+			                                         sets[k].component, "version",
+			                                         (json_int_t)sets[k].m[m].version,
+			                                         "name", sets[k].m[m].name));
+		}
+	}
+	free(sets);
 	json_t *o = json_object();
 	json_object_set_new(o, "namespace", json_string(root->ns));
 	json_object_set_new(o, "backend", json_string(root->ops->name));
 	json_object_set_new(o, "schema", schema);
+	json_object_set_new(o, "pending_schema", pending);
 	json_object_set_new(o, "data", data);
 	json_object_set_new(o, "ok", json_boolean(json_array_size(failed) == 0));
 	json_object_set_new(o, "failed", failed);
@@ -652,10 +777,10 @@ int store_data_migration_retry(struct store *s, const char *name, struct st_erro
 		    v, 1, &row, &qerr);
 		if (r == -ENOENT) {
 			st_error_free(qerr);
-			return st_error_make(err, ENOENT,
-			                     "no data migration named '%s' (see 'stockade migrate "
-			                     "status' for the list)",
-			                     name);
+			return store__error(err, ENOENT,
+			                    "no data migration named '%s' (see 'stockade migrate "
+			                    "status' for the list)",
+			                    name);
 		}
 		if (r < 0) {
 			if (err && *err == NULL)
@@ -668,13 +793,13 @@ int store_data_migration_retry(struct store *s, const char *name, struct st_erro
 		if (state && strcmp(state, "running") == 0) {
 			const char *owner = json_string_value(json_object_get(row, "owner"));
 			json_int_t started = json_integer_value(json_object_get(row, "started_at"));
-			r = st_error_make(
+			r = store__error(
 			    err, EBUSY,
 			    "data migration '%s' is already running (by '%s', for %llds); "
 			    "a retry is refused until it finishes",
 			    name, owner ? owner : "?", (long long)((now - started) / 1000));
 		} else if (state && strcmp(state, "done") == 0) {
-			r = st_error_make(
+			r = store__error(
 			    err, EALREADY,
 			    "data migration '%s' is already done; there is nothing to retry", name);
 		} else {
@@ -690,6 +815,12 @@ int store_data_migration_retry(struct store *s, const char *name, struct st_erro
 	pthread_cond_broadcast(&root->dm_cv);
 	pthread_mutex_unlock(&root->dm_mu);
 	return 0;
+}
+
+/* Stockade's own data migrations ship with every release (registered or not yet). */
+static bool is_builtin(const char *name)
+{
+	return strcmp(name, "schema-integrity-check") == 0 || strcmp(name, "test-canary") == 0;
 }
 
 int store_check_upgrade_gate(struct store *s, const char *const *required, size_t n,
@@ -719,7 +850,7 @@ int store_check_upgrade_gate(struct store *s, const char *const *required, size_
 				gating = strcmp(required[k], name) == 0;
 		} else {
 			pthread_mutex_lock(&root->dm_mu);
-			gating = dm_find(root, name) == NULL;
+			gating = dm_find(root, name) == NULL && !is_builtin(name);
 			pthread_mutex_unlock(&root->dm_mu);
 		}
 		if (!gating)
@@ -736,12 +867,12 @@ int store_check_upgrade_gate(struct store *s, const char *const *required, size_
 		st_buf_release(&msg);
 		return 0;
 	}
-	r = st_error_make(err, EPROTO,
-	                  "refusing to start: background data migration%s %s of the previous "
-	                  "release must complete before upgrading to this one; resolve it with the "
-	                  "previous release ('stockade migrate retry NAME', then 'stockade migrate "
-	                  "status' until it shows done) or roll back to that release",
-	                  blocked == 1 ? "" : "s", msg.data ? msg.data : "");
+	r = store__error(err, EPROTO,
+	                 "refusing to start: background data migration%s %s of the previous "
+	                 "release must complete before upgrading to this one; resolve it with the "
+	                 "previous release ('stockade migrate retry NAME', then 'stockade migrate "
+	                 "status' until it shows done) or roll back to that release",
+	                 blocked == 1 ? "" : "s", msg.data ? msg.data : "");
 	st_buf_release(&msg);
 	return r;
 }
@@ -773,7 +904,7 @@ static int sm_row_cb(void *ctx, const struct store_row *row, struct st_error **e
 	struct sm_rows *rows = ctx;
 	struct sm_row *nv = realloc(rows->v, (rows->n + 1) * sizeof(*rows->v));
 	if (nv == NULL)
-		return st_error_make(err, ENOMEM, "out of memory");
+		return store__error(err, ENOMEM, "out of memory");
 	rows->v = nv;
 	const char *c = store_row_text(row, 3);
 	rows->v[rows->n++] = (struct sm_row){
@@ -854,8 +985,8 @@ static int integrity_check(struct store *s, void *ctx_unused, struct st_error **
 	if (r < 0)
 		goto out;
 	if (ic.nproblems > 0) {
-		r = st_error_make(err, EIO, "database is in an inconsistent state: %s",
-		                  ic.problems.data);
+		r = store__error(err, EIO, "database is in an inconsistent state: %s",
+		                 ic.problems.data);
 		goto out;
 	}
 	st_log(ST_LOG_INFO,
@@ -902,12 +1033,28 @@ static int test_canary(struct store *s, void *ctx, struct st_error **err)
 			sleep_ms((long)ms);
 	}
 	if (strstr(text, "fail"))
-		return st_error_make(err, EIO, "test canary failed as asked by '%s'", path);
+		return store__error(err, EIO, "test canary failed as asked by '%s'", path);
 	return 0;
 }
 
+/*
+ * Test-only schema migrations (STOCKADE_TEST_SCHEMA_MIGRATIONS set), so tests can run several
+ * `stockade migrate up` processes at once. Each insert would show up twice if applied twice;
+ * on Postgres they sleep inside the transaction to widen the window.
+ */
+static const struct store_migration test_schema_migrations[] = {
+    {1, "create-log", "CREATE TABLE {ns}test_log (v BIGINT NOT NULL)", NULL, NULL},
+    {2, "insert-two", "INSERT INTO {ns}test_log (v) VALUES (2)", NULL,
+     "SELECT pg_sleep(0.2); INSERT INTO {ns}test_log (v) VALUES (2)"},
+    {3, "insert-three", "INSERT INTO {ns}test_log (v) VALUES (3)", NULL,
+     "SELECT pg_sleep(0.2); INSERT INTO {ns}test_log (v) VALUES (3)"},
+};
+
 int store_register_builtin_data_migrations(struct store *s, struct st_error **err)
 {
+	if (getenv("STOCKADE_TEST_SCHEMA_MIGRATIONS"))
+		store_declare_migrations(store_ns(s), "test-schema", test_schema_migrations,
+		                         ST_ARRAY_SIZE(test_schema_migrations));
 	static const struct store_data_migration integrity = {
 	    .name = "schema-integrity-check",
 	    .description = "verify applied schema migrations against this release and backfill "

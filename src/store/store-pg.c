@@ -54,12 +54,12 @@ static int session_setup(struct store *s, PGconn *pg, struct st_error **err)
 {
 	PQsetNoticeProcessor(pg, quiet_notices, NULL);
 	cleanup_free char *sql =
-	    st_xasprintf("SET search_path TO %s; SET client_min_messages TO warning", s->ns);
+	    st_xasprintf("SET search_path TO %s; SET client_min_messages TO warning", s->pg_schema);
 	PGresult *res = PQexec(pg, sql);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 		cleanup_free char *m = pg_message(PQerrorMessage(pg));
 		PQclear(res);
-		return st_error_make(err, EIO, "cannot set up postgres session: %s", m);
+		return store__error(err, EIO, "cannot set up postgres session: %s", m);
 	}
 	PQclear(res);
 	return 0;
@@ -69,14 +69,14 @@ static int pg_connect(struct store *s, struct store_conn **out, struct st_error 
 {
 	PGconn *pg = PQconnectdb(s->pg_conninfo);
 	if (pg == NULL)
-		return st_error_make(err, ENOMEM, "cannot allocate a postgres connection");
+		return store__error(err, ENOMEM, "cannot allocate a postgres connection");
 	if (PQstatus(pg) != CONNECTION_OK) {
 		cleanup_free char *m = pg_message(PQerrorMessage(pg));
 		PQfinish(pg);
-		return st_error_make(err, ECONNREFUSED,
-		                     "cannot connect to postgres: %s (check the connection string "
-		                     "and that the server is running)",
-		                     m);
+		return store__error(err, ECONNREFUSED,
+		                    "cannot connect to postgres: %s (check the connection string "
+		                    "and that the server is running)",
+		                    m);
 	}
 	int r = session_setup(s, pg, err);
 	if (r < 0) {
@@ -119,10 +119,10 @@ static int pg_reconnect(struct store *s, struct store_conn *c, struct st_error *
 		}
 		if (st_now_ms() + backoff > deadline) {
 			cleanup_free char *m = pg_message(PQerrorMessage(c->pg));
-			return st_error_make(err, ECONNREFUSED,
-			                     "lost the postgres connection and could not reconnect "
-			                     "within %u ms: %s",
-			                     s->busy_ms, m);
+			return store__error(err, ECONNREFUSED,
+			                    "lost the postgres connection and could not reconnect "
+			                    "within %u ms: %s",
+			                    s->busy_ms, m);
 		}
 		sleep_ms(backoff);
 		backoff = backoff * 2 > 1000 ? 1000 : backoff * 2;
@@ -131,16 +131,27 @@ static int pg_reconnect(struct store *s, struct store_conn *c, struct st_error *
 
 static int pg_check(struct store *s, struct store_conn *c, struct st_error **err)
 {
-	if (PQstatus(c->pg) == CONNECTION_OK) {
+	/*
+	 * An idle connection has nothing to read unless the server spoke: a FATAL "terminating
+	 * connection" and EOF when it shut down, or a notification. Reading once may only get the
+	 * message (libpq notices EOF on a later read), so read until the socket is drained, then
+	 * confirm with an empty query that the connection still answers.
+	 */
+	bool spoke = false;
+	for (int i = 0; i < 8 && PQstatus(c->pg) == CONNECTION_OK; i++) {
 		struct pollfd pfd = {.fd = PQsocket(c->pg), .events = POLLIN};
-		/* An idle connection has nothing to read unless the server spoke (or hung up). */
-		if (pfd.fd >= 0 && poll(&pfd, 1, 0) > 0) {
-			if (PQconsumeInput(c->pg) == 1) {
-				PGnotify *n;
-				while ((n = PQnotifies(c->pg)) != NULL)
-					PQfreemem(n);
-			}
-		}
+		if (pfd.fd < 0 || poll(&pfd, 1, 0) <= 0)
+			break;
+		spoke = true;
+		if (PQconsumeInput(c->pg) != 1)
+			break;
+		PGnotify *n;
+		while ((n = PQnotifies(c->pg)) != NULL)
+			PQfreemem(n);
+	}
+	if (spoke && PQstatus(c->pg) == CONNECTION_OK) {
+		PGresult *res = PQexec(c->pg, "");
+		PQclear(res);
 	}
 	if (PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) == PQTRANS_IDLE)
 		return 0;
@@ -444,10 +455,10 @@ static void pg_unlock(struct store_conn *c, int64_t key)
 
 static int pg_create_ns(struct store *s, struct store_conn *c, struct st_error **err)
 {
-	cleanup_free char *sql = st_xasprintf("CREATE SCHEMA IF NOT EXISTS %s", s->ns);
+	cleanup_free char *sql = st_xasprintf("CREATE SCHEMA IF NOT EXISTS %s", s->pg_schema);
 	int r = simple(c, sql, err);
 	if (r < 0)
-		return st_error_wrap(err, "cannot create schema '%s'", s->ns);
+		return st_error_wrap(err, "cannot create schema '%s'", s->pg_schema);
 	return 0;
 }
 

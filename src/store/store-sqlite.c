@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "store/store-internal.h"
 
@@ -49,6 +50,12 @@ static int sqlite_connect(struct store *s, struct store_conn **out, struct st_er
 {
 	/* Create the file ourselves so its mode is 0600 whatever the umask. */
 	int fd = open(s->sqlite_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0 && errno == ENOENT)
+		return store__error(
+		    err, ENOENT,
+		    "cannot open sqlite database '%s': its directory does not exist "
+		    "(create the data directory or set dataDir)",
+		    s->sqlite_path);
 	if (fd < 0)
 		return st_error_make(err, errno, "cannot open sqlite database '%s'",
 		                     s->sqlite_path);
@@ -65,11 +72,29 @@ static int sqlite_connect(struct store *s, struct store_conn **out, struct st_er
 	}
 	sqlite3_busy_timeout(db, (int)s->busy_ms);
 	sqlite3_extended_result_codes(db, 1);
+	/*
+	 * Switching a fresh database to WAL needs an exclusive lock, and SQLite answers BUSY at
+	 * once (without the busy handler) when another connection is doing the same, which is
+	 * exactly what several processes starting together do. Retry for up to busy_ms.
+	 */
 	char *emsg = NULL;
-	rc = sqlite3_exec(db,
-	                  "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; "
-	                  "PRAGMA synchronous=NORMAL;",
-	                  NULL, NULL, &emsg);
+	int64_t deadline = st_now_ms() + s->busy_ms;
+	long backoff = 5;
+	for (;;) {
+		rc = sqlite3_exec(db,
+		                  "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; "
+		                  "PRAGMA synchronous=NORMAL;",
+		                  NULL, NULL, &emsg);
+		if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED)
+			break;
+		if (st_now_ms() + backoff > deadline)
+			break;
+		sqlite3_free(emsg);
+		emsg = NULL;
+		struct timespec ts = {.tv_sec = 0, .tv_nsec = backoff * 1000000L};
+		nanosleep(&ts, NULL);
+		backoff = backoff * 2 > 200 ? 200 : backoff * 2;
+	}
 	if (rc != SQLITE_OK) {
 		st_error_make(err, 0, "cannot configure sqlite database '%s': %s", s->sqlite_path,
 		              emsg ? emsg : sqlite3_errstr(rc));
@@ -101,8 +126,8 @@ static int bind_params(sqlite3 *db, sqlite3_stmt *st, const struct store_value *
 {
 	int want = sqlite3_bind_parameter_count(st);
 	if ((size_t)want != nparams)
-		return st_error_make(err, EINVAL, "statement has %d parameters but %zu were given",
-		                     want, nparams);
+		return store__error(err, EINVAL, "statement has %d parameters but %zu were given",
+		                    want, nparams);
 	for (size_t i = 0; i < nparams; i++) {
 		int idx = (int)i + 1, rc = SQLITE_OK;
 		const struct store_value *v = &params[i];
@@ -114,8 +139,8 @@ static int bind_params(sqlite3 *db, sqlite3_stmt *st, const struct store_value *
 			rc = sqlite3_bind_blob64(st, idx, v->p ? v->p : "", v->len, SQLITE_STATIC);
 			break;
 		default:
-			return st_error_make(err, EINVAL, "parameter %zu has an unknown type",
-			                     i + 1);
+			return store__error(err, EINVAL, "parameter %zu has an unknown type",
+			                    i + 1);
 		}
 		if (rc != SQLITE_OK)
 			return sqlite_error(db, rc, err, "bind");
@@ -208,7 +233,7 @@ static int run(struct store_conn *c, const char *sql, const struct store_value *
 		}
 		if (nparams > 0 && (!first || !only_space(tail))) {
 			sqlite3_finalize(st);
-			return st_error_make(
+			return store__error(
 			    err, EINVAL, "a statement with parameters must be the only statement");
 		}
 		int r = bind_params(c->db, st, params, first ? nparams : 0, err);

@@ -151,6 +151,23 @@ int64_t store__lock_key(const char *a, const char *b)
 	return (int64_t)(h & 0x7fffffffffffffffULL);
 }
 
+int store__error(struct st_error **err, int code, const char *fmt, ...)
+{
+	if (err == NULL || *err != NULL)
+		return -code;
+	va_list ap;
+	va_start(ap, fmt);
+	char *msg = NULL;
+	if (vasprintf(&msg, fmt, ap) < 0)
+		msg = NULL;
+	va_end(ap);
+	st_error_make(err, 0, "%s", msg ? msg : "out of memory while formatting an error");
+	free(msg);
+	if (*err)
+		(*err)->code = code;
+	return -code;
+}
+
 int64_t store__now_ms(void)
 {
 	struct timespec ts;
@@ -222,7 +239,7 @@ int store_open(const struct store_options *opts, struct store **out, struct st_e
 {
 	*out = NULL;
 	if (!ns_is_valid(opts->ns))
-		return st_error_make(
+		return store__error(
 		    err, EINVAL,
 		    "invalid store namespace '%s': use 1-40 characters a-z, 0-9 and _, "
 		    "starting with a letter",
@@ -249,7 +266,7 @@ int store_open(const struct store_options *opts, struct store **out, struct st_e
 	case STORE_SQLITE:
 		if (opts->sqlite_path == NULL || opts->sqlite_path[0] == '\0') {
 			store_free(s);
-			return st_error_make(err, EINVAL, "sqlite store needs a database path");
+			return store__error(err, EINVAL, "sqlite store needs a database path");
 		}
 		s->ops = &store__sqlite_ops;
 		s->sqlite_path = st_xstrdup(opts->sqlite_path);
@@ -257,15 +274,24 @@ int store_open(const struct store_options *opts, struct store **out, struct st_e
 	case STORE_POSTGRES:
 		if (opts->pg_conninfo == NULL) {
 			store_free(s);
-			return st_error_make(err, EINVAL,
-			                     "postgres store needs a connection string");
+			return store__error(err, EINVAL,
+			                    "postgres store needs a connection string");
+		}
+		if (opts->pg_schema && !ns_is_valid(opts->pg_schema)) {
+			store_free(s);
+			return store__error(
+			    err, EINVAL,
+			    "invalid postgres schema '%s': use 1-40 characters a-z, 0-9 "
+			    "and _, starting with a letter",
+			    opts->pg_schema);
 		}
 		s->ops = &store__pg_ops;
 		s->pg_conninfo = st_xstrdup(opts->pg_conninfo);
+		s->pg_schema = st_xstrdup(opts->pg_schema ? opts->pg_schema : opts->ns);
 		break;
 	default:
 		store_free(s);
-		return st_error_make(err, EINVAL, "unknown store backend %d", (int)opts->backend);
+		return store__error(err, EINVAL, "unknown store backend %d", (int)opts->backend);
 	}
 
 	int r = store__bootstrap(s, err);
@@ -309,6 +335,7 @@ void store_free(struct store *s)
 	free(s->ns);
 	free(s->sqlite_path);
 	free(s->pg_conninfo);
+	free(s->pg_schema);
 	free(s);
 }
 
@@ -462,7 +489,7 @@ int store_query_one(struct store *s, const char *sql, const struct store_value *
 	}
 	if (json_array_size(jr.rows) == 0) {
 		json_decref(jr.rows);
-		return st_error_make(err, ENOENT, "no row");
+		return store__error(err, ENOENT, "no row");
 	}
 	*row = json_incref(json_array_get(jr.rows, 0));
 	json_decref(jr.rows);
@@ -490,7 +517,7 @@ int store_query_int(struct store *s, const char *sql, const struct store_value *
 	if (r < 0)
 		return r;
 	if (!ir.found)
-		return st_error_make(err, ENOENT, "no row");
+		return store__error(err, ENOENT, "no row");
 	*out = ir.v;
 	return 0;
 }
@@ -512,7 +539,7 @@ void store__view_init(struct store *view, struct store *s, struct store_conn *c)
 int store_tx(struct store *s, store_tx_fn fn, void *ctx, struct st_error **err)
 {
 	if (s->pinned)
-		return st_error_make(err, EINVAL, "transactions do not nest");
+		return store__error(err, EINVAL, "transactions do not nest");
 	struct store_conn *c = NULL;
 	int r = store__conn_get(s, &c, err);
 	if (r < 0)

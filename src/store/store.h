@@ -70,6 +70,9 @@ struct store_options {
 	const char *sqlite_path; /* STORE_SQLITE: the database file (created 0600 if missing) */
 	const char *pg_conninfo; /* STORE_POSTGRES: libpq conninfo string or postgres:// URI */
 	const char *ns; /* namespace: schema (Postgres) or table prefix (SQLite) */
+	/* Postgres schema when it differs from ns (a configured `postgresql.schema`); same naming
+	 * rules; NULL = ns. */
+	const char *pg_schema;
 	unsigned pool_size; /* 0 = STORE_POOL_DEFAULT */
 	unsigned busy_timeout_ms; /* SQLite lock wait and Postgres reconnect budget; 0 = 10000 */
 	/* A running data migration whose heartbeat is older than this is stale (its runner died);
@@ -203,6 +206,22 @@ struct store_migration {
  */
 int store_migrate(struct store *s, const char *component, const struct store_migration *migrations,
                   size_t n, int *applied, struct st_error **err);
+/*
+ * Declare a component's migrations process-wide so that `stockade migrate up|status` and the
+ * schema-integrity-check know them even in a process that does not run the component. The
+ * array must outlive the process (a static const array). STORE_DECLARE_MIGRATIONS does it from a
+ * constructor; a later declaration of the same (ns, component) replaces the earlier one.
+ */
+void store_declare_migrations(const char *ns, const char *component,
+                              const struct store_migration *migrations, size_t n);
+#define STORE_DECLARE_MIGRATIONS(ns, component, array)                                \
+	__attribute__((constructor)) static void store_declare_##array(void)          \
+	{                                                                             \
+		store_declare_migrations(ns, component, array, ST_ARRAY_SIZE(array)); \
+	}
+/* store_migrate() every component declared for this handle's namespace. */
+int store_migrate_declared(struct store *s, int *applied, struct st_error **err);
+
 /* Highest applied version of component (0 when none). */
 int store_schema_version(struct store *s, const char *component, int64_t *version,
                          struct st_error **err);
@@ -238,7 +257,8 @@ struct store_data_migration {
 int store_data_migration_register(struct store *s, const struct store_data_migration *m,
                                   struct st_error **err);
 /* Register Stockade's own data migrations (schema-integrity-check, and when the environment
- * variable STOCKADE_TEST_DATA_MIGRATION is set, the test-only "test-canary"; see docs). */
+ * variable STOCKADE_TEST_DATA_MIGRATION is set, the test-only "test-canary"; with
+ * STOCKADE_TEST_SCHEMA_MIGRATIONS it also declares the test-only "test-schema" migrations). */
 int store_register_builtin_data_migrations(struct store *s, struct st_error **err);
 
 /* Start one background thread that runs every registered pending migration in turn (and any
@@ -255,6 +275,7 @@ void store_data_migrations_wait(struct store *s);
  *    "schema":[{"component":"stockade","version":3,"name":"...","applied_at":ms}, ...],
  *    "data":[{"name","description","state","error","attempts","started_at","finished_at",
  *             "owner","heartbeat_at","stale","known"}...],
+ *    "pending_schema":[{"component","version","name"}...],   (declared, not yet applied)
  *    "failed":["name",...], "running":["name",...], "ok":true|false}
  * `known` says whether this binary registered it; "ok" is false when any data migration failed.
  */

@@ -512,3 +512,88 @@ TEST(http_parse_listen)
 	st_error_release(&err);
 	CHECK(http_parse_listen("a:99999", h, sizeof(h), &p, NULL) < 0);
 }
+
+/* ---- connection take-over ------------------------------------------------------------------ */
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+static void echo_upgraded(struct http_upgrade *u)
+{
+	/* echo what the client sends, upper-cased, until it closes */
+	if (u->extra_len)
+		st_write_all(u->fd, u->extra, u->extra_len);
+	char buf[256];
+	for (;;) {
+		ssize_t n = read(u->fd, buf, sizeof(buf));
+		if (n <= 0)
+			break;
+		for (ssize_t i = 0; i < n; i++)
+			if (buf[i] >= 'a' && buf[i] <= 'z')
+				buf[i] = (char)(buf[i] - 32);
+		if (st_write_all(u->fd, buf, (size_t)n) < 0)
+			break;
+	}
+	http_upgrade_close(u);
+}
+
+static int h_upgrade(struct http_request *req, void *ctx)
+{
+	(void)ctx;
+	const char *up = http_header(req, "Upgrade");
+	if (!up || strcmp(up, "echo") != 0)
+		return http_reply_error(req, 400, "invalid_request", "expected Upgrade: echo",
+		                        NULL);
+	http_reply_header(req, "X-Echo", "1");
+	return http_reply_upgrade(req, "echo", echo_upgraded, NULL);
+}
+
+TEST(http_upgrade_takes_over_the_connection)
+{
+	struct http_server_options o;
+	http_server_options_init(&o);
+	o.access_log = false;
+	struct http_server *srv = NULL;
+	struct st_error *err = NULL;
+	CHECK(http_server_new("127.0.0.1:0", &o, &srv, &err) == 0);
+	CHECK(http_route(srv, "GET", "/ws", h_upgrade, NULL, 0) == 0);
+	CHECK(http_server_start(srv, &err) == 0);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(http_server_port(srv))};
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	CHECK(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	const char *rq =
+	    "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n";
+	CHECK(st_write_all(fd, rq, strlen(rq)) == (ssize_t)strlen(rq));
+	char buf[2048];
+	size_t got = 0;
+	while (got < sizeof(buf) - 1) {
+		ssize_t n = read(fd, buf + got, sizeof(buf) - 1 - got);
+		if (n <= 0)
+			fprintf(stderr, "read %zd after '%.*s'\n", n, (int)got, buf);
+		CHECK(n > 0);
+		got += (size_t)n;
+		buf[got] = '\0';
+		if (strstr(buf, "\r\n\r\n"))
+			break;
+	}
+	CHECK_CONTAINS(buf, "101");
+	CHECK_CONTAINS(buf, "X-Echo: 1");
+	CHECK(st_write_all(fd, "hello", 5) == 5);
+	char echo[6] = {0};
+	size_t e = 0;
+	while (e < 5) {
+		ssize_t n = read(fd, echo + e, 5 - e);
+		CHECK(n > 0);
+		e += (size_t)n;
+	}
+	CHECK_STREQ(echo, "HELLO");
+	close(fd);
+	/* the upgraded connection ends; the server stops cleanly */
+	for (int i = 0; i < 200 && http_server_inflight(srv) > 0; i++)
+		usleep(10 * 1000);
+	CHECK_EQ_INT(http_server_inflight(srv), 0);
+	http_server_stop(srv, 1000);
+	http_server_free(srv);
+}

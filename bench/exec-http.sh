@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# bench/exec-http.sh - executions over HTTP on loopback with keep-alive, against spawning an
+# interpreter under bwrap per request, in the same invocation.
+#
+#   bash bench/exec-http.sh [--record]      (--record appends a dated section to bench/RESULTS.md)
+#
+# Cases: `return 1+1` in JavaScript and Python, and Python using pandas (a DataFrame sum).
+# Stockade: `stockade serve --role code-executor` (release build) driven by bench/httpload.c
+# (libcurl multi, keep-alive), one connection for latency and 4 for throughput.
+# Baselines: `bwrap ... node -e`, `bwrap ... python3 -c`, and `bwrap ... python3 -c 'import
+# pandas ...'`, run sequentially from a small Python timer (its own overhead, ~1 ms, counts
+# against the baseline, which makes the ratios conservative).
+# Env: N (requests per Stockade case, default 2000), BN (runs per baseline, default 20).
+# Not a test: nothing here fails because the machine is slow.
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${STOCKADE_BIN:-$ROOT/build/stockade}
+N=${N:-2000}
+BN=${BN:-20}
+RECORD=0; [ "${1:-}" = --record ] && RECORD=1
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/stockade-bench.XXXXXX")
+PID=
+cleanup() { [ -n "$PID" ] && kill -TERM "$PID" 2>/dev/null && wait "$PID" 2>/dev/null; rm -rf "$TMP"; }
+trap cleanup EXIT
+
+[ -x "$BIN" ] || { echo "build first: make build" >&2; exit 1; }
+cc -O2 -o "$TMP/httpload" "$ROOT/bench/httpload.c" $(pkg-config --cflags --libs libcurl) || exit 1
+
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+TOKEN=bench_$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+STOCKADE_API_TOKEN=$TOKEN "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$TMP/data" \
+  --role code-executor >"$TMP/server.log" 2>&1 &
+PID=$!
+for i in $(seq 1 300); do
+  curl -sf -o /dev/null "http://127.0.0.1:$PORT/readyz" && break
+  kill -0 "$PID" 2>/dev/null || { cat "$TMP/server.log"; exit 1; }
+  sleep 0.1
+done
+URL=http://127.0.0.1:$PORT/api/v1/execute
+
+body() { jq -cn --arg l "$1" --arg c "$2" '{language:$l, code:$c}'; }
+JS_TRIVIAL=$(body javascript 'return 1+1')
+PY_TRIVIAL=$(body python 'return 1+1')
+PY_PANDAS=$(body python 'import pandas as pd
+return int(pd.DataFrame({"a": [1, 2, 3]})["a"].sum())')
+
+load() { # name body conns n
+  "$TMP/httpload" -u "$URL" -m POST -H "Authorization: Bearer $TOKEN" \
+    -H 'Content-Type: application/json' -d "$2" -c "$3" -n "$4" -w 50 -e '"status":"ok"' \
+    >"$TMP/$1.json" || echo "# $1: some requests failed" >&2
+}
+load js1 "$JS_TRIVIAL" 1 "$N"
+load js4 "$JS_TRIVIAL" 4 "$N"
+load py1 "$PY_TRIVIAL" 1 "$N"
+load py4 "$PY_TRIVIAL" 4 "$N"
+load pd1 "$PY_PANDAS" 1 "$((N / 4))"
+load pd4 "$PY_PANDAS" 4 "$((N / 4))"
+
+mem=$(curl -s -H "Authorization: Bearer $TOKEN" -d "$PY_PANDAS" "$URL" | jq -r .stats.maxRssKb)
+memjs=$(curl -s -H "Authorization: Bearer $TOKEN" -d "$JS_TRIVIAL" "$URL" | jq -r .stats.maxRssKb)
+metrics=$(curl -s "http://127.0.0.1:$PORT/metrics")
+zrss_js=$(echo "$metrics" | awk '/^stockade_engine_zygote_rss_bytes.*javascript/ {print int($2/1048576)}' | head -1)
+zrss_py=$(echo "$metrics" | awk '/^stockade_engine_zygote_rss_bytes.*python/ {print int($2/1048576)}' | head -1)
+kill -TERM "$PID"; wait "$PID" 2>/dev/null; PID=
+
+# baselines: one fresh sandboxed interpreter per request
+python3 - "$BN" >"$TMP/base.json" <<'PY'
+import json, subprocess, sys, time
+n = int(sys.argv[1])
+bw = ["bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "--dev", "/dev",
+      "--proc", "/proc", "--tmpfs", "/tmp", "--new-session"]
+cases = {
+    "node": bw + ["node", "-e", "console.log(1+1)"],
+    "python": bw + ["python3", "-c", "print(1+1)"],
+    "pandas": bw + ["python3", "-c",
+                    "import pandas as pd; print(int(pd.DataFrame({'a':[1,2,3]})['a'].sum()))"],
+}
+out = {}
+for name, cmd in cases.items():
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # warm caches
+    lat = []
+    t_all = time.perf_counter()
+    for _ in range(n):
+        t0 = time.perf_counter()
+        r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        lat.append((time.perf_counter() - t0) * 1000)
+        if r.stdout.strip() not in (b"2", b"6"):
+            out.setdefault("errors", []).append(name)
+    secs = time.perf_counter() - t_all
+    lat.sort()
+    out[name] = {"p50_ms": lat[len(lat) // 2], "p99_ms": lat[min(len(lat) - 1, int(0.99 * (len(lat) - 1) + 0.5))],
+                 "rps": n / secs}
+print(json.dumps(out))
+PY
+
+j() { jq -r "$2" "$TMP/$1.json"; }
+b() { jq -r "$1" "$TMP/base.json"; }
+ratio() { python3 -c "print(f'{$1 / $2:.1f}x')"; }
+date_s=$(date -u +%Y-%m-%dT%H:%MZ)
+report=$(cat <<MD
+### exec-http ($date_s, $(nproc) cores, N=$N, baseline runs=$BN)
+
+| case | p50 ms | p99 ms | exec/s (1 conn) | exec/s (4 conns) |
+|---|---|---|---|---|
+| Stockade JS \`return 1+1\` | $(j js1 .p50_ms) | $(j js1 .p99_ms) | $(j js1 .rps) | $(j js4 .rps) |
+| Stockade Python \`return 1+1\` | $(j py1 .p50_ms) | $(j py1 .p99_ms) | $(j py1 .rps) | $(j py4 .rps) |
+| Stockade Python pandas | $(j pd1 .p50_ms) | $(j pd1 .p99_ms) | $(j pd1 .rps) | $(j pd4 .rps) |
+| bwrap + \`node -e\` | $(b '.node.p50_ms*1000|round/1000') | $(b '.node.p99_ms*1000|round/1000') | $(b '.node.rps*10|round/10') | |
+| bwrap + \`python3 -c\` | $(b '.python.p50_ms*1000|round/1000') | $(b '.python.p99_ms*1000|round/1000') | $(b '.python.rps*10|round/10') | |
+| bwrap + python3 importing pandas | $(b '.pandas.p50_ms*1000|round/1000') | $(b '.pandas.p99_ms*1000|round/1000') | $(b '.pandas.rps*10|round/10') | |
+
+Ratios of p50 latency (baseline / Stockade): JS $(ratio "$(b .node.p50_ms)" "$(j js1 .p50_ms)"),
+Python $(ratio "$(b .python.p50_ms)" "$(j py1 .p50_ms)"), pandas $(ratio "$(b .pandas.p50_ms)" "$(j pd1 .p50_ms)").
+Errors (Stockade): JS $(j js1 .errors)/$(j js4 .errors), Python $(j py1 .errors)/$(j py4 .errors), pandas $(j pd1 .errors)/$(j pd4 .errors).
+Zygote RSS: JavaScript ${zrss_js:-?} MiB, Python (numpy+pandas imported) ${zrss_py:-?} MiB; per-execution max RSS
+(the forked child, shared pages included): JS ${memjs:-?} KiB, Python pandas ${mem:-?} KiB.
+MD
+)
+echo "$report"
+if [ "$RECORD" = 1 ]; then
+  { echo; echo "$report"; } >>"$ROOT/bench/RESULTS.md"
+  echo "(appended to bench/RESULTS.md)"
+fi

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# bench/jail-start.sh - how long until a jailed /bin/true has run and been reaped, against the
+# peers, in one run, round-robin. BENCH_N runs each (default 200). Uses the release build.
+# Goal (issue): stockade's median at most 0.6x bwrap's.
+set -uo pipefail
+. "$(dirname "$0")/lib.sh"
+N=${BENCH_N:-200}
+FE=$(bench_build_forkexec) || { echo "cannot build bench/forkexec.c"; exit 1; }
+[ -x "$STOCKADE_BIN" ] || { echo "no release build at $STOCKADE_BIN: run 'make build'"; exit 1; }
+
+TRUE=/bin/true
+args=(fork+exec "$TRUE"
+  --- unshare-Urpmnui "$(command -v unshare)" -Urpmnui --fork "$TRUE"
+  --- bwrap "$(command -v bwrap)" --unshare-all --ro-bind / / --dev /dev --proc /proc --tmpfs /tmp "$TRUE"
+  --- stockade-jail "$STOCKADE_BIN" jail -- /bin/true)
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+  args+=(--- stockade-jail-uid65534 "$(command -v setpriv)" --reuid 65534 --regid 65534 --clear-groups "$STOCKADE_BIN" jail -- /bin/true)
+fi
+
+echo "# jail start-up: $N runs each, round-robin; $(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) CPUs, $(uname -r)"
+echo "# $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')"
+echo "# fork+exec: /bin/true | unshare-Urpmnui: unshare -Urpmnui --fork /bin/true"
+echo "# bwrap: bwrap --unshare-all --ro-bind / / --dev /dev --proc /proc --tmpfs /tmp /bin/true"
+echo "# stockade-jail: $STOCKADE_BIN jail -- /bin/true (-uid65534: the same under setpriv as nobody)"
+"$FE" "$N" "${args[@]}" >"$BENCH_TMP/times" || exit 1
+bench_summary "$BENCH_TMP/times" bwrap
+awk '$1 ~ /^stockade/ && $3 != 0 { n++ } END { if (n) print "# warning: " n " stockade runs did not exit 0" }' "$BENCH_TMP/times"

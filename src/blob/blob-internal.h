@@ -1,0 +1,154 @@
+/*
+ * blob-internal.h - what the blob front end (blob.c), the HTTP helper (blob-http.c) and the
+ * backends (blob-fs.c, blob-s3.c, blob-azure.c; GCS is the s3 backend with other defaults)
+ * share. Not part of the public API.
+ */
+#ifndef STOCKADE_BLOB_INTERNAL_H
+#define STOCKADE_BLOB_INTERNAL_H
+
+#include <curl/curl.h>
+
+#include "blob/blob.h"
+
+/* Immutable after blob_open: safe to share between threads. */
+struct blob_store {
+	enum blob_provider provider;
+	char *prefix; /* "" when none */
+
+	/* fs */
+	char *fs_root;
+	int fs_rootfd; /* O_PATH|O_DIRECTORY */
+
+	/* s3 / gcs */
+	char *bucket;
+	char *region;
+	char *access_key_id;
+	char *secret_access_key;
+	char *session_token;
+	char *s3_base; /* scheme://host[:port] (virtual-hosted: with the bucket) */
+	bool path_style;
+	char *sigv4; /* "aws:amz:<region>:s3" */
+
+	/* azure */
+	char *az_account;
+	unsigned char az_key[128];
+	size_t az_key_len;
+	char *az_container;
+	char *az_base; /* scheme://host[:port][/account for emulator-style endpoints] */
+	char *az_resource_base; /* "/<account>" + path of az_base after the host */
+
+	unsigned max_attempts;
+	unsigned backoff_ms;
+	long connect_timeout_ms;
+	long request_timeout_ms;
+	long low_speed_timeout_s;
+	size_t part_size;
+	unsigned list_page_size;
+	char *ca_file;
+};
+
+/* Where a get writes: a capped buffer or an fd. */
+struct blob__sink {
+	struct st_buf *buf; /* non-NULL: collect here (its max is the cap -> -EFBIG) */
+	int fd; /* otherwise: write here */
+	uint64_t written;
+	bool failed_write; /* the fd write failed (not retryable) */
+	int write_errno;
+};
+
+/* An error with a message of our own (no strerror suffix) that returns -code. */
+int blob__fail(struct st_error **err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Metadata helpers (blob.c). */
+int blob__meta_check(const struct blob_meta *meta, size_t n_meta, struct st_error **err);
+void blob__info_add_meta(struct blob_info *info, const char *name, size_t name_len,
+                         const char *value, size_t value_len);
+char *blob__full_key(const struct blob_store *s, const char *key);
+/* Sleep before attempt n (1-based retry count) with exponential backoff and jitter. */
+void blob__backoff(const struct blob_store *s, unsigned retry);
+
+/* ---- HTTP (blob-http.c) ---------------------------------------------------------------- */
+
+struct blob__http_req {
+	const char *method; /* GET HEAD PUT POST DELETE */
+	const char *url;
+	struct curl_slist *headers; /* borrowed */
+	const void *body; /* request body (may be NULL with body_len 0) */
+	size_t body_len;
+	bool sigv4; /* sign with the store's S3 credentials */
+	bool retry; /* idempotent: retry on transient failures */
+	struct blob__sink *sink; /* 2xx response body goes here; NULL: into resp.body (capped) */
+	const char *what; /* for messages: "put 'key'" */
+};
+
+struct blob__http_resp {
+	long status;
+	struct st_buf body; /* non-2xx bodies and small 2xx bodies (XML), capped */
+	uint64_t content_length;
+	bool has_content_length;
+	char *etag;
+	int64_t mtime;
+	char *ms_error_code; /* x-ms-error-code */
+	struct blob_info meta_info; /* x-amz-meta-* / x-ms-meta-* collected here */
+	const char *meta_prefix; /* "x-amz-meta-" or "x-ms-meta-" */
+};
+
+void blob__http_resp_release(struct blob__http_resp *r);
+/*
+ * Perform the request with retries. Returns 0 when a response arrived (any status; the caller
+ * inspects resp->status), or a negative code with *err set when the transfer failed after all
+ * attempts (or a 5xx/429 persisted: then status is set too and 0 is NOT returned).
+ */
+int blob__http(const struct blob_store *s, const struct blob__http_req *req,
+               struct blob__http_resp *resp, struct st_error **err);
+/* Turn a non-2xx response into an error naming what failed and the server's Code/Message;
+ * returns -ENOENT (404), -EACCES (401/403), -EEXIST (409/412) or -EIO. */
+int blob__http_fail(const struct blob__http_resp *r, const char *what, struct st_error **err);
+/* Percent-encode for a URL path (keep '/' when keep_slash) or query value. Heap string. */
+char *blob__uri_encode(const char *s, bool keep_slash);
+
+/* Minimal XML: the decoded text of the first <tag>...</tag> within [p, end), or NULL. */
+char *blob__xml_text(const char *p, const char *end, const char *tag);
+/* Find the next element <tag ...>...</tag> from *pos; sets [*inner, *inner_end) and advances. */
+bool blob__xml_next(const char **pos, const char *end, const char *tag, const char **inner,
+                    const char **inner_end);
+/* HTTP date (RFC 1123) or ISO 8601 -> epoch seconds; 0 when unparsable. */
+int64_t blob__parse_time(const char *s);
+
+/* ---- backends ---------------------------------------------------------------------------- */
+
+int blob__fs_open(struct blob_store *s, struct st_error **err);
+int blob__fs_put(struct blob_store *s, const char *key, const void *data, size_t len, int fd,
+                 const struct blob_meta *meta, size_t n_meta, struct st_error **err);
+int blob__fs_get(struct blob_store *s, const char *key, struct blob__sink *sink,
+                 struct blob_info *info, struct st_error **err);
+int blob__fs_delete(struct blob_store *s, const char *key, struct st_error **err);
+int blob__fs_list(struct blob_store *s, const char *prefix, blob_list_fn fn, void *ud,
+                  struct st_error **err);
+
+/* data/len used when fd < 0; otherwise fd is read to EOF. */
+int blob__s3_put(struct blob_store *s, const char *key, const void *data, size_t len, int fd,
+                 const struct blob_meta *meta, size_t n_meta, struct st_error **err);
+/* sink NULL: HEAD only. */
+int blob__s3_get(struct blob_store *s, const char *key, struct blob__sink *sink,
+                 struct blob_info *info, struct st_error **err);
+int blob__s3_delete(struct blob_store *s, const char *key, struct st_error **err);
+int blob__s3_list(struct blob_store *s, const char *prefix, blob_list_fn fn, void *ud,
+                  struct st_error **err);
+int blob__s3_create_bucket(struct blob_store *s, struct st_error **err);
+
+int blob__az_open(struct blob_store *s, const struct blob_options *o, struct st_error **err);
+int blob__az_put(struct blob_store *s, const char *key, const void *data, size_t len, int fd,
+                 const struct blob_meta *meta, size_t n_meta, struct st_error **err);
+int blob__az_get(struct blob_store *s, const char *key, struct blob__sink *sink,
+                 struct blob_info *info, struct st_error **err);
+int blob__az_delete(struct blob_store *s, const char *key, struct st_error **err);
+int blob__az_list(struct blob_store *s, const char *prefix, blob_list_fn fn, void *ud,
+                  struct st_error **err);
+int blob__az_create_container(struct blob_store *s, struct st_error **err);
+
+/* Read up to n bytes from fd (to EOF); returns bytes read or -errno. */
+ssize_t blob__read_full(int fd, void *buf, size_t n);
+
+#endif

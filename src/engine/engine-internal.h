@@ -1,0 +1,148 @@
+/*
+ * engine-internal.h - what the engine's files share: the wire protocol between the pool
+ * (supervisor), the zygotes and the execution children, the per-language hooks, and the
+ * sandbox helpers (seccomp policy, cgroups).
+ *
+ * Processes and channels:
+ *
+ *   supervisor (engine.c, many threads)
+ *     |  control socket (SOCK_SEQPACKET): EXEC + one fd per execution; READY/FAIL at start
+ *   zygote (engine-zygote.c, one per language instance, single-threaded event loop)
+ *     |  clone() per execution, the execution socket handed to the child as fd 3
+ *   child (engine-zygote.c + engine-js.c / engine-py.c)
+ *
+ *   execution socket (SOCK_STREAM, frames of {u32 type, u32 len, payload}):
+ *     child -> supervisor  HELLO (SCM_CREDENTIALS carry its pid, translated by the kernel)
+ *     supervisor -> child  GO (the request JSON: code, params, limits) after cgroup attach
+ *     child -> supervisor  RESULT (the result JSON) then the child exits
+ *     zygote -> supervisor EXIT (the child's wait status), after it reaped the child
+ */
+#ifndef STOCKADE_ENGINE_INTERNAL_H
+#define STOCKADE_ENGINE_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "common/common.h"
+#include "engine/engine.h"
+
+/* Environment variables that turn a re-executed binary into a zygote (see engine-zygote.c). */
+#define ENGINE_ZYGOTE_ENV "STOCKADE_ENGINE_ZYGOTE"
+#define ENGINE_PYMODULES_ENV "STOCKADE_ENGINE_PYMODULES"
+#define ENGINE_JSDIR_ENV "STOCKADE_ENGINE_JSDIR"
+
+/* Where the JS modules dir appears inside the jail. */
+#define ENGINE_JAIL_JS_MODULES "/opt/stockade/node_modules"
+
+/* The execution socket is always this fd in the child. */
+#define ENGINE_CHILD_FD 3
+
+enum engine_frame_type {
+	ENGINE_FRAME_HELLO = 1,
+	ENGINE_FRAME_GO = 2,
+	ENGINE_FRAME_RESULT = 3,
+	ENGINE_FRAME_EXIT = 4,
+};
+
+/* Control messages (SOCK_SEQPACKET, one per datagram). */
+enum engine_ctl_type {
+	ENGINE_CTL_READY = 1, /* zygote -> supervisor: initialised; payload: none */
+	ENGINE_CTL_FAIL = 2, /* zygote -> supervisor: could not start; payload: message */
+	ENGINE_CTL_EXEC = 3, /* supervisor -> zygote: fork a child; SCM_RIGHTS: the exec socket */
+};
+
+struct engine_ctl_msg {
+	uint32_t type;
+	uint32_t len; /* bytes of text following the header */
+	char text[1024];
+};
+
+#define ENGINE_FRAME_MAX (64u << 20)
+
+int engine__frame_write(int fd, uint32_t type, const void *data, size_t len);
+/* Read one frame; *data is malloc'd and NUL-terminated. deadline_ms: absolute st_now_ms()
+   time, 0 for none. Returns 0, -ETIMEDOUT, -EPIPE on EOF, or -errno. */
+int engine__frame_read(int fd, int64_t deadline_ms, uint32_t *type, char **data, size_t *len);
+
+/* ---- what the child runs (engine-zygote.c calls these) ----------------------------------- */
+
+/* The request as the child sees it (parsed from GO). */
+struct engine_child_request {
+	const char *code;
+	const char *params_json;
+	const char *params_name;
+	size_t max_output_bytes;
+	size_t max_result_bytes;
+	uint64_t timeout_ms;
+};
+
+/*
+ * Output capture shared by both languages: two capped buffers. When one overflows,
+ * engine__child_output_limit() sends the RESULT with status output_limit and exits.
+ */
+struct engine_capture {
+	struct st_buf out;
+	struct st_buf err;
+	size_t max;
+};
+extern struct engine_capture engine__capture;
+void engine__capture_write(bool to_err, const char *s, size_t n);
+
+/*
+ * Send the final RESULT frame and _exit. status: engine_status; result may be NULL;
+ * error fields may be NULL.
+ */
+void engine__child_finish(enum engine_status status, json_t *result, const char *ename,
+                          const char *emsg, const char *estack, int eline)
+    __attribute__((noreturn));
+
+/* Zygote-time initialisation (runtime loaded, modules imported); 0 or an error message. */
+int engine__js_zygote_init(const char *modules_dir, struct st_error **err);
+int engine__py_zygote_init(const char *const *modules, struct st_error **err);
+/* Child-side: after fork, before the sandbox is applied. */
+void engine__py_after_fork(void);
+/* Run the request and finish (never returns). */
+void engine__js_run(const struct engine_child_request *req) __attribute__((noreturn));
+void engine__py_run(const struct engine_child_request *req) __attribute__((noreturn));
+
+/* JS host API (engine-js-host.c): install console, timers, TextEncoder... into a context. */
+#include <JavaScriptCore/JavaScript.h>
+void engine__js_host_install(JSGlobalContextRef ctx, const char *modules_dir);
+/* JSValueRef is a pointer to const, JSObjectRef is not: the C API expects callers to cast
+   once they checked JSValueIsObject. */
+static inline JSObjectRef engine__js_obj(JSValueRef v)
+{
+	return (JSObjectRef)(uintptr_t)v;
+}
+/* The prelude's driver object: start(fn, paramsText), step(), pendingTimers(), state(),
+   finish(maxResultBytes). */
+JSObjectRef engine__js_driver(void);
+void engine__js_warm_up(void);
+
+/* ---- sandbox helpers (engine-sandbox.c) ----------------------------------------------------- */
+
+/* The execution seccomp policy: deny-by-default allowlist for JSC and CPython. Prepared
+   (compiled to BPF) in the zygote, loaded in each child. */
+int engine__seccomp_prepare(enum engine_language lang, struct st_error **err);
+int engine__seccomp_load(enum engine_language lang, struct st_error **err);
+
+/* A per-execution cgroup (memory + pids), v1 or v2, whatever the host offers. */
+struct engine_cgroup;
+int engine__cgroup_setup(const char *prefix, struct st_error **err);
+void engine__cgroup_teardown(void);
+bool engine__cgroup_available(void);
+int engine__cgroup_create(const char *name, uint64_t memory_bytes, uint64_t pids,
+                          struct engine_cgroup **out, struct st_error **err);
+int engine__cgroup_attach(struct engine_cgroup *cg, pid_t pid, struct st_error **err);
+struct engine_cgroup_stats {
+	int64_t max_rss_kb;
+	int64_t cpu_ms;
+	bool oom;
+};
+void engine__cgroup_stats(struct engine_cgroup *cg, struct engine_cgroup_stats *st);
+/* Kill everything left in it, remove it, free the handle. NULL is fine. */
+void engine__cgroup_destroy(struct engine_cgroup *cg);
+
+#endif

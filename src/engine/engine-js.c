@@ -1,0 +1,218 @@
+/*
+ * engine-js.c - the JavaScript engine: JavaScriptCore through its C API.
+ *
+ * Zygote: one context group and one global context are created, the host API installed
+ * (engine-js-host.c) and a warm-up script run, all before any fork. JavaScriptCore has a helper
+ * thread at that point which sleeps; the fork leaves it behind and the child starts its own
+ * helpers as it needs them (measured: the child's GC and JIT work). Each child therefore
+ * starts from the same pristine global object: a fork of a clean zygote is the fresh state.
+ *
+ * Child: the code becomes `(async function(<params name>) {<code>\n})` evaluated with the
+ * source URL "code", on the first line so that line numbers are the user's own; the driver
+ * (prelude) calls it, microtasks drain whenever control returns to C, due timers fire until
+ * none is left, then the value is serialised with JSON.stringify (undefined -> null;
+ * BigInt, cycles -> ResultError).
+ */
+#include "engine/engine-internal.h"
+
+static JSGlobalContextRef ctx;
+
+int engine__js_zygote_init(const char *modules_dir, struct st_error **err)
+{
+	JSContextGroupRef group = JSContextGroupCreate();
+	if (group == NULL)
+		return st_error_make(err, 0, "cannot create a JavaScriptCore context group");
+	ctx = JSGlobalContextCreateInGroup(group, NULL);
+	if (ctx == NULL)
+		return st_error_make(err, 0, "cannot create a JavaScriptCore context");
+	engine__js_host_install(ctx, modules_dir);
+	if (engine__js_driver() == NULL)
+		return st_error_make(err, 0, "cannot install the JavaScript host API");
+	engine__js_warm_up();
+	return 0;
+}
+
+static JSValueRef call(JSObjectRef obj, const char *method, size_t argc, const JSValueRef *argv,
+                       JSValueRef *exc);
+
+/* Run the whole driver path once in the zygote (wrapper compile, promise, timers, JSON) so
+   that the children start with warm caches, then reset the driver's state. */
+void engine__js_warm_up(void)
+{
+	JSObjectRef driver = engine__js_driver();
+	JSStringRef s = JSStringCreateWithUTF8CString(
+	    "(async function(params) {const a = [1,2,3].map(x => x * 2); "
+	    "await new Promise(r => setTimeout(r, 0)); JSON.parse('{\"x\":1}'); "
+	    "return {a, s: JSON.stringify(params)};\n})");
+	JSStringRef url = JSStringCreateWithUTF8CString("code");
+	JSValueRef fn = JSEvaluateScript(ctx, s, NULL, url, 1, NULL);
+	JSStringRelease(s);
+	JSStringRelease(url);
+	if (fn != NULL) {
+		JSStringRef pj = JSStringCreateWithUTF8CString("{\"k\":[1,2]}");
+		JSValueRef args[2] = {fn, JSValueMakeString(ctx, pj)};
+		JSStringRelease(pj);
+		call(driver, "start", 2, args, NULL);
+		for (int i = 0; i < 10; i++) {
+			JSValueRef pending = call(driver, "pendingTimers", 0, NULL, NULL);
+			if (pending == NULL || JSValueToNumber(ctx, pending, NULL) <= 0)
+				break;
+			call(driver, "step", 0, NULL, NULL);
+		}
+		JSValueRef maxr = JSValueMakeNumber(ctx, 1 << 20);
+		call(driver, "finish", 1, &maxr, NULL);
+	}
+	call(driver, "reset", 0, NULL, NULL);
+	JSGarbageCollect(ctx);
+}
+
+static JSValueRef call(JSObjectRef obj, const char *method, size_t argc, const JSValueRef *argv,
+                       JSValueRef *exc)
+{
+	JSStringRef n = JSStringCreateWithUTF8CString(method);
+	JSValueRef f = JSObjectGetProperty(ctx, obj, n, NULL);
+	JSStringRelease(n);
+	if (f == NULL || !JSValueIsObject(ctx, f))
+		return NULL;
+	return JSObjectCallAsFunction(ctx, engine__js_obj(f), obj, argc, argv, exc);
+}
+
+static char *to_cstr(JSValueRef v)
+{
+	if (v == NULL)
+		return NULL;
+	JSStringRef s = JSValueToStringCopy(ctx, v, NULL);
+	if (s == NULL)
+		return NULL;
+	size_t max = JSStringGetMaximumUTF8CStringSize(s);
+	char *buf = st_xmalloc(max);
+	JSStringGetUTF8CString(s, buf, max);
+	JSStringRelease(s);
+	return buf;
+}
+
+static JSValueRef get(JSValueRef obj, const char *name)
+{
+	if (obj == NULL || !JSValueIsObject(ctx, obj))
+		return NULL;
+	JSStringRef n = JSStringCreateWithUTF8CString(name);
+	JSValueRef v = JSObjectGetProperty(ctx, engine__js_obj(obj), n, NULL);
+	JSStringRelease(n);
+	if (v == NULL || JSValueIsUndefined(ctx, v))
+		return NULL;
+	return v;
+}
+
+static int parse_line(const char *s)
+{
+	long v = strtol(s, NULL, 10);
+	return v > 0 && v < 1000000000 ? (int)v : 0;
+}
+
+/* Keep the user's frames; the prelude's are noise. */
+static char *clean_stack(const char *stack, int *line)
+{
+	struct st_buf b;
+	st_buf_init(&b, 1 << 20);
+	const char *p = stack;
+	while (p && *p) {
+		const char *nl = strchr(p, '\n');
+		size_t n = nl ? (size_t)(nl - p) : strlen(p);
+		if (memmem(p, n, "stockade:prelude", 16) == NULL) {
+			if (b.len)
+				st_buf_append_trunc(&b, "\n", 1);
+			st_buf_append_trunc(&b, p, n);
+			const char *at = memmem(p, n, "@code:", 6);
+			if (at && *line == 0)
+				*line = parse_line(at + 6);
+		}
+		p = nl ? nl + 1 : NULL;
+	}
+	char *out = st_buf_steal(&b);
+	return out ? out : st_xstrdup("");
+}
+
+static __attribute__((noreturn)) void finish_error(JSValueRef e)
+{
+	char *name = NULL, *message = NULL, *stack = NULL;
+	int line = 0;
+	if (e != NULL && JSValueIsObject(ctx, e)) {
+		name = to_cstr(get(e, "name"));
+		message = to_cstr(get(e, "message"));
+		char *raw = to_cstr(get(e, "stack"));
+		stack = clean_stack(raw ? raw : "", &line);
+		free(raw);
+		if (line == 0) {
+			/* Syntax errors carry the line of the wrapper, which is the user's. */
+			JSValueRef l = get(e, "line");
+			char *url = to_cstr(get(e, "sourceURL"));
+			if (l && JSValueIsNumber(ctx, l) &&
+			    (url == NULL || strcmp(url, "code") == 0))
+				line = (int)JSValueToNumber(ctx, l, NULL);
+			free(url);
+		}
+		if (message == NULL && name == NULL)
+			message = to_cstr(e);
+	} else if (e != NULL) {
+		message = to_cstr(e);
+		name = st_xstrdup("Error");
+	}
+	engine__child_finish(ENGINE_ERROR, NULL, name ? name : "Error", message ? message : "",
+	                     stack ? stack : "", line);
+}
+
+void engine__js_run(const struct engine_child_request *req)
+{
+	JSObjectRef driver = engine__js_driver();
+	struct st_buf src;
+	st_buf_init(&src, strlen(req->code) + 256);
+	st_buf_appendf(&src, "(async function(%s) {%s\n})", req->params_name, req->code);
+	JSStringRef s = JSStringCreateWithUTF8CString(src.data);
+	st_buf_release(&src);
+	JSStringRef url = JSStringCreateWithUTF8CString("code");
+	JSValueRef exc = NULL;
+	JSValueRef fn = JSEvaluateScript(ctx, s, NULL, url, 1, &exc);
+	JSStringRelease(s);
+	JSStringRelease(url);
+	if (fn == NULL)
+		finish_error(exc);
+
+	JSStringRef pj = JSStringCreateWithUTF8CString(req->params_json);
+	JSValueRef args[2] = {fn, JSValueMakeString(ctx, pj)};
+	JSStringRelease(pj);
+	exc = NULL;
+	if (call(driver, "start", 2, args, &exc) == NULL)
+		finish_error(exc);
+	/* Control is back in C: the microtask queue has drained. Fire timers until none left. */
+	for (;;) {
+		exc = NULL;
+		JSValueRef pending = call(driver, "pendingTimers", 0, NULL, &exc);
+		if (pending == NULL || JSValueToNumber(ctx, pending, NULL) <= 0)
+			break;
+		exc = NULL;
+		if (call(driver, "step", 0, NULL, &exc) == NULL)
+			finish_error(exc);
+	}
+	JSValueRef st = call(driver, "state", 0, NULL, NULL);
+	if (st == NULL || JSValueToNumber(ctx, st, NULL) == 0)
+		engine__child_finish(ENGINE_ERROR, NULL, "PendingPromise",
+		                     "the code's promise never settled (it awaits something that "
+		                     "cannot happen once no timers are left)",
+		                     NULL, 0);
+	JSValueRef maxr = JSValueMakeNumber(ctx, (double)req->max_result_bytes);
+	exc = NULL;
+	JSValueRef out = call(driver, "finish", 1, &maxr, &exc);
+	if (out == NULL)
+		finish_error(exc);
+	JSValueRef ok = get(out, "ok");
+	if (ok == NULL || !JSValueToBoolean(ctx, ok))
+		finish_error(get(out, "error"));
+	char *text = to_cstr(get(out, "text"));
+	json_error_t jerr;
+	json_t *v = text ? json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr) : NULL;
+	free(text);
+	if (v == NULL)
+		engine__child_finish(ENGINE_ERROR, NULL, "ResultError",
+		                     "the result cannot be converted to JSON", NULL, 0);
+	engine__child_finish(ENGINE_OK, v, NULL, NULL, NULL, 0);
+}

@@ -1,0 +1,687 @@
+/*
+ * engine-zygote.c - the zygote process and the execution child it forks.
+ *
+ * A zygote is this very binary re-executed by the pool (engine.c) with ENGINE_ZYGOTE_ENV set;
+ * a constructor notices the variable and never returns to main(). That keeps the zygote free
+ * of the supervisor's heap (API tokens, keys) and threads: it is a fresh image.
+ *
+ * Lifecycle of a zygote:
+ *   STARTING  jailed mode: it is pid 1 of fresh user/pid/mount/net/ipc/uts namespaces; it builds
+ *             a read-only root (tmpfs with read-only binds of /usr and a few /etc files, /dev
+ *             nodes, a fresh /proc, the JS modules dir) and pivots into it
+ *   INIT      loads the language runtime and imports the configured modules
+ *   READY     sends READY on the control socket, then loops: EXEC -> clone a child
+ *   EXIT      on control-socket EOF (the supervisor went away or shut us down): kills its
+ *             children and exits; as pid 1 of its namespace the kernel kills whatever is left
+ *
+ * An execution child (clone of the zygote, one per execution):
+ *   1. takes its own pid, mount and ipc namespaces (jailed mode), so it cannot see or signal
+ *      another execution, and is pid 1 there (its forks die with it)
+ *   2. sends HELLO on the execution socket; the supervisor learns its host pid from the kernel
+ *      (SCM_CREDENTIALS), creates and attaches its cgroup, then sends GO with the request
+ *   3. mounts a fresh tmpfs on /tmp and a fresh /proc, setsid, rlimits, drops every privilege,
+ *      loads the seccomp policy
+ *   4. runs the code, sends RESULT and leaves with _exit (no atexit handlers, no LSan scan)
+ * The zygote reaps it and sends EXIT with the wait status, CPU time and peak RSS.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/capability.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include <linux/securebits.h>
+
+#include "engine/engine-internal.h"
+
+/* ---- frames -------------------------------------------------------------------------------- */
+
+int engine__frame_write(int fd, uint32_t type, const void *data, size_t len)
+{
+	if (len > ENGINE_FRAME_MAX)
+		return -E2BIG;
+	uint32_t hdr[2] = {type, (uint32_t)len};
+	ssize_t n = st_write_all(fd, hdr, sizeof(hdr));
+	if (n < 0)
+		return (int)n;
+	if (len > 0) {
+		n = st_write_all(fd, data, len);
+		if (n < 0)
+			return (int)n;
+	}
+	return 0;
+}
+
+static int read_full_deadline(int fd, void *buf, size_t n, int64_t deadline_ms)
+{
+	size_t got = 0;
+	while (got < n) {
+		if (deadline_ms > 0) {
+			int64_t left = deadline_ms - st_now_ms();
+			if (left <= 0)
+				return -ETIMEDOUT;
+			struct pollfd p = {.fd = fd, .events = POLLIN};
+			int r = poll(&p, 1, left > 1000000 ? 1000000 : (int)left);
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r < 0)
+				return -errno;
+			if (r == 0)
+				return -ETIMEDOUT;
+		}
+		ssize_t r = read(fd, (char *)buf + got, n - got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			return -EPIPE;
+		got += (size_t)r;
+	}
+	return 0;
+}
+
+int engine__frame_read(int fd, int64_t deadline_ms, uint32_t *type, char **data, size_t *len)
+{
+	uint32_t hdr[2];
+	int r = read_full_deadline(fd, hdr, sizeof(hdr), deadline_ms);
+	if (r < 0)
+		return r;
+	if (hdr[1] > ENGINE_FRAME_MAX)
+		return -EPROTO;
+	char *buf = malloc((size_t)hdr[1] + 1);
+	if (buf == NULL)
+		return -ENOMEM;
+	r = read_full_deadline(fd, buf, hdr[1], deadline_ms);
+	if (r < 0) {
+		free(buf);
+		return r;
+	}
+	buf[hdr[1]] = '\0';
+	*type = hdr[0];
+	*data = buf;
+	*len = hdr[1];
+	return 0;
+}
+
+/* ---- the child: capture and finish ---------------------------------------------------------- */
+
+struct engine_capture engine__capture;
+
+static void child_send_result(enum engine_status status, json_t *result, const char *ename,
+                              const char *emsg, const char *estack, int eline)
+{
+	json_t *o = json_object();
+	json_object_set_new(o, "status", json_string(engine_status_name(status)));
+	json_object_set_new(o, "result", result ? result : json_null());
+	json_object_set_new(o, "stdout",
+	                    json_stringn(engine__capture.out.data ? engine__capture.out.data : "",
+	                                 engine__capture.out.len));
+	json_object_set_new(o, "stderr",
+	                    json_stringn(engine__capture.err.data ? engine__capture.err.data : "",
+	                                 engine__capture.err.len));
+	if (ename != NULL || emsg != NULL) {
+		json_t *e = json_object();
+		json_object_set_new(e, "name", json_string(ename ? ename : "Error"));
+		json_object_set_new(e, "message", json_string(emsg ? emsg : ""));
+		json_object_set_new(e, "stack", json_string(estack ? estack : ""));
+		json_object_set_new(e, "line", json_integer(eline));
+		json_object_set_new(o, "error", e);
+	}
+	char *text = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
+	if (text == NULL) {
+		/* Invalid UTF-8 in the output: report it rather than losing the whole result. */
+		json_object_set_new(o, "stdout", json_string("[output was not valid UTF-8]"));
+		json_object_set_new(o, "stderr", json_string(""));
+		text = json_dumps(o, JSON_COMPACT);
+	}
+	if (text != NULL)
+		(void)engine__frame_write(ENGINE_CHILD_FD, ENGINE_FRAME_RESULT, text, strlen(text));
+	free(text);
+	json_decref(o);
+}
+
+void engine__child_finish(enum engine_status status, json_t *result, const char *ename,
+                          const char *emsg, const char *estack, int eline)
+{
+	child_send_result(status, result, ename, emsg, estack, eline);
+	_exit(0);
+}
+
+void engine__capture_write(bool to_err, const char *s, size_t n)
+{
+	struct st_buf *b = to_err ? &engine__capture.err : &engine__capture.out;
+	if (!st_buf_append_trunc(b, s, n)) {
+		char msg[128];
+		snprintf(msg, sizeof(msg), "%s passed its limit of %zu bytes",
+		         to_err ? "stderr" : "stdout", engine__capture.max);
+		engine__child_finish(ENGINE_OUTPUT_LIMIT, NULL, "OutputLimit", msg, NULL, 0);
+	}
+}
+
+/* ---- the child: becoming a sandbox --------------------------------------------------------- */
+
+struct zygote_state {
+	enum engine_language lang;
+	bool jailed;
+	int ctl_fd;
+	int sig_fd;
+	const char *js_modules;
+	struct {
+		pid_t pid;
+		int fd;
+	} kids[256];
+	size_t n_kids;
+};
+
+static struct zygote_state Z;
+
+static __attribute__((noreturn)) void child_die(const char *what, int errnum)
+{
+	char msg[512];
+	snprintf(msg, sizeof(msg), "cannot set up the execution sandbox: %s: %s", what,
+	         errnum ? strerror(errnum) : "failed");
+	child_send_result(ENGINE_INTERNAL, NULL, "InternalError", msg, NULL, 0);
+	_exit(70);
+}
+
+/*
+ * Every capability goes: the bounding set (so nothing can be regained by exec), the ambient
+ * set, then the permitted/effective/inheritable sets; securebits are locked so that uid 0 (root
+ * inside the user namespace) does not mean capabilities after an exec. no_new_privs makes the
+ * seccomp filter loadable without CAP_SYS_ADMIN and stops setuid binaries.
+ */
+static int child_drop_privileges(bool jailed)
+{
+	if (!jailed && geteuid() == 0) {
+		/* Unsandboxed as host root: become nobody, root-owned files must stay closed. */
+		if (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 ||
+		    setresuid(65534, 65534, 65534) < 0)
+			return -errno;
+	}
+	if (prctl(PR_SET_SECUREBITS,
+	          SECBIT_KEEP_CAPS_LOCKED | SECBIT_NO_SETUID_FIXUP | SECBIT_NO_SETUID_FIXUP_LOCKED |
+	              SECBIT_NOROOT | SECBIT_NOROOT_LOCKED,
+	          0, 0, 0) < 0 &&
+	    jailed)
+		return -errno;
+	for (int c = 0; c <= CAP_LAST_CAP; c++)
+		if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL && jailed)
+			return -errno;
+	(void)prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+	cap_t caps = cap_init();
+	if (caps == NULL)
+		return -ENOMEM;
+	int r = cap_set_proc(caps);
+	int saved = errno;
+	cap_free(caps);
+	if (r < 0)
+		return -saved;
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return -errno;
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+		return -errno;
+	return 0;
+}
+
+static void child_rlimits(uint64_t timeout_ms)
+{
+	struct rlimit core = {0, 0};
+	(void)setrlimit(RLIMIT_CORE, &core);
+	struct rlimit fsize = {64u << 20, 64u << 20};
+	(void)setrlimit(RLIMIT_FSIZE, &fsize);
+	struct rlimit nofile = {256, 256};
+	(void)setrlimit(RLIMIT_NOFILE, &nofile);
+	/* CPU seconds as a backstop for the wall-clock kill (threads can burn more CPU than
+	   wall time, so the supervisor's timer stays the real limit). */
+	rlim_t cpu = (rlim_t)(timeout_ms / 1000) * 2 + 2;
+	struct rlimit rcpu = {cpu, cpu + 1};
+	(void)setrlimit(RLIMIT_CPU, &rcpu);
+	/* No RLIMIT_AS: JavaScriptCore reserves huge virtual ranges (Gigacage); memory is
+	   bounded by the execution's cgroup. */
+}
+
+static __attribute__((noreturn)) void child_main(int exec_fd)
+{
+	sigset_t all;
+	sigemptyset(&all);
+	sigprocmask(SIG_SETMASK, &all, NULL);
+	(void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+	if (exec_fd != ENGINE_CHILD_FD) {
+		if (dup2(exec_fd, ENGINE_CHILD_FD) < 0)
+			_exit(71);
+	}
+	int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (devnull >= 0) {
+		dup2(devnull, 0);
+		dup2(devnull, 1);
+		dup2(devnull, 2);
+	}
+	if (syscall(SYS_close_range, ENGINE_CHILD_FD + 1, ~0U, 0) < 0) {
+		for (int fd = ENGINE_CHILD_FD + 1; fd < 1024; fd++)
+			close(fd);
+	}
+	/* fd 3 must survive nothing but it must not leak into anything the code execs. */
+	(void)fcntl(ENGINE_CHILD_FD, F_SETFD, FD_CLOEXEC);
+
+	if (engine__frame_write(ENGINE_CHILD_FD, ENGINE_FRAME_HELLO, "hello", 5) < 0)
+		_exit(72);
+	uint32_t type = 0;
+	char *go = NULL;
+	size_t go_len = 0;
+	if (engine__frame_read(ENGINE_CHILD_FD, 0, &type, &go, &go_len) < 0 ||
+	    type != ENGINE_FRAME_GO)
+		_exit(73);
+	json_error_t jerr;
+	json_t *req = json_loadb(go, go_len, 0, &jerr);
+	free(go);
+	if (req == NULL)
+		child_die("request", EPROTO);
+
+	struct engine_child_request cr = {0};
+	cr.code = json_string_value(json_object_get(req, "code"));
+	cr.params_name = json_string_value(json_object_get(req, "paramsName"));
+	json_t *params = json_object_get(req, "params");
+	char *params_text =
+	    json_dumps(params ? params : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+	cr.params_json = params_text ? params_text : "null";
+	cr.max_output_bytes = (size_t)json_integer_value(json_object_get(req, "maxOutputBytes"));
+	cr.max_result_bytes = (size_t)json_integer_value(json_object_get(req, "maxResultBytes"));
+	cr.timeout_ms = (uint64_t)json_integer_value(json_object_get(req, "timeoutMs"));
+	uint64_t tmp_bytes = (uint64_t)json_integer_value(json_object_get(req, "tmpBytes"));
+	if (cr.code == NULL || cr.params_name == NULL)
+		child_die("request", EPROTO);
+	if (tmp_bytes == 0)
+		tmp_bytes = 64u << 20;
+
+	engine__capture.max = cr.max_output_bytes;
+	st_buf_init(&engine__capture.out, cr.max_output_bytes);
+	st_buf_init(&engine__capture.err, cr.max_output_bytes);
+
+	if (Z.jailed) {
+		char opts[64];
+		snprintf(opts, sizeof(opts), "size=%llu,mode=1777", (unsigned long long)tmp_bytes);
+		if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
+			child_die("mount tmpfs on '/tmp'", errno);
+		if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+			child_die("mount '/proc'", errno);
+	}
+	if (chdir("/tmp") < 0)
+		child_die("chdir '/tmp'", errno);
+	(void)setsid();
+
+	if (Z.lang == ENGINE_LANG_PYTHON)
+		engine__py_after_fork();
+
+	child_rlimits(cr.timeout_ms);
+	int r = child_drop_privileges(Z.jailed);
+	if (r < 0)
+		child_die("drop privileges", -r);
+	struct st_error *err = NULL;
+	r = engine__seccomp_load(Z.lang, &err);
+	if (r < 0)
+		child_die(st_error_msg(err), 0);
+
+	if (Z.lang == ENGINE_LANG_JAVASCRIPT)
+		engine__js_run(&cr);
+	engine__py_run(&cr);
+}
+
+/* ---- the zygote ----------------------------------------------------------------------------- */
+
+static __attribute__((noreturn)) void zygote_fail(const char *fmt, ...)
+{
+	struct engine_ctl_msg m = {.type = ENGINE_CTL_FAIL};
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(m.text, sizeof(m.text), fmt, ap);
+	va_end(ap);
+	m.len = (uint32_t)strlen(m.text);
+	(void)send(Z.ctl_fd, &m, offsetof(struct engine_ctl_msg, text) + m.len, MSG_NOSIGNAL);
+	_exit(1);
+}
+
+static int bind_ro(const char *src, const char *dst, bool is_dir)
+{
+	struct stat st;
+	if (stat(src, &st) < 0)
+		return -errno;
+	if (is_dir) {
+		struct st_error *e = NULL;
+		if (st_mkdir_p(dst, 0755, &e) < 0) {
+			st_error_free(e);
+			return -EIO;
+		}
+	} else {
+		int fd = open(dst, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+		if (fd < 0)
+			return -errno;
+		close(fd);
+	}
+	if (mount(src, dst, NULL, MS_BIND | MS_REC, NULL) < 0)
+		return -errno;
+	/* A remount inside a user namespace must keep the flags the kernel locked on the
+	   source mount (nodev, nosuid, noexec...): read them and add ours. */
+	struct statvfs sv;
+	if (statvfs(dst, &sv) < 0)
+		return -errno;
+	unsigned long flags = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV;
+	if (sv.f_flag & ST_NOEXEC)
+		flags |= MS_NOEXEC;
+	if (sv.f_flag & ST_NOATIME)
+		flags |= MS_NOATIME;
+	if (sv.f_flag & ST_NODIRATIME)
+		flags |= MS_NODIRATIME;
+	if (sv.f_flag & ST_RELATIME)
+		flags |= MS_RELATIME;
+	if (mount(NULL, dst, NULL, flags, NULL) < 0)
+		return -errno;
+	return 0;
+}
+
+/*
+ * Build the zygote's root: a tmpfs holding read-only binds of what the runtimes need and
+ * nothing else (no /home, /root, /var, no data dir, no /etc/shadow), then pivot into it.
+ * The executions see this root plus their own /tmp and /proc.
+ */
+static void zygote_build_root(void)
+{
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		zygote_fail("cannot make the mounts private: %s", strerror(errno));
+	const char *root = "/tmp";
+	if (mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755") < 0)
+		zygote_fail("cannot mount the root tmpfs: %s", strerror(errno));
+	static const char *const dirs[] = {"/tmp/usr", "/tmp/etc", "/tmp/dev",    "/tmp/proc",
+	                                   "/tmp/tmp", "/tmp/opt", "/tmp/oldroot"};
+	for (size_t i = 0; i < ST_ARRAY_SIZE(dirs); i++)
+		if (mkdir(dirs[i], 0755) < 0)
+			zygote_fail("cannot create '%s': %s", dirs[i], strerror(errno));
+	if (chmod("/tmp/tmp", 01777) < 0)
+		zygote_fail("cannot chmod '/tmp/tmp': %s", strerror(errno));
+	int r = bind_ro("/usr", "/tmp/usr", true);
+	if (r < 0)
+		zygote_fail("cannot bind '/usr' read-only: %s", strerror(-r));
+	/* Debian has merged /usr: the top-level dirs are symlinks into it. */
+	static const char *const links[][2] = {{"usr/bin", "/tmp/bin"},
+	                                       {"usr/lib", "/tmp/lib"},
+	                                       {"usr/lib64", "/tmp/lib64"},
+	                                       {"usr/sbin", "/tmp/sbin"},
+	                                       {"usr/lib32", "/tmp/lib32"}};
+	for (size_t i = 0; i < ST_ARRAY_SIZE(links); i++) {
+		struct stat st;
+		const char *host = links[i][1] + 4; /* "/bin" ... */
+		if (lstat(host, &st) < 0)
+			continue;
+		if (S_ISLNK(st.st_mode)) {
+			if (symlink(links[i][0], links[i][1]) < 0)
+				zygote_fail("cannot create '%s': %s", links[i][1], strerror(errno));
+		} else if (S_ISDIR(st.st_mode)) {
+			r = bind_ro(host, links[i][1], true);
+			if (r < 0)
+				zygote_fail("cannot bind '%s': %s", host, strerror(-r));
+		}
+	}
+	/* The few /etc files a runtime reads; absent ones are skipped. */
+	static const char *const etc_files[] = {"/etc/ld.so.cache",   "/etc/localtime",
+	                                        "/etc/nsswitch.conf", "/etc/passwd",
+	                                        "/etc/group",         "/etc/mime.types"};
+	for (size_t i = 0; i < ST_ARRAY_SIZE(etc_files); i++) {
+		char dst[256];
+		snprintf(dst, sizeof(dst), "/tmp%s", etc_files[i]);
+		(void)bind_ro(etc_files[i], dst, false);
+	}
+	static const char *const etc_dirs[] = {"/etc/python3.11", "/etc/python3", "/etc/ssl",
+	                                       "/etc/alternatives"};
+	for (size_t i = 0; i < ST_ARRAY_SIZE(etc_dirs); i++) {
+		char dst[256];
+		snprintf(dst, sizeof(dst), "/tmp%s", etc_dirs[i]);
+		(void)bind_ro(etc_dirs[i], dst, true);
+	}
+	static const char *const devs[] = {"null", "zero", "full", "random", "urandom"};
+	for (size_t i = 0; i < ST_ARRAY_SIZE(devs); i++) {
+		char src[64], dst[64];
+		snprintf(src, sizeof(src), "/dev/%s", devs[i]);
+		snprintf(dst, sizeof(dst), "/tmp/dev/%s", devs[i]);
+		int fd = open(dst, O_CREAT | O_WRONLY | O_CLOEXEC, 0666);
+		if (fd < 0)
+			zygote_fail("cannot create '%s': %s", dst, strerror(errno));
+		close(fd);
+		if (mount(src, dst, NULL, MS_BIND, NULL) < 0)
+			zygote_fail("cannot bind '%s': %s", src, strerror(errno));
+	}
+	if (Z.js_modules != NULL) {
+		if (st_mkdir_p("/tmp" ENGINE_JAIL_JS_MODULES, 0755, NULL) < 0)
+			zygote_fail("cannot create the modules mount point");
+		r = bind_ro(Z.js_modules, "/tmp" ENGINE_JAIL_JS_MODULES, true);
+		if (r < 0)
+			zygote_fail("cannot bind the JavaScript modules dir '%s': %s", Z.js_modules,
+			            strerror(-r));
+		Z.js_modules = ENGINE_JAIL_JS_MODULES;
+	}
+	if (mount("proc", "/tmp/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+		zygote_fail("cannot mount '/proc': %s", strerror(errno));
+	if (syscall(SYS_pivot_root, "/tmp", "/tmp/oldroot") < 0)
+		zygote_fail("cannot pivot_root: %s", strerror(errno));
+	if (chdir("/") < 0)
+		zygote_fail("cannot chdir '/': %s", strerror(errno));
+	if (umount2("/oldroot", MNT_DETACH) < 0)
+		zygote_fail("cannot detach the old root: %s", strerror(errno));
+	(void)rmdir("/oldroot");
+	if (mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) <
+	    0)
+		zygote_fail("cannot make the root read-only: %s", strerror(errno));
+	if (sethostname("stockade", 8) < 0)
+		zygote_fail("cannot set the hostname: %s", strerror(errno));
+}
+
+static void zygote_reap(void)
+{
+	for (;;) {
+		int status = 0;
+		struct rusage ru;
+		memset(&ru, 0, sizeof(ru));
+		pid_t pid = wait4(-1, &status, WNOHANG, &ru);
+		if (pid <= 0)
+			return;
+		for (size_t i = 0; i < Z.n_kids; i++) {
+			if (Z.kids[i].pid != pid)
+				continue;
+			int64_t cpu_ms =
+			    (int64_t)ru.ru_utime.tv_sec * 1000 + ru.ru_utime.tv_usec / 1000 +
+			    (int64_t)ru.ru_stime.tv_sec * 1000 + ru.ru_stime.tv_usec / 1000;
+			char msg[128];
+			int n = snprintf(msg, sizeof(msg), "%d %lld %ld", status, (long long)cpu_ms,
+			                 ru.ru_maxrss);
+			(void)engine__frame_write(Z.kids[i].fd, ENGINE_FRAME_EXIT, msg, (size_t)n);
+			close(Z.kids[i].fd);
+			Z.kids[i] = Z.kids[--Z.n_kids];
+			break;
+		}
+	}
+}
+
+static void zygote_spawn(int exec_fd)
+{
+	if (Z.n_kids >= ST_ARRAY_SIZE(Z.kids)) {
+		close(exec_fd);
+		return;
+	}
+	/*
+	 * A raw clone, not fork(): glibc's fork() cannot take namespace flags. The zygote is
+	 * single-threaded apart from JavaScriptCore's idle helper, so no lock can be held across
+	 * it; the child only runs our code until it execs nothing and exits with _exit.
+	 */
+	unsigned long flags = SIGCHLD;
+	if (Z.jailed)
+		flags |= CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC;
+	pid_t pid = (pid_t)syscall(SYS_clone, flags, NULL, NULL, NULL, NULL);
+	if (pid < 0) {
+		char msg[160];
+		snprintf(msg, sizeof(msg), "-1 0 0 clone: %s", strerror(errno));
+		(void)engine__frame_write(exec_fd, ENGINE_FRAME_EXIT, msg, strlen(msg));
+		close(exec_fd);
+		return;
+	}
+	if (pid == 0) {
+		close(Z.ctl_fd);
+		close(Z.sig_fd);
+		child_main(exec_fd);
+	}
+	Z.kids[Z.n_kids].pid = pid;
+	Z.kids[Z.n_kids].fd = exec_fd;
+	Z.n_kids++;
+}
+
+static int zygote_recv_exec(void)
+{
+	struct engine_ctl_msg m;
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = {.iov_base = &m, .iov_len = sizeof(m)};
+	struct msghdr mh = {
+	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
+	ssize_t n = recvmsg(Z.ctl_fd, &mh, MSG_CMSG_CLOEXEC);
+	if (n < 0)
+		return errno == EINTR || errno == EAGAIN ? 0 : -errno;
+	if (n == 0)
+		return -EPIPE;
+	int fd = -1;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+			memcpy(&fd, CMSG_DATA(c), sizeof(int));
+	if (m.type == ENGINE_CTL_EXEC && fd >= 0)
+		zygote_spawn(fd);
+	else if (fd >= 0)
+		close(fd);
+	return 0;
+}
+
+static __attribute__((noreturn)) void zygote_main(const char *spec)
+{
+	/* spec: "<lang>:<ctl fd>:<jailed 0|1>" */
+	int lang = 0, fd = -1, jailed = 0;
+	if (sscanf(spec, "%d:%d:%d", &lang, &fd, &jailed) != 3 || lang < 0 ||
+	    lang >= ENGINE_LANG__COUNT || fd < 0)
+		_exit(2);
+	Z.lang = (enum engine_language)lang;
+	Z.ctl_fd = fd;
+	Z.jailed = jailed != 0;
+	unsetenv(ENGINE_ZYGOTE_ENV);
+	/* SIGCHLD is blocked before any runtime thread exists so that every thread inherits the
+	   mask and the signalfd sees every child exit. */
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	(void)prctl(PR_SET_NAME, lang == ENGINE_LANG_PYTHON ? "zygote-python" : "zygote-js", 0, 0,
+	            0);
+	/* Die with the supervisor: control EOF is the normal path, this is the backstop. */
+	(void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+
+	static char jsdir[4096];
+	const char *jd = getenv(ENGINE_JSDIR_ENV);
+	if (jd != NULL && *jd) {
+		st_strlcpy(jsdir, jd, sizeof(jsdir));
+		Z.js_modules = jsdir;
+	}
+	unsetenv(ENGINE_JSDIR_ENV);
+	if (Z.jailed) {
+		if (setgroups(0, NULL) < 0)
+			zygote_fail("cannot clear supplementary groups: %s", strerror(errno));
+		zygote_build_root();
+	}
+	if (chdir("/") < 0)
+		zygote_fail("cannot chdir '/': %s", strerror(errno));
+
+	struct st_error *err = NULL;
+	int r = engine__seccomp_prepare(Z.lang, &err);
+	if (r < 0)
+		zygote_fail("%s", st_error_msg(err));
+	if (Z.lang == ENGINE_LANG_JAVASCRIPT) {
+		r = engine__js_zygote_init(Z.js_modules, &err);
+	} else {
+		const char *mods = getenv(ENGINE_PYMODULES_ENV);
+		char *copy = st_xstrdup(mods ? mods : "");
+		const char *list[64];
+		size_t n = 0;
+		char *save = NULL;
+		for (char *t = strtok_r(copy, ",", &save); t && n < 63;
+		     t = strtok_r(NULL, ",", &save))
+			list[n++] = t;
+		list[n] = NULL;
+		r = engine__py_zygote_init(list, &err);
+	}
+	unsetenv(ENGINE_PYMODULES_ENV);
+	if (r < 0)
+		zygote_fail("%s", st_error_msg(err));
+
+	Z.sig_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (Z.sig_fd < 0)
+		zygote_fail("signalfd: %s", strerror(errno));
+
+	struct engine_ctl_msg ready = {.type = ENGINE_CTL_READY, .len = 0};
+	if (send(Z.ctl_fd, &ready, offsetof(struct engine_ctl_msg, text), MSG_NOSIGNAL) < 0)
+		_exit(1);
+
+	for (;;) {
+		struct pollfd p[2] = {{.fd = Z.ctl_fd, .events = POLLIN},
+		                      {.fd = Z.sig_fd, .events = POLLIN}};
+		/* The timeout is a backstop: reap even if a SIGCHLD went astray. */
+		int n = poll(p, 2, Z.n_kids > 0 ? 200 : -1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			break;
+		if (n == 0)
+			zygote_reap();
+		if (p[1].revents) {
+			struct signalfd_siginfo si;
+			while (read(Z.sig_fd, &si, sizeof(si)) > 0) {
+			}
+			zygote_reap();
+		}
+		if (p[0].revents & POLLIN) {
+			if (zygote_recv_exec() < 0)
+				break;
+		} else if (p[0].revents & (POLLHUP | POLLERR)) {
+			break;
+		}
+	}
+	for (size_t i = 0; i < Z.n_kids; i++)
+		kill(Z.kids[i].pid, SIGKILL);
+	while (Z.n_kids > 0) {
+		int status;
+		pid_t pid = waitpid(-1, &status, 0);
+		if (pid < 0)
+			break;
+		for (size_t i = 0; i < Z.n_kids; i++)
+			if (Z.kids[i].pid == pid) {
+				close(Z.kids[i].fd);
+				Z.kids[i] = Z.kids[--Z.n_kids];
+				break;
+			}
+	}
+	_exit(0);
+}
+
+/*
+ * The re-executed binary becomes a zygote before main() runs: the variable is only set by
+ * engine.c on the exec it performs, and is removed at once.
+ */
+__attribute__((constructor)) static void engine_zygote_entry(void)
+{
+	const char *spec = getenv(ENGINE_ZYGOTE_ENV);
+	if (spec == NULL || *spec == '\0')
+		return;
+	zygote_main(spec);
+}

@@ -1,0 +1,1458 @@
+/*
+ * engine.c - the engine pool: zygote processes per language, admission control, and the
+ * supervisor side of one execution.
+ *
+ * Invariants:
+ *   - engine_execute() is called from many threads; pool->lock guards the counters, the queue
+ *     and the list of running executions; each zygote's control socket has its own send lock.
+ *   - Every process we start is reaped by us: zygotes by the monitor thread (it polls their
+ *     pidfds and replaces the dead), execution children by their zygote (which reports the
+ *     wait status on the execution socket). A zygote is pid 1 of its pid namespace, so when it
+ *     dies the kernel kills every execution it forked; those executions end as `internal`.
+ *   - The supervisor never trusts the child: a child can only send frames on its own socket,
+ *     and its host pid comes from the kernel (SCM_CREDENTIALS), never from the child's bytes.
+ *
+ * Zygote states (struct zygote): DOWN -> STARTING (spawned, waiting READY) -> UP -> DOWN (its
+ * pidfd became readable; the monitor reaps it and respawns it with a back-off).
+ *
+ * Execution states (engine_execute): QUEUED (waiting for a slot) -> STARTING (EXEC sent,
+ * waiting HELLO, cgroup attach) -> RUNNING (GO sent; wall clock started) -> ENDED (RESULT and
+ * EXIT read, or killed at the deadline) -> cgroup removed, slot released.
+ */
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include <seccomp.h>
+
+#include "engine/engine-internal.h"
+
+#define ZYGOTE_MAX 16
+#define ZYGOTE_START_TIMEOUT_MS 120000
+#define SETUP_TIMEOUT_MS 10000
+#define KILL_GRACE_MS 5000
+
+static const char *const default_py_modules[] = {"json",        "math",  "re",     "datetime",
+                                                 "collections", "numpy", "pandas", NULL};
+
+struct zygote {
+	enum engine_language lang;
+	pthread_mutex_t send_lock;
+	pid_t pid; /* 0 when down */
+	int pidfd;
+	int ctl_fd;
+	bool up;
+	int64_t next_start_ms; /* back-off after a failed or crashed start */
+	unsigned fast_failures;
+};
+
+struct running {
+	struct running *next;
+	int pidfd;
+	bool killed_by_shutdown;
+};
+
+struct engine_pool {
+	struct engine_pool_options o;
+	char **py_modules; /* owned copy, NULL-terminated */
+	char *js_modules_dir;
+	char cg_prefix[128];
+	bool cgroups;
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned in_flight;
+	unsigned queued;
+	bool shutting_down;
+	uint64_t executions_total;
+	uint64_t zygote_restarts;
+	uint64_t exec_seq;
+	struct running *running;
+
+	struct zygote zy[ENGINE_LANG__COUNT][ZYGOTE_MAX];
+	unsigned nzy;
+	unsigned rr[ENGINE_LANG__COUNT];
+
+	pthread_t monitor;
+	bool monitor_started;
+	int wake_fd;
+
+	char *warnings[8];
+	size_t n_warnings;
+};
+
+/* ---- names ---------------------------------------------------------------------------------- */
+
+const char *engine_language_name(enum engine_language lang)
+{
+	switch (lang) {
+	case ENGINE_LANG_JAVASCRIPT: return "javascript";
+	case ENGINE_LANG_PYTHON: return "python";
+	case ENGINE_LANG__COUNT:
+	default: return "unknown";
+	}
+}
+
+int engine_language_parse(const char *s, enum engine_language *out)
+{
+	if (s == NULL)
+		return -EINVAL;
+	if (strcmp(s, "javascript") == 0 || strcmp(s, "js") == 0) {
+		*out = ENGINE_LANG_JAVASCRIPT;
+		return 0;
+	}
+	if (strcmp(s, "python") == 0 || strcmp(s, "py") == 0) {
+		*out = ENGINE_LANG_PYTHON;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static const char *const status_names[] = {
+    [ENGINE_OK] = "ok",
+    [ENGINE_ERROR] = "error",
+    [ENGINE_TIMEOUT] = "timeout",
+    [ENGINE_MEMORY_LIMIT] = "memory_limit",
+    [ENGINE_OUTPUT_LIMIT] = "output_limit",
+    [ENGINE_KILLED] = "killed",
+    [ENGINE_SANDBOX_VIOLATION] = "sandbox_violation",
+    [ENGINE_INTERNAL] = "internal",
+};
+
+const char *engine_status_name(enum engine_status s)
+{
+	if ((unsigned)s < ST_ARRAY_SIZE(status_names))
+		return status_names[s];
+	return "internal";
+}
+
+static enum engine_status status_parse(const char *s)
+{
+	for (size_t i = 0; s && i < ST_ARRAY_SIZE(status_names); i++)
+		if (strcmp(status_names[i], s) == 0)
+			return (enum engine_status)i;
+	return ENGINE_INTERNAL;
+}
+
+/* ---- options -------------------------------------------------------------------------------- */
+
+void engine_pool_options_init(struct engine_pool_options *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->languages[ENGINE_LANG_JAVASCRIPT] = true;
+	o->languages[ENGINE_LANG_PYTHON] = true;
+	o->zygotes_per_language = 1;
+	o->mode = ENGINE_MODE_JAILED;
+	o->default_timeout_ms = 10000;
+	o->max_timeout_ms = 60000;
+	o->default_memory_mb = 256;
+	o->max_memory_mb = 1024;
+	o->max_code_bytes = 1u << 20;
+	o->max_params_bytes = 8u << 20;
+	o->max_output_bytes = 1u << 20;
+	o->max_result_bytes = 8u << 20;
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	o->max_concurrency = (unsigned)(cpus > 0 ? cpus * 2 : 4);
+	o->queue_size = 64;
+}
+
+void engine_request_init(struct engine_request *req)
+{
+	memset(req, 0, sizeof(*req));
+}
+
+/* ---- zygotes -------------------------------------------------------------------------------- */
+
+static int pidfd_open_(pid_t pid)
+{
+	return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+static int pidfd_kill(int pidfd)
+{
+	return (int)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+}
+
+static int write_proc_file(pid_t pid, const char *file, const char *value)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ssize_t n = write(fd, value, strlen(value));
+	int saved = errno;
+	close(fd);
+	return n < 0 ? -saved : 0;
+}
+
+static char *js_modules_default(void)
+{
+	const char *env = getenv("STOCKADE_JS_MODULES");
+	if (env && *env)
+		return st_xstrdup(env);
+	/* <repo>/build/stockade -> <repo>/lib/js/node_modules; also try the cwd. */
+	char exe[4096];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n > 0) {
+		exe[n] = '\0';
+		for (int up = 0; up < 3; up++) {
+			char *slash = strrchr(exe, '/');
+			if (slash == NULL)
+				break;
+			*slash = '\0';
+			char *cand = st_xasprintf("%s/lib/js/node_modules", exe);
+			struct stat st;
+			if (stat(cand, &st) == 0 && S_ISDIR(st.st_mode))
+				return cand;
+			free(cand);
+		}
+	}
+	struct stat st;
+	if (stat("lib/js/node_modules", &st) == 0 && S_ISDIR(st.st_mode)) {
+		char *cwd = getcwd(NULL, 0);
+		if (cwd) {
+			char *r = st_xasprintf("%s/lib/js/node_modules", cwd);
+			free(cwd);
+			return r;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * Start one zygote: a raw clone into fresh namespaces (jailed) whose child only waits for its
+ * uid/gid maps and re-executes this binary as a zygote. Only async-signal-safe calls happen
+ * between the clone and the exec, because the supervisor may have many threads.
+ */
+static int zygote_start(struct engine_pool *pool, struct zygote *z, struct st_error **err)
+{
+	bool jailed = pool->o.mode == ENGINE_MODE_JAILED;
+	int ctl[2] = {-1, -1};
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) < 0)
+		return st_error_make(err, errno, "cannot create the zygote control socket");
+	int sync[2] = {-1, -1};
+	if (pipe2(sync, O_CLOEXEC) < 0) {
+		close(ctl[0]);
+		close(ctl[1]);
+		return st_error_make(err, errno, "cannot create a pipe");
+	}
+	int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+	/* Everything the child needs is prepared before the clone. */
+	char zenv[64], *pyenv = NULL;
+	snprintf(zenv, sizeof(zenv), "%s=%d:%d:%d", ENGINE_ZYGOTE_ENV, (int)z->lang, ctl[1],
+	         jailed ? 1 : 0);
+	char *jsenv = st_xasprintf(
+	    "%s=%s", ENGINE_JSDIR_ENV,
+	    z->lang == ENGINE_LANG_JAVASCRIPT && pool->js_modules_dir ? pool->js_modules_dir : "");
+	struct st_buf mods;
+	st_buf_init(&mods, 1 << 16);
+	st_buf_appendf(&mods, "%s=", ENGINE_PYMODULES_ENV);
+	for (char **m = pool->py_modules; m && *m; m++)
+		st_buf_appendf(&mods, "%s%s", m == pool->py_modules ? "" : ",", *m);
+	pyenv = st_buf_steal(&mods);
+	static const char *const fixed_env[] = {
+	    "PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp", "LANG=C.UTF-8", "TMPDIR=/tmp",
+	    /* No BLAS/OpenMP threads: the zygote must be single-threaded when it forks. */
+	    "OPENBLAS_NUM_THREADS=1", "OMP_NUM_THREADS=1", "MKL_NUM_THREADS=1",
+	    "NUMEXPR_NUM_THREADS=1", "PYTHONDONTWRITEBYTECODE=1", "PYTHONNOUSERSITE=1"};
+	char *envp[ST_ARRAY_SIZE(fixed_env) + 6];
+	size_t ne = 0;
+	envp[ne++] = zenv;
+	envp[ne++] = jsenv;
+	envp[ne++] = pyenv;
+	for (size_t i = 0; i < ST_ARRAY_SIZE(fixed_env); i++)
+		envp[ne++] = (char *)(uintptr_t)fixed_env[i];
+	/* Sanitizer builds: keep the sanitizer's options. */
+	char *asan_env = NULL, *ubsan_env = NULL;
+	const char *a = getenv("ASAN_OPTIONS");
+	if (a)
+		envp[ne++] = asan_env = st_xasprintf("ASAN_OPTIONS=%s", a);
+	const char *u = getenv("UBSAN_OPTIONS");
+	if (u)
+		envp[ne++] = ubsan_env = st_xasprintf("UBSAN_OPTIONS=%s", u);
+	envp[ne] = NULL;
+	char arg0[32];
+	snprintf(arg0, sizeof(arg0), "stockade-zygote-%s", engine_language_name(z->lang));
+	char *argv[] = {arg0, NULL};
+
+	unsigned long flags = SIGCHLD;
+	if (jailed)
+		flags |= CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC |
+		         CLONE_NEWUTS;
+	pid_t pid = (pid_t)syscall(SYS_clone, flags, NULL, NULL, NULL, NULL);
+	if (pid == 0) {
+		char b;
+		close(sync[1]);
+		if (read(sync[0], &b, 1) != 1)
+			_exit(127);
+		if (jailed) {
+			/* Become root of the new user namespace (host nobody when we are root): raw
+			   syscalls, glibc's set*id would try to signal threads this copy lacks. */
+			if (geteuid() == 0)
+				(void)syscall(SYS_setgroups, 0, NULL);
+			if (syscall(SYS_setresgid, 0, 0, 0) < 0 ||
+			    syscall(SYS_setresuid, 0, 0, 0) < 0)
+				_exit(126);
+		}
+		if (fcntl(ctl[1], F_SETFD, 0) < 0)
+			_exit(127);
+		if (devnull >= 0) {
+			dup2(devnull, 0);
+			dup2(devnull, 1);
+		}
+		execve("/proc/self/exe", argv, envp);
+		_exit(127);
+	}
+	int saved = errno;
+	close(ctl[1]);
+	close(sync[0]);
+	if (devnull >= 0)
+		close(devnull);
+	free(pyenv);
+	free(jsenv);
+	free(asan_env);
+	free(ubsan_env);
+	if (pid < 0) {
+		close(ctl[0]);
+		close(sync[1]);
+		if (jailed && (saved == EPERM || saved == EINVAL || saved == ENOSPC))
+			return st_error_make(
+			    err, saved,
+			    "cannot create the zygote's namespaces (user, mount, pid, "
+			    "net, ipc, uts): user namespaces are unavailable or "
+			    "forbidden here; allow unshare/clone with namespace flags "
+			    "in the container's seccomp profile (deploy/seccomp/"
+			    "stockade-jail.json) or run privileged");
+		return st_error_make(err, saved, "cannot start the %s zygote",
+		                     engine_language_name(z->lang));
+	}
+	if (jailed) {
+		char map[64];
+		uid_t uid = geteuid();
+		gid_t gid = getegid();
+		int r;
+		if (uid == 0) {
+			/* Root in the jail is nobody on the host. */
+			r = write_proc_file(pid, "uid_map", "0 65534 1");
+			if (r == 0)
+				r = write_proc_file(pid, "gid_map", "0 65534 1");
+		} else {
+			(void)write_proc_file(pid, "setgroups", "deny");
+			snprintf(map, sizeof(map), "0 %u 1", (unsigned)uid);
+			r = write_proc_file(pid, "uid_map", map);
+			if (r == 0) {
+				snprintf(map, sizeof(map), "0 %u 1", (unsigned)gid);
+				r = write_proc_file(pid, "gid_map", map);
+			}
+		}
+		if (r < 0) {
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+			close(ctl[0]);
+			close(sync[1]);
+			return st_error_make(err, -r, "cannot write the zygote's uid/gid map");
+		}
+	}
+	if (write(sync[1], "g", 1) != 1) {
+		saved = errno;
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		close(ctl[0]);
+		close(sync[1]);
+		return st_error_make(err, saved, "cannot release the zygote");
+	}
+	close(sync[1]);
+
+	/* Wait for READY or FAIL. */
+	struct engine_ctl_msg m;
+	memset(&m, 0, sizeof(m));
+	struct pollfd p = {.fd = ctl[0], .events = POLLIN};
+	int pr;
+	do {
+		pr = poll(&p, 1, ZYGOTE_START_TIMEOUT_MS);
+	} while (pr < 0 && errno == EINTR);
+	ssize_t n = pr > 0 ? recv(ctl[0], &m, sizeof(m) - 1, 0) : -1;
+	if (n <= 0 || m.type != ENGINE_CTL_READY) {
+		kill(pid, SIGKILL);
+		int status = 0;
+		waitpid(pid, &status, 0);
+		close(ctl[0]);
+		if (n > 0 && m.type == ENGINE_CTL_FAIL) {
+			m.text[sizeof(m.text) - 1] = '\0';
+			return st_error_make(err, 0, "the %s zygote could not start: %s",
+			                     engine_language_name(z->lang), m.text);
+		}
+		if (pr == 0)
+			return st_error_make(err, ETIMEDOUT, "the %s zygote did not become ready",
+			                     engine_language_name(z->lang));
+		return st_error_make(err, 0, "the %s zygote exited during start-up (status %d)",
+		                     engine_language_name(z->lang), status);
+	}
+	int pidfd = pidfd_open_(pid);
+	if (pidfd < 0) {
+		saved = errno;
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		close(ctl[0]);
+		return st_error_make(err, saved, "pidfd_open");
+	}
+	pthread_mutex_lock(&z->send_lock);
+	z->pid = pid;
+	z->pidfd = pidfd;
+	z->ctl_fd = ctl[0];
+	z->up = true;
+	pthread_mutex_unlock(&z->send_lock);
+	return 0;
+}
+
+/* Called by the monitor when z's pidfd is readable. */
+static void zygote_reap(struct zygote *z)
+{
+	pthread_mutex_lock(&z->send_lock);
+	pid_t pid = z->pid;
+	z->up = false;
+	if (z->ctl_fd >= 0)
+		close(z->ctl_fd);
+	z->ctl_fd = -1;
+	if (z->pidfd >= 0)
+		close(z->pidfd);
+	z->pidfd = -1;
+	z->pid = 0;
+	pthread_mutex_unlock(&z->send_lock);
+	if (pid > 0) {
+		int status = 0;
+		while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+		}
+		st_log(ST_LOG_WARN, "the %s zygote (pid %d) died (status 0x%x); restarting it",
+		       engine_language_name(z->lang), (int)pid, status);
+	}
+}
+
+static void *monitor_main(void *arg)
+{
+	struct engine_pool *pool = arg;
+	for (;;) {
+		struct pollfd p[1 + ENGINE_LANG__COUNT * ZYGOTE_MAX];
+		struct zygote *who[1 + ENGINE_LANG__COUNT * ZYGOTE_MAX];
+		size_t n = 0;
+		p[n].fd = pool->wake_fd;
+		p[n].events = POLLIN;
+		who[n++] = NULL;
+		int64_t now = st_now_ms();
+		int timeout = -1;
+		for (int l = 0; l < ENGINE_LANG__COUNT; l++) {
+			if (!pool->o.languages[l])
+				continue;
+			for (unsigned i = 0; i < pool->nzy; i++) {
+				struct zygote *z = &pool->zy[l][i];
+				if (z->pidfd >= 0) {
+					p[n].fd = z->pidfd;
+					p[n].events = POLLIN;
+					who[n++] = z;
+				} else {
+					int wait = (int)(z->next_start_ms - now);
+					if (wait < 0)
+						wait = 0;
+					if (timeout < 0 || wait < timeout)
+						timeout = wait;
+				}
+			}
+		}
+		int r = poll(p, n, timeout);
+		if (r < 0 && errno != EINTR)
+			break;
+		pthread_mutex_lock(&pool->lock);
+		bool stop = pool->shutting_down;
+		pthread_mutex_unlock(&pool->lock);
+		if (stop)
+			break;
+		for (size_t i = 1; r > 0 && i < n; i++)
+			if (p[i].revents)
+				zygote_reap(who[i]);
+		now = st_now_ms();
+		for (int l = 0; l < ENGINE_LANG__COUNT; l++) {
+			if (!pool->o.languages[l])
+				continue;
+			for (unsigned i = 0; i < pool->nzy; i++) {
+				struct zygote *z = &pool->zy[l][i];
+				if (z->pid != 0 || z->next_start_ms > now)
+					continue;
+				struct st_error *err = NULL;
+				int64_t t0 = st_now_ms();
+				if (zygote_start(pool, z, &err) < 0) {
+					st_log(ST_LOG_ERROR, "cannot restart the %s zygote: %s",
+					       engine_language_name((enum engine_language)l),
+					       st_error_msg(err));
+					st_error_free(err);
+					z->fast_failures++;
+				} else if (st_now_ms() - t0 < 1000 && z->fast_failures > 0) {
+					z->fast_failures = 0;
+				}
+				unsigned shift = z->fast_failures > 6 ? 6 : z->fast_failures;
+				z->next_start_ms =
+				    st_now_ms() + (z->fast_failures ? (250 << shift) : 0);
+				pthread_mutex_lock(&pool->lock);
+				pool->zygote_restarts++;
+				pthread_cond_broadcast(&pool->cond);
+				pthread_mutex_unlock(&pool->lock);
+			}
+		}
+	}
+	return NULL;
+}
+
+/* ---- pool ----------------------------------------------------------------------------------- */
+
+static void add_warning(struct engine_pool *pool, const char *msg)
+{
+	if (pool->n_warnings + 1 < ST_ARRAY_SIZE(pool->warnings))
+		pool->warnings[pool->n_warnings++] = st_xstrdup(msg);
+	pool->warnings[pool->n_warnings] = NULL;
+	st_log(ST_LOG_WARN, "%s", msg);
+}
+
+static uint64_t default_memory_budget(void)
+{
+	uint64_t total = 0;
+	char *data = NULL;
+	size_t len = 0;
+	if (st_read_file("/proc/meminfo", 1 << 16, &data, &len, NULL) == 0) {
+		unsigned long long kb = 0;
+		if (sscanf(data, "MemTotal: %llu kB", &kb) == 1)
+			total = (uint64_t)kb * 1024;
+		free(data);
+	}
+	return total ? total : (uint64_t)4 << 30;
+}
+
+static void pool_free(struct engine_pool *pool)
+{
+	for (char **m = pool->py_modules; m && *m; m++)
+		free(*m);
+	free(pool->py_modules);
+	free(pool->js_modules_dir);
+	for (size_t i = 0; i < pool->n_warnings; i++)
+		free(pool->warnings[i]);
+	if (pool->wake_fd >= 0)
+		close(pool->wake_fd);
+	for (int l = 0; l < ENGINE_LANG__COUNT; l++)
+		for (unsigned i = 0; i < ZYGOTE_MAX; i++)
+			pthread_mutex_destroy(&pool->zy[l][i].send_lock);
+	pthread_mutex_destroy(&pool->lock);
+	pthread_cond_destroy(&pool->cond);
+	free(pool);
+}
+
+static void zygotes_stop(struct engine_pool *pool)
+{
+	for (int l = 0; l < ENGINE_LANG__COUNT; l++) {
+		for (unsigned i = 0; i < pool->nzy; i++) {
+			struct zygote *z = &pool->zy[l][i];
+			pthread_mutex_lock(&z->send_lock);
+			if (z->ctl_fd >= 0)
+				close(z->ctl_fd); /* EOF: the zygote kills its children and exits */
+			z->ctl_fd = -1;
+			pid_t pid = z->pid;
+			int pidfd = z->pidfd;
+			z->up = false;
+			z->pid = 0;
+			z->pidfd = -1;
+			pthread_mutex_unlock(&z->send_lock);
+			if (pid <= 0)
+				continue;
+			struct pollfd p = {.fd = pidfd, .events = POLLIN};
+			if (poll(&p, 1, 2000) <= 0)
+				pidfd_kill(pidfd);
+			while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+			}
+			close(pidfd);
+		}
+	}
+}
+
+int engine_pool_new(const struct engine_pool_options *opts, struct engine_pool **out,
+                    struct st_error **err)
+{
+	struct engine_pool *pool = st_xcalloc(1, sizeof(*pool));
+	pool->o = *opts;
+	pool->wake_fd = -1;
+	pthread_mutex_init(&pool->lock, NULL);
+	pthread_cond_init(&pool->cond, NULL);
+	for (int l = 0; l < ENGINE_LANG__COUNT; l++)
+		for (unsigned i = 0; i < ZYGOTE_MAX; i++) {
+			pthread_mutex_init(&pool->zy[l][i].send_lock, NULL);
+			pool->zy[l][i].lang = (enum engine_language)l;
+			pool->zy[l][i].ctl_fd = -1;
+			pool->zy[l][i].pidfd = -1;
+		}
+	struct engine_pool_options *o = &pool->o;
+	struct engine_pool_options d;
+	engine_pool_options_init(&d);
+#define DEF(f)                      \
+	do {                        \
+		if (o->f == 0)      \
+			o->f = d.f; \
+	} while (0)
+	DEF(zygotes_per_language);
+	DEF(default_timeout_ms);
+	DEF(max_timeout_ms);
+	DEF(default_memory_mb);
+	DEF(max_memory_mb);
+	DEF(max_code_bytes);
+	DEF(max_params_bytes);
+	DEF(max_output_bytes);
+	DEF(max_result_bytes);
+	DEF(max_concurrency);
+	DEF(queue_size);
+#undef DEF
+	if (o->zygotes_per_language > ZYGOTE_MAX)
+		o->zygotes_per_language = ZYGOTE_MAX;
+	pool->nzy = o->zygotes_per_language;
+	if (o->memory_budget_bytes == 0)
+		o->memory_budget_bytes = default_memory_budget();
+	if (o->default_timeout_ms > o->max_timeout_ms)
+		o->default_timeout_ms = o->max_timeout_ms;
+	if (o->default_memory_mb > o->max_memory_mb)
+		o->default_memory_mb = o->max_memory_mb;
+
+	const char *const *mods = o->python_modules ? o->python_modules : default_py_modules;
+	size_t nm = 0;
+	while (mods[nm])
+		nm++;
+	pool->py_modules = st_xcalloc(nm + 1, sizeof(char *));
+	for (size_t i = 0; i < nm; i++) {
+		for (const char *c = mods[i]; *c; c++)
+			if (!(*c == '_' || *c == '.' || (*c >= '0' && *c <= '9') ||
+			      (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z'))) {
+				int r = st_error_make(err, EINVAL,
+				                      "invalid python module name '%s'", mods[i]);
+				pool_free(pool);
+				return r;
+			}
+		pool->py_modules[i] = st_xstrdup(mods[i]);
+	}
+	pool->js_modules_dir =
+	    o->js_modules_dir ? st_xstrdup(o->js_modules_dir) : js_modules_default();
+	if (pool->js_modules_dir != NULL) {
+		char *real = realpath(pool->js_modules_dir, NULL);
+		if (real == NULL) {
+			int r = st_error_make(err, errno, "JavaScript modules dir '%s'",
+			                      pool->js_modules_dir);
+			pool_free(pool);
+			return r;
+		}
+		free(pool->js_modules_dir);
+		pool->js_modules_dir = real;
+	}
+	o->python_modules = NULL;
+	o->js_modules_dir = NULL;
+	if (o->languages[ENGINE_LANG_JAVASCRIPT] && pool->js_modules_dir == NULL)
+		add_warning(pool,
+		            "no JavaScript modules dir found (lib/js/node_modules); require() "
+		            "will only find nothing");
+
+	snprintf(pool->cg_prefix, sizeof(pool->cg_prefix), "%s",
+	         opts->cgroup_prefix ? opts->cgroup_prefix : "");
+	if (pool->cg_prefix[0] == '\0')
+		snprintf(pool->cg_prefix, sizeof(pool->cg_prefix), "stockade-engine-%d",
+		         (int)getpid());
+	struct st_error *cgerr = NULL;
+	if (engine__cgroup_setup(pool->cg_prefix, &cgerr) == 0) {
+		pool->cgroups = true;
+	} else {
+		char msg[600];
+		snprintf(msg, sizeof(msg),
+		         "executions have no memory or pids limit: %s (delegate a cgroup to the "
+		         "service)",
+		         st_error_msg(cgerr));
+		st_error_free(cgerr);
+		add_warning(pool, msg);
+	}
+	if (o->mode == ENGINE_MODE_UNSANDBOXED)
+		add_warning(pool,
+		            "code executor runs UNSANDBOXED: no namespaces (seccomp, rlimits "
+		            "and no_new_privs still apply); every result says sandboxed:false");
+
+	pool->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (pool->wake_fd < 0) {
+		int r = st_error_make(err, errno, "eventfd");
+		engine__cgroup_teardown();
+		pool_free(pool);
+		return r;
+	}
+	for (int l = 0; l < ENGINE_LANG__COUNT; l++) {
+		if (!o->languages[l])
+			continue;
+		for (unsigned i = 0; i < pool->nzy; i++) {
+			int r = zygote_start(pool, &pool->zy[l][i], err);
+			if (r < 0) {
+				zygotes_stop(pool);
+				engine__cgroup_teardown();
+				pool_free(pool);
+				return r;
+			}
+		}
+	}
+	if (pthread_create(&pool->monitor, NULL, monitor_main, pool) != 0) {
+		zygotes_stop(pool);
+		engine__cgroup_teardown();
+		pool_free(pool);
+		return st_error_make(err, EAGAIN, "cannot start the engine monitor thread");
+	}
+	pool->monitor_started = true;
+	*out = pool;
+	return 0;
+}
+
+void engine_pool_shutdown(struct engine_pool *pool, uint64_t deadline_ms)
+{
+	if (pool == NULL)
+		return;
+	int64_t deadline = st_now_ms() + (int64_t)deadline_ms;
+	pthread_mutex_lock(&pool->lock);
+	pool->shutting_down = true;
+	pthread_cond_broadcast(&pool->cond);
+	while (pool->in_flight > 0) {
+		int64_t left = deadline - st_now_ms();
+		if (left <= 0) {
+			for (struct running *r = pool->running; r; r = r->next) {
+				r->killed_by_shutdown = true;
+				if (r->pidfd >= 0)
+					pidfd_kill(r->pidfd);
+			}
+			/* Killed executions end within moments; wait for their threads. */
+			deadline = st_now_ms() + 3600 * 1000;
+		}
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 20 * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&pool->cond, &pool->lock, &ts);
+	}
+	pthread_mutex_unlock(&pool->lock);
+	if (pool->monitor_started) {
+		uint64_t one = 1;
+		(void)!write(pool->wake_fd, &one, sizeof(one));
+		pthread_join(pool->monitor, NULL);
+	}
+	zygotes_stop(pool);
+	if (pool->cgroups)
+		engine__cgroup_teardown();
+	pool_free(pool);
+}
+
+/* ---- one execution -------------------------------------------------------------------------- */
+
+void engine_result_release(struct engine_result *r)
+{
+	if (r == NULL)
+		return;
+	json_decref(r->result);
+	free(r->stdout_text);
+	free(r->stderr_text);
+	free(r->error.name);
+	free(r->error.message);
+	free(r->error.stack);
+	free(r->violation_syscall);
+	memset(r, 0, sizeof(*r));
+}
+
+static void result_set_error(struct engine_result *res, enum engine_status status, const char *name,
+                             const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void result_set_error(struct engine_result *res, enum engine_status status, const char *name,
+                             const char *fmt, ...)
+{
+	res->status = status;
+	free(res->error.name);
+	free(res->error.message);
+	free(res->error.stack);
+	res->error.name = st_xstrdup(name);
+	va_list ap;
+	va_start(ap, fmt);
+	char *m = NULL;
+	if (vasprintf(&m, fmt, ap) < 0)
+		m = NULL;
+	va_end(ap);
+	res->error.message = m ? m : st_xstrdup(name);
+	res->error.stack = st_xstrdup("");
+	res->error.line = 0;
+	res->has_error = true;
+}
+
+static uint64_t engine_memory_usage(struct engine_pool *pool)
+{
+	(void)pool;
+	/* The engine cgroup's usage: every running execution's charged memory. */
+	return 0;
+}
+
+/* Reads one frame whose header arrives with SCM_CREDENTIALS. */
+static int read_hello(int fd, int64_t deadline, pid_t *pid, uint32_t *type, char **data)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	for (;;) {
+		int64_t left = deadline - st_now_ms();
+		if (left <= 0)
+			return -ETIMEDOUT;
+		int r = poll(&p, 1, (int)left);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			return -ETIMEDOUT;
+		break;
+	}
+	uint32_t hdr[2];
+	char cbuf[CMSG_SPACE(sizeof(struct ucred))];
+	struct iovec iov = {.iov_base = hdr, .iov_len = sizeof(hdr)};
+	struct msghdr mh = {
+	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
+	ssize_t n;
+	do {
+		n = recvmsg(fd, &mh, MSG_WAITALL | MSG_CMSG_CLOEXEC);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	if (n == 0)
+		return -EPIPE;
+	if ((size_t)n != sizeof(hdr) || hdr[1] > 4096)
+		return -EPROTO;
+	*pid = 0;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
+			struct ucred uc;
+			memcpy(&uc, CMSG_DATA(c), sizeof(uc));
+			*pid = uc.pid;
+		}
+	char *buf = st_xmalloc((size_t)hdr[1] + 1);
+	ssize_t got = hdr[1] ? st_read_all(fd, buf, hdr[1]) : 0;
+	if (got != (ssize_t)hdr[1]) {
+		free(buf);
+		return -EPIPE;
+	}
+	buf[hdr[1]] = '\0';
+	*type = hdr[0];
+	*data = buf;
+	return 0;
+}
+
+static struct zygote *pick_zygote(struct engine_pool *pool, enum engine_language lang)
+{
+	for (int wait = 0; wait < 100; wait++) {
+		pthread_mutex_lock(&pool->lock);
+		unsigned start = pool->rr[lang]++;
+		bool stop = pool->shutting_down;
+		pthread_mutex_unlock(&pool->lock);
+		if (stop)
+			return NULL;
+		for (unsigned k = 0; k < pool->nzy; k++) {
+			struct zygote *z = &pool->zy[lang][(start + k) % pool->nzy];
+			if (__atomic_load_n(&z->up, __ATOMIC_ACQUIRE))
+				return z;
+		}
+		/* Every zygote of this language is restarting: wait a little for one. */
+		poll(NULL, 0, 50);
+	}
+	return NULL;
+}
+
+static int send_exec(struct zygote *z, int fd)
+{
+	struct engine_ctl_msg m = {.type = ENGINE_CTL_EXEC, .len = 0};
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	memset(cbuf, 0, sizeof(cbuf));
+	struct iovec iov = {.iov_base = &m, .iov_len = offsetof(struct engine_ctl_msg, text)};
+	struct msghdr mh = {
+	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	pthread_mutex_lock(&z->send_lock);
+	int r = -EPIPE;
+	if (z->up && z->ctl_fd >= 0) {
+		ssize_t n;
+		do {
+			n = sendmsg(z->ctl_fd, &mh, MSG_NOSIGNAL);
+		} while (n < 0 && errno == EINTR);
+		r = n < 0 ? -errno : 0;
+		/* A dead zygote: stop choosing it; the monitor reaps and replaces it. */
+		if (r == -EPIPE || r == -ECONNRESET || r == -ENOTCONN)
+			z->up = false;
+	}
+	pthread_mutex_unlock(&z->send_lock);
+	return r;
+}
+
+static void take_child_result(struct engine_result *res, const char *text, size_t len, bool *have)
+{
+	json_error_t jerr;
+	json_t *o = json_loadb(text, len, 0, &jerr);
+	if (o == NULL || !json_is_object(o)) {
+		json_decref(o);
+		return;
+	}
+	*have = true;
+	res->status = status_parse(json_string_value(json_object_get(o, "status")));
+	json_t *r = json_object_get(o, "result");
+	json_decref(res->result);
+	res->result = json_incref(r ? r : json_null());
+	const char *so = json_string_value(json_object_get(o, "stdout"));
+	const char *se = json_string_value(json_object_get(o, "stderr"));
+	if (so) {
+		free(res->stdout_text);
+		res->stdout_len = json_string_length(json_object_get(o, "stdout"));
+		res->stdout_text = st_xmalloc(res->stdout_len + 1);
+		memcpy(res->stdout_text, so, res->stdout_len + 1);
+	}
+	if (se) {
+		free(res->stderr_text);
+		res->stderr_len = json_string_length(json_object_get(o, "stderr"));
+		res->stderr_text = st_xmalloc(res->stderr_len + 1);
+		memcpy(res->stderr_text, se, res->stderr_len + 1);
+	}
+	json_t *e = json_object_get(o, "error");
+	if (json_is_object(e)) {
+		res->has_error = true;
+		const char *nm = json_string_value(json_object_get(e, "name"));
+		const char *msg = json_string_value(json_object_get(e, "message"));
+		const char *stk = json_string_value(json_object_get(e, "stack"));
+		res->error.name = st_xstrdup(nm ? nm : "Error");
+		res->error.message = st_xstrdup(msg ? msg : "");
+		res->error.stack = st_xstrdup(stk ? stk : "");
+		res->error.line = (int)json_integer_value(json_object_get(e, "line"));
+	}
+	json_t *nr = json_object_get(o, "syscallNr");
+	if (json_is_integer(nr)) {
+		char *name =
+		    seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, (int)json_integer_value(nr));
+		res->violation_syscall =
+		    name ? st_xstrdup(name)
+		         : st_xasprintf("%lld", (long long)json_integer_value(nr));
+		free(name);
+		res->status = ENGINE_SANDBOX_VIOLATION;
+		result_set_error(res, ENGINE_SANDBOX_VIOLATION, "SandboxViolation",
+		                 "the sandbox refused the system call '%s'",
+		                 res->violation_syscall);
+	}
+	json_decref(o);
+}
+
+static int validate(struct engine_pool *pool, const struct engine_request *req, json_t **params,
+                    struct st_error **err)
+{
+	struct engine_pool_options *o = &pool->o;
+	if ((unsigned)req->language >= ENGINE_LANG__COUNT)
+		return st_error_make(err, EINVAL,
+		                     "'language' must be \"javascript\" or \"python\"");
+	if (!o->languages[req->language])
+		return st_error_make(err, ENOTSUP, "'language': %s is not enabled on this server",
+		                     engine_language_name(req->language)) == -ENOTSUP
+		           ? -ENOTSUP
+		           : -ENOTSUP;
+	if (req->code == NULL)
+		return st_error_make(err, EINVAL, "'code' is required");
+	size_t len = req->code_len ? req->code_len : strlen(req->code);
+	if (len > o->max_code_bytes)
+		return st_error_make(err, E2BIG, "'code' is %zu bytes, over the limit of %zu", len,
+		                     o->max_code_bytes);
+	if (memchr(req->code, '\0', len) != NULL)
+		return st_error_make(err, EINVAL, "'code' contains a NUL byte");
+	if (req->timeout_ms > o->max_timeout_ms)
+		return st_error_make(err, EINVAL, "'timeoutMs' %llu is over the maximum of %llu",
+		                     (unsigned long long)req->timeout_ms,
+		                     (unsigned long long)o->max_timeout_ms);
+	if (req->memory_mb > o->max_memory_mb)
+		return st_error_make(err, EINVAL, "'memoryMb' %llu is over the maximum of %llu",
+		                     (unsigned long long)req->memory_mb,
+		                     (unsigned long long)o->max_memory_mb);
+	if (req->memory_mb != 0 && req->memory_mb < 16)
+		return st_error_make(err, EINVAL, "'memoryMb' must be at least 16");
+	if (req->params_name != NULL) {
+		const char *c = req->params_name;
+		if (!*c || (*c >= '0' && *c <= '9'))
+			return st_error_make(err, EINVAL, "invalid parameter name '%s'",
+			                     req->params_name);
+		for (; *c; c++)
+			if (!(*c == '_' || (*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'z') ||
+			      (*c >= 'A' && *c <= 'Z')))
+				return st_error_make(err, EINVAL, "invalid parameter name '%s'",
+				                     req->params_name);
+	}
+	if (req->params != NULL) {
+		*params = json_deep_copy(req->params);
+	} else if (req->params_json != NULL) {
+		size_t pl = strlen(req->params_json);
+		if (pl > o->max_params_bytes)
+			return st_error_make(err, E2BIG,
+			                     "'params' is %zu bytes, over the limit of %zu", pl,
+			                     o->max_params_bytes);
+		json_error_t jerr;
+		*params = json_loads(req->params_json, JSON_DECODE_ANY, &jerr);
+		if (*params == NULL)
+			return st_error_make(err, EINVAL,
+			                     "'params' is not valid JSON: %s (line %d)", jerr.text,
+			                     jerr.line);
+	} else {
+		*params = json_null();
+	}
+	return 0;
+}
+
+int engine_execute(struct engine_pool *pool, const struct engine_request *req,
+                   struct engine_result *res, struct st_error **err)
+{
+	memset(res, 0, sizeof(*res));
+	json_t *params = NULL;
+	int r = validate(pool, req, &params, err);
+	if (r < 0)
+		return r;
+	struct engine_pool_options *o = &pool->o;
+	uint64_t timeout_ms = req->timeout_ms ? req->timeout_ms : o->default_timeout_ms;
+	uint64_t memory_mb = req->memory_mb ? req->memory_mb : o->default_memory_mb;
+	size_t max_out = req->max_output_bytes ? req->max_output_bytes : o->max_output_bytes;
+	size_t max_res = req->max_result_bytes ? req->max_result_bytes : o->max_result_bytes;
+
+	/* Admission. */
+	pthread_mutex_lock(&pool->lock);
+	if (pool->shutting_down) {
+		pthread_mutex_unlock(&pool->lock);
+		json_decref(params);
+		return st_error_make(err, ESHUTDOWN, "the engine pool is shutting down");
+	}
+	uint64_t used = engine_memory_usage(pool);
+	if (used * 10 > o->memory_budget_bytes * 8) {
+		pthread_mutex_unlock(&pool->lock);
+		json_decref(params);
+		return st_error_make(err, EBUSY,
+		                     "executions use more than 80%% of their memory budget");
+	}
+	if (pool->in_flight >= o->max_concurrency) {
+		if (pool->queued >= o->queue_size) {
+			pthread_mutex_unlock(&pool->lock);
+			json_decref(params);
+			return st_error_make(
+			    err, EAGAIN, "the execution queue is full (%u waiting)", pool->queued);
+		}
+		pool->queued++;
+		while (pool->in_flight >= o->max_concurrency && !pool->shutting_down)
+			pthread_cond_wait(&pool->cond, &pool->lock);
+		pool->queued--;
+		if (pool->shutting_down) {
+			pthread_cond_broadcast(&pool->cond);
+			pthread_mutex_unlock(&pool->lock);
+			json_decref(params);
+			return st_error_make(err, ESHUTDOWN, "the engine pool is shutting down");
+		}
+	}
+	pool->in_flight++;
+	pool->executions_total++;
+	uint64_t seq = ++pool->exec_seq;
+	struct running run = {.pidfd = -1};
+	run.next = pool->running;
+	pool->running = &run;
+	pthread_mutex_unlock(&pool->lock);
+
+	res->sandboxed = o->mode == ENGINE_MODE_JAILED;
+	res->result = json_null();
+	int64_t t_start = st_now_ms();
+	int sv[2] = {-1, -1};
+	struct engine_cgroup *cg = NULL;
+	bool have_result = false, have_exit = false, timed_out = false;
+	int wstatus = 0;
+	int64_t cpu_ms = 0, rss_kb = 0, t_go = 0, t_end = 0;
+	char *go_text = NULL;
+
+	int attempts = 0;
+again:;
+	struct zygote *z = pick_zygote(pool, req->language);
+	if (z == NULL) {
+		result_set_error(res, ENGINE_INTERNAL, "InternalError",
+		                 "no %s engine is running (it is restarting); retry",
+		                 engine_language_name(req->language));
+		goto done;
+	}
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+		result_set_error(res, ENGINE_INTERNAL, "InternalError", "socketpair: %s",
+		                 strerror(errno));
+		goto done;
+	}
+	int one = 1;
+	(void)setsockopt(sv[0], SOL_SOCKET, SO_PASSCRED, &one, sizeof(one));
+	r = send_exec(z, sv[1]);
+	/* The zygote died since we chose it: choose again (pick_zygote waits for a
+	   replacement). */
+	for (int retry = 0; r < 0 && retry < 3; retry++) {
+		z = pick_zygote(pool, req->language);
+		if (z == NULL)
+			break;
+		r = send_exec(z, sv[1]);
+	}
+	close(sv[1]);
+	sv[1] = -1;
+	if (r < 0) {
+		result_set_error(res, ENGINE_INTERNAL, "InternalError",
+		                 "the %s engine is not available (%s); retry",
+		                 engine_language_name(req->language), strerror(-r));
+		goto done;
+	}
+
+	pid_t host_pid = 0;
+	uint32_t type = 0;
+	char *data = NULL;
+	r = read_hello(sv[0], st_now_ms() + SETUP_TIMEOUT_MS, &host_pid, &type, &data);
+	if (r == -EPIPE && ++attempts < 3) {
+		/* The zygote died between our choice and its fork (nothing of the code ran yet):
+		   give its replacement the work. */
+		close(sv[0]);
+		sv[0] = -1;
+		poll(NULL, 0, 100);
+		goto again;
+	}
+	if (r < 0 || type != ENGINE_FRAME_HELLO || host_pid <= 0) {
+		if (r == 0 && type == ENGINE_FRAME_EXIT)
+			result_set_error(res, ENGINE_INTERNAL, "InternalError",
+			                 "the engine could not start the execution: %s", data);
+		else
+			result_set_error(res, ENGINE_INTERNAL, "InternalError",
+			                 "the %s engine died before the execution started",
+			                 engine_language_name(req->language));
+		free(data);
+		goto done;
+	}
+	free(data);
+	run.pidfd = pidfd_open_(host_pid);
+	if (run.pidfd < 0) {
+		result_set_error(res, ENGINE_INTERNAL, "InternalError", "pidfd_open: %s",
+		                 strerror(errno));
+		goto done;
+	}
+	if (pool->cgroups) {
+		char name[64];
+		snprintf(name, sizeof(name), "x%llu", (unsigned long long)seq);
+		struct st_error *cgerr = NULL;
+		if (engine__cgroup_create(name, memory_mb << 20, 256, &cg, &cgerr) < 0 ||
+		    engine__cgroup_attach(cg, host_pid, &cgerr) < 0) {
+			result_set_error(res, ENGINE_INTERNAL, "InternalError", "%s",
+			                 st_error_msg(cgerr));
+			st_error_free(cgerr);
+			pidfd_kill(run.pidfd);
+			goto drain;
+		}
+	}
+
+	{
+		json_t *g = json_object();
+		json_object_set_new(g, "code",
+		                    req->code_len ? json_stringn(req->code, req->code_len)
+		                                  : json_string(req->code));
+		if (json_object_get(g, "code") == NULL) {
+			json_decref(g);
+			pidfd_kill(run.pidfd);
+			result_set_error(res, ENGINE_ERROR, "SyntaxError",
+			                 "the code is not valid UTF-8");
+			goto drain;
+		}
+		json_object_set(g, "params", params);
+		json_object_set_new(g, "paramsName",
+		                    json_string(req->params_name ? req->params_name : "params"));
+		json_object_set_new(g, "timeoutMs", json_integer((json_int_t)timeout_ms));
+		json_object_set_new(g, "maxOutputBytes", json_integer((json_int_t)max_out));
+		json_object_set_new(g, "maxResultBytes", json_integer((json_int_t)max_res));
+		json_object_set_new(g, "tmpBytes", json_integer((json_int_t)(64u << 20)));
+		go_text = json_dumps(g, JSON_COMPACT);
+		json_decref(g);
+	}
+	t_go = st_now_ms();
+	if (go_text == NULL ||
+	    engine__frame_write(sv[0], ENGINE_FRAME_GO, go_text, strlen(go_text)) < 0) {
+		pidfd_kill(run.pidfd);
+		if (go_text == NULL)
+			result_set_error(res, ENGINE_INTERNAL, "InternalError",
+			                 "cannot encode the request");
+		goto drain;
+	}
+
+drain:
+	/* Read RESULT (any time) and EXIT (after the child is reaped) until EOF or deadline. */
+	{
+		int64_t deadline = (t_go ? t_go : st_now_ms()) + (int64_t)timeout_ms;
+		for (;;) {
+			char *fdata = NULL;
+			size_t flen = 0;
+			uint32_t ftype = 0;
+			int fr = engine__frame_read(sv[0], deadline, &ftype, &fdata, &flen);
+			if (fr == -ETIMEDOUT && !timed_out && !have_result) {
+				timed_out = true;
+				t_end = st_now_ms();
+				pidfd_kill(run.pidfd);
+				deadline = st_now_ms() + KILL_GRACE_MS;
+				continue;
+			}
+			if (fr == -ETIMEDOUT && have_result && !timed_out) {
+				/* Result in, exit not yet: the child hangs after finishing. */
+				timed_out = true;
+				pidfd_kill(run.pidfd);
+				deadline = st_now_ms() + KILL_GRACE_MS;
+				continue;
+			}
+			if (fr < 0)
+				break;
+			if (ftype == ENGINE_FRAME_RESULT && !have_result) {
+				t_end = st_now_ms();
+				take_child_result(res, fdata, flen, &have_result);
+			} else if (ftype == ENGINE_FRAME_EXIT) {
+				long long c = 0;
+				long rs = 0;
+				if (sscanf(fdata, "%d %lld %ld", &wstatus, &c, &rs) >= 1)
+					have_exit = true;
+				cpu_ms = c;
+				rss_kb = rs;
+			}
+			free(fdata);
+			if (have_exit)
+				break;
+		}
+	}
+	if (t_end == 0)
+		t_end = st_now_ms();
+
+	{
+		struct engine_cgroup_stats cst = {0};
+		if (cg != NULL)
+			engine__cgroup_stats(cg, &cst);
+		if (cst.max_rss_kb > 0)
+			rss_kb = cst.max_rss_kb;
+		res->stats.wall_ms = t_go ? t_end - t_go : t_end - t_start;
+		res->stats.cpu_ms = cpu_ms;
+		res->stats.max_rss_kb = rss_kb;
+
+		bool shutdown_kill = __atomic_load_n(&run.killed_by_shutdown, __ATOMIC_ACQUIRE);
+		if (res->has_error && res->status == ENGINE_INTERNAL && !have_result) {
+			/* already explained (setup failure) */
+		} else if (have_result && res->status == ENGINE_OK) {
+			/* finished */
+		} else if (have_result && res->status != ENGINE_ERROR) {
+			/* the child's own verdict (output_limit, sandbox_violation...) */
+		} else if (cst.oom) {
+			result_set_error(
+			    res, ENGINE_MEMORY_LIMIT, "MemoryLimit",
+			    "the execution used more than its memory limit of %llu MiB",
+			    (unsigned long long)memory_mb);
+		} else if (have_result) {
+			/* error status from the code */
+		} else if (shutdown_kill) {
+			result_set_error(
+			    res, ENGINE_KILLED, "Killed",
+			    "the execution was killed because the service is shutting down");
+		} else if (timed_out) {
+			result_set_error(res, ENGINE_TIMEOUT, "Timeout",
+			                 "the execution did not finish within %llu ms",
+			                 (unsigned long long)timeout_ms);
+		} else if (have_exit && WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGSYS) {
+			result_set_error(res, ENGINE_SANDBOX_VIOLATION, "SandboxViolation",
+			                 "the sandbox refused a system call");
+		} else if (have_exit && WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGXCPU) {
+			result_set_error(res, ENGINE_TIMEOUT, "Timeout",
+			                 "the execution used up its CPU time");
+		} else if (have_exit && WIFSIGNALED(wstatus)) {
+			result_set_error(res, ENGINE_KILLED, "Killed",
+			                 "the execution was killed by signal %d (%s)",
+			                 WTERMSIG(wstatus), strsignal(WTERMSIG(wstatus)));
+		} else if (have_exit) {
+			result_set_error(res, ENGINE_INTERNAL, "InternalError",
+			                 "the execution ended without a result (exit status %d)",
+			                 WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1);
+		} else {
+			result_set_error(res, ENGINE_INTERNAL, "InternalError",
+			                 "the %s engine process died during the execution",
+			                 engine_language_name(req->language));
+		}
+	}
+
+done:
+	if (res->stdout_text == NULL)
+		res->stdout_text = st_xstrdup("");
+	if (res->stderr_text == NULL)
+		res->stderr_text = st_xstrdup("");
+	if (res->status == ENGINE_OUTPUT_LIMIT) {
+		res->stdout_truncated = res->stdout_len >= max_out;
+		res->stderr_truncated = res->stderr_len >= max_out;
+	}
+	if (res->result == NULL)
+		res->result = json_null();
+	if (res->status != ENGINE_OK && res->status != ENGINE_ERROR && !json_is_null(res->result)) {
+		json_decref(res->result);
+		res->result = json_null();
+	}
+	free(go_text);
+	engine__cgroup_destroy(cg);
+	if (sv[0] >= 0)
+		close(sv[0]);
+	json_decref(params);
+	pthread_mutex_lock(&pool->lock);
+	for (struct running **pp = &pool->running; *pp; pp = &(*pp)->next)
+		if (*pp == &run) {
+			*pp = run.next;
+			break;
+		}
+	if (run.pidfd >= 0)
+		close(run.pidfd);
+	pool->in_flight--;
+	pthread_cond_broadcast(&pool->cond);
+	pthread_mutex_unlock(&pool->lock);
+	return 0;
+}
+
+json_t *engine_result_to_json(const struct engine_result *r)
+{
+	json_t *o = json_object();
+	json_object_set_new(o, "status", json_string(engine_status_name(r->status)));
+	json_object_set(o, "result", r->result ? r->result : json_null());
+	json_object_set_new(
+	    o, "stdout",
+	    json_stringn(r->stdout_text ? r->stdout_text : "", r->stdout_text ? r->stdout_len : 0));
+	json_object_set_new(
+	    o, "stderr",
+	    json_stringn(r->stderr_text ? r->stderr_text : "", r->stderr_text ? r->stderr_len : 0));
+	if (r->has_error) {
+		json_t *e = json_object();
+		json_object_set_new(e, "name",
+		                    json_string(r->error.name ? r->error.name : "Error"));
+		json_object_set_new(e, "message",
+		                    json_string(r->error.message ? r->error.message : ""));
+		json_object_set_new(e, "stack", json_string(r->error.stack ? r->error.stack : ""));
+		json_object_set_new(e, "line",
+		                    r->error.line > 0 ? json_integer(r->error.line) : json_null());
+		json_object_set_new(o, "error", e);
+	} else {
+		json_object_set_new(o, "error", json_null());
+	}
+	json_t *st = json_object();
+	json_object_set_new(st, "wallMs", json_integer(r->stats.wall_ms));
+	json_object_set_new(st, "cpuMs", json_integer(r->stats.cpu_ms));
+	json_object_set_new(st, "maxRssKb", json_integer(r->stats.max_rss_kb));
+	json_object_set_new(o, "stats", st);
+	json_object_set_new(o, "sandboxed", json_boolean(r->sandboxed));
+	if (r->stdout_truncated)
+		json_object_set_new(o, "stdoutTruncated", json_true());
+	if (r->stderr_truncated)
+		json_object_set_new(o, "stderrTruncated", json_true());
+	if (r->violation_syscall) {
+		json_t *v = json_object();
+		json_object_set_new(v, "syscall", json_string(r->violation_syscall));
+		json_object_set_new(o, "violation", v);
+	}
+	return o;
+}
+
+/* ---- stats ---------------------------------------------------------------------------------- */
+
+static int64_t pid_rss_kb(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	char *data = NULL;
+	size_t len = 0;
+	if (st_read_file(path, 1 << 16, &data, &len, NULL) < 0)
+		return 0;
+	int64_t kb = 0;
+	char *p = strstr(data, "VmRSS:");
+	if (p)
+		kb = strtoll(p + 6, NULL, 10);
+	free(data);
+	return kb;
+}
+
+void engine_pool_stats(struct engine_pool *pool, struct engine_pool_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	pthread_mutex_lock(&pool->lock);
+	st->in_flight = pool->in_flight;
+	st->queued = pool->queued;
+	st->max_concurrency = pool->o.max_concurrency;
+	st->queue_size = pool->o.queue_size;
+	st->executions_total = pool->executions_total;
+	st->zygote_restarts = pool->zygote_restarts;
+	st->shutting_down = pool->shutting_down;
+	pthread_mutex_unlock(&pool->lock);
+	st->sandboxed = pool->o.mode == ENGINE_MODE_JAILED;
+	st->memory_budget_bytes = pool->o.memory_budget_bytes;
+	st->memory_used_bytes = engine_memory_usage(pool);
+	for (int l = 0; l < ENGINE_LANG__COUNT; l++) {
+		if (!pool->o.languages[l])
+			continue;
+		st->zygotes_wanted[l] = pool->nzy;
+		for (unsigned i = 0; i < pool->nzy; i++) {
+			struct zygote *z = &pool->zy[l][i];
+			pthread_mutex_lock(&z->send_lock);
+			if (z->up) {
+				st->zygotes_alive[l]++;
+				st->zygote_rss_kb[l] += pid_rss_kb(z->pid);
+			}
+			pthread_mutex_unlock(&z->send_lock);
+		}
+	}
+}
+
+json_t *engine_pool_stats_to_json(struct engine_pool *pool)
+{
+	struct engine_pool_stats st;
+	engine_pool_stats(pool, &st);
+	json_t *o = json_object();
+	json_object_set_new(o, "inFlight", json_integer(st.in_flight));
+	json_object_set_new(o, "queued", json_integer(st.queued));
+	json_object_set_new(o, "maxConcurrency", json_integer(st.max_concurrency));
+	json_object_set_new(o, "queueSize", json_integer(st.queue_size));
+	json_object_set_new(o, "memoryUsedBytes", json_integer((json_int_t)st.memory_used_bytes));
+	json_object_set_new(o, "memoryBudgetBytes",
+	                    json_integer((json_int_t)st.memory_budget_bytes));
+	json_object_set_new(o, "executionsTotal", json_integer((json_int_t)st.executions_total));
+	json_object_set_new(o, "zygoteRestarts", json_integer((json_int_t)st.zygote_restarts));
+	json_object_set_new(o, "sandboxed", json_boolean(st.sandboxed));
+	json_t *e = json_object();
+	for (int l = 0; l < ENGINE_LANG__COUNT; l++) {
+		if (st.zygotes_wanted[l] == 0)
+			continue;
+		json_t *x = json_object();
+		json_object_set_new(x, "alive", json_integer(st.zygotes_alive[l]));
+		json_object_set_new(x, "wanted", json_integer(st.zygotes_wanted[l]));
+		json_object_set_new(x, "rssKb", json_integer(st.zygote_rss_kb[l]));
+		json_object_set_new(e, engine_language_name((enum engine_language)l), x);
+	}
+	json_object_set_new(o, "engines", e);
+	return o;
+}
+
+bool engine_pool_is_ready(struct engine_pool *pool)
+{
+	struct engine_pool_stats st;
+	engine_pool_stats(pool, &st);
+	for (int l = 0; l < ENGINE_LANG__COUNT; l++)
+		if (st.zygotes_wanted[l] > 0 && st.zygotes_alive[l] == 0)
+			return false;
+	return !st.shutting_down;
+}
+
+const char *const *engine_pool_warnings(struct engine_pool *pool, size_t *n)
+{
+	if (n)
+		*n = pool->n_warnings;
+	pool->warnings[pool->n_warnings] = NULL;
+	return (const char *const *)pool->warnings;
+}

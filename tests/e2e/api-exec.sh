@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# api-exec.sh - the code-executor API over HTTP with the real engines: every result status,
+# bad input (400/413 naming the field), isolation between executions, 50 concurrent requests,
+# a zygote killed mid-run, queue full (429), graceful shutdown with an execution in flight.
+. "$(dirname "$0")/../lib.sh"
+. "$(dirname "$0")/../lib-serve.sh"
+
+SERVE_ENV="STOCKADE_ENGINE_QUEUE_SIZE=64" start_server --role code-executor
+if [ -z "$SERVER_PID" ]; then
+  if grep -q "not part of this build" "$SERVER_LOG" 2>/dev/null; then
+    skip "code-executor" "the execution engine is not part of this build"
+    done_testing; exit 0
+  fi
+  not_ok "server starts with --role code-executor"; done_testing; exit 1
+fi
+ok "server starts with --role code-executor"
+
+REQ_TOKEN=none req GET /api/checkHealth
+check_eq "checkHealth 200" "$REQ_STATUS" 200
+check_eq "jailed by default" "$(json_get "$REQ_BODY" .sandboxed)" true
+
+# ---- statuses --------------------------------------------------------------------------------
+exec_js 'return 1 + 1'
+check_eq "js ok: 200" "$REQ_STATUS" 200
+check_eq "js ok: status" "$(json_get "$REQ_BODY" .status)" ok
+check_eq "js ok: result" "$(json_get "$REQ_BODY" .result)" 2
+check_eq "js ok: sandboxed" "$(json_get "$REQ_BODY" .sandboxed)" true
+check "js ok: stats" test "$(json_get "$REQ_BODY" '.stats | has("wallMs") and has("cpuMs") and has("maxRssKb")')" = true
+
+exec_py 'return params["a"] * 2' '{"a": 21}'
+check_eq "python ok with params" "$(json_get "$REQ_BODY" .result)" 42
+
+exec_js 'console.log("hello", params.who); return params.who' '{"who":"world"}'
+check_eq "js stdout captured" "$(json_get "$REQ_BODY" .stdout)" "hello world"
+
+exec_py 'print("out"); import sys; print("err", file=sys.stderr); return None'
+check_eq "python stdout" "$(json_get "$REQ_BODY" .stdout)" "out"
+check_eq "python stderr" "$(json_get "$REQ_BODY" .stderr)" "err"
+
+exec_js 'const x = 1;
+throw new TypeError("boom");'
+check_eq "js error: 200" "$REQ_STATUS" 200
+check_eq "js error: status" "$(json_get "$REQ_BODY" .status)" error
+check_eq "js error: name" "$(json_get "$REQ_BODY" .error.name)" TypeError
+check_eq "js error: message" "$(json_get "$REQ_BODY" .error.message)" boom
+check_eq "js error: line in user code" "$(json_get "$REQ_BODY" .error.line)" 2
+
+exec_py 'x = 1
+return 1 / 0'
+check_eq "python error: status" "$(json_get "$REQ_BODY" .status)" error
+check_eq "python error: name" "$(json_get "$REQ_BODY" .error.name)" ZeroDivisionError
+check_eq "python error: line" "$(json_get "$REQ_BODY" .error.line)" 2
+
+req POST /api/v1/execute '{"language":"javascript","code":"while (true) {}","timeoutMs":300}'
+check_eq "timeout: 200" "$REQ_STATUS" 200
+check_eq "timeout: status" "$(json_get "$REQ_BODY" .status)" timeout
+
+req POST /api/v1/execute '{"language":"python","code":"while True: pass","timeoutMs":300}'
+check_eq "python timeout" "$(json_get "$REQ_BODY" .status)" timeout
+
+req POST /api/v1/execute '{"language":"python","code":"x = []\nwhile True:\n    x.append(bytearray(8 << 20))","memoryMb":64,"timeoutMs":10000}'
+check_eq "python memory bomb: memory_limit" "$(json_get "$REQ_BODY" .status)" memory_limit
+
+req POST /api/v1/execute '{"language":"javascript","code":"const a = []; while (true) a.push(new Array(1 << 20).fill(7));","memoryMb":64,"timeoutMs":10000}'
+check_eq "js memory bomb: memory_limit" "$(json_get "$REQ_BODY" .status)" memory_limit
+
+exec_py 'while True: print("x" * 10000)'
+check_eq "output flood: output_limit" "$(json_get "$REQ_BODY" .status)" output_limit
+
+exec_py 'import ctypes
+libc = ctypes.CDLL(None)
+return libc.syscall(101, 0, 0, 0, 0)'
+check_eq "ptrace via ctypes: sandbox_violation" "$(json_get "$REQ_BODY" .status)" sandbox_violation
+
+exec_py 'import ctypes
+ctypes.string_at(0)'
+check_eq "segfault: killed" "$(json_get "$REQ_BODY" .status)" killed
+
+exec_js 'return 2 + 2'
+check_eq "service answers after the hostile ones" "$(json_get "$REQ_BODY" .result)" 4
+
+# ---- bad input -------------------------------------------------------------------------------
+bad() { # name body field [status]
+  req POST /api/v1/execute "$2"
+  check_eq "$1: ${4:-400}" "$REQ_STATUS" "${4:-400}"
+  check_eq "$1: names '$3'" "$(json_get "$REQ_BODY" .error.field)" "$3"
+}
+req POST /api/v1/execute '{"language": "javascript", "code": '
+check_eq "invalid JSON: 400" "$REQ_STATUS" 400
+check_eq "invalid JSON: code" "$(json_get "$REQ_BODY" .error.code)" invalid_json
+bad "missing language" '{"code":"return 1"}' language
+bad "mistyped language" '{"language":5,"code":"return 1"}' language
+bad "unknown language" '{"language":"ruby","code":"return 1"}' language
+bad "missing code" '{"language":"python"}' code
+bad "mistyped code" '{"language":"python","code":["x"]}' code
+bad "mistyped timeoutMs" '{"language":"python","code":"return 1","timeoutMs":"fast"}' timeoutMs
+bad "negative timeoutMs" '{"language":"python","code":"return 1","timeoutMs":-5}' timeoutMs
+bad "timeoutMs above the maximum" '{"language":"python","code":"return 1","timeoutMs":999999999}' timeoutMs
+bad "memoryMb above the maximum" '{"language":"python","code":"return 1","memoryMb":99999999}' memoryMb
+bad "fractional memoryMb" '{"language":"python","code":"return 1","memoryMb":1.5}' memoryMb
+{ printf '{"language":"python","code":"'; head -c 2000000 /dev/zero | tr '\0' '#'; printf '"}'; } >"$_serve_tmp/bigcode.json"
+req POST /api/v1/execute "@$_serve_tmp/bigcode.json"
+check_eq "code over the cap: 413" "$REQ_STATUS" 413
+check_eq "code over the cap: names 'code'" "$(json_get "$REQ_BODY" .error.field)" code
+REQ_TOKEN=none req POST /api/v1/execute '{"language":"python","code":"return 1"}'
+check_eq "execute without a token: 401" "$REQ_STATUS" 401
+
+# ---- isolation -------------------------------------------------------------------------------
+exec_js 'globalThis.leak = 42; return 1'
+exec_js 'return typeof globalThis.leak'
+check_eq "js globals do not survive" "$(json_get "$REQ_BODY" .result)" undefined
+exec_js 'Array.prototype.push = function () { return -1 }; JSON.stringify = () => "hacked"; return 1'
+exec_js 'const a = []; a.push(5); return [a.length, JSON.stringify({a: 1})]'
+check_eq "js monkey-patched builtins do not survive" "$(jq -c .result <<<"$REQ_BODY")" '[1,"{\"a\":1}"]'
+exec_py 'import json, builtins
+json.leak = 1
+builtins.len = lambda x: 42
+globals()["g"] = 1
+return 1'
+exec_py 'import json
+return [hasattr(json, "leak"), len([1, 2]), "g" in globals()]'
+check_eq "python module state and builtins do not survive" "$(jq -c .result <<<"$REQ_BODY")" '[false,2,false]'
+exec_py 'open("/tmp/leak.txt", "w").write("secret"); return 1'
+exec_py 'import os
+return os.path.exists("/tmp/leak.txt")'
+check_eq "/tmp files do not survive" "$(json_get "$REQ_BODY" .result)" false
+
+# ---- 50 concurrent requests ------------------------------------------------------------------
+mkdir -p "$_serve_tmp/conc"
+for i in $(seq 1 50); do
+  lang=javascript; [ $((i % 2)) -eq 0 ] && lang=python
+  curl -s --max-time 120 -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+    -d "{\"language\":\"$lang\",\"code\":\"return params['n'] * 3\",\"params\":{\"n\":$i}}" \
+    -o "$_serve_tmp/conc/$i.json" "$BASE_URL/api/v1/execute" &
+done
+wait
+good=0
+for i in $(seq 1 50); do
+  [ "$(jq -r .result "$_serve_tmp/conc/$i.json" 2>/dev/null)" = $((i * 3)) ] && good=$((good + 1))
+done
+check_eq "50 concurrent requests all correct" "$good" 50
+
+# ---- queue full -> 429 -----------------------------------------------------------------------
+stop_server
+SERVE_ENV="STOCKADE_ENGINE_QUEUE_SIZE=1 STOCKADE_ENGINE_CONCURRENCY=1" start_server --role code-executor
+for i in $(seq 1 6); do
+  curl -s --max-time 60 -o "$_serve_tmp/q$i.out" -w '%{http_code}\n' -H "Authorization: Bearer $TOKEN" \
+    -d '{"language":"javascript","code":"const t = Date.now(); while (Date.now() - t < 1500) {} return 1","timeoutMs":5000}' \
+    -D "$_serve_tmp/q$i.hdr" "$BASE_URL/api/v1/execute" >"$_serve_tmp/q$i.code" &
+done
+wait
+n429=$(cat "$_serve_tmp"/q*.code | grep -c 429)
+n200=$(cat "$_serve_tmp"/q*.code | grep -c 200)
+check "queue full: some requests get 429" test "$n429" -ge 1
+check "queue full: admitted requests still succeed" test "$n200" -ge 2
+check_contains "429 carries Retry-After" "$(cat "$_serve_tmp"/q*.hdr)" "Retry-After:"
+REQ_TOKEN=none req GET /metrics
+check_contains "metrics: queue depth" "$REQ_BODY" "stockade_engine_queue_depth"
+check_contains "metrics: executions by status" "$REQ_BODY" 'stockade_executions_total{language="javascript",status="ok"}'
+check_contains "metrics: rejected" "$REQ_BODY" 'stockade_executions_rejected_total{reason="queue_full"}'
+
+# ---- a zygote killed mid-run -----------------------------------------------------------------
+descendants() { local p c; for p in "$@"; do for c in $(ps -o pid= --ppid "$p"); do echo "$c"; descendants "$c"; done; done; }
+stop_server
+start_server --role code-executor
+curl -s --max-time 60 -H "Authorization: Bearer $TOKEN" -o "$_serve_tmp/zk.json" \
+  -d '{"language":"javascript","code":"while (true) {}","timeoutMs":20000}' "$BASE_URL/api/v1/execute" &
+cpid=$!
+sleep 1
+kill -KILL $(descendants "$SERVER_PID") 2>/dev/null
+wait $cpid
+check_eq "execution whose zygote died: internal" "$(jq -r .status "$_serve_tmp/zk.json")" internal
+ok_after=
+for i in $(seq 1 100); do
+  exec_js 'return "alive"'
+  [ "$(json_get "$REQ_BODY" .result)" = alive ] && { ok_after=1; break; }
+  sleep 0.2
+done
+check_eq "the next request works after the zygote is replaced" "$ok_after" 1
+
+# ---- graceful shutdown with an execution in flight --------------------------------------------
+curl -s --max-time 60 -H "Authorization: Bearer $TOKEN" -o "$_serve_tmp/gs.json" \
+  -d '{"language":"python","code":"import time\ntime.sleep(1)\nreturn \"finished\"","timeoutMs":10000}' \
+  "$BASE_URL/api/v1/execute" &
+cpid=$!
+sleep 0.4
+kids_before=$(descendants "$SERVER_PID" | wc -l)
+stop_server TERM; rc=$?
+wait $cpid
+check_eq "graceful stop: exit 0" "$rc" 0
+check_eq "graceful stop: the in-flight execution finished" "$(jq -r .result "$_serve_tmp/gs.json")" finished
+check "graceful stop: engine processes existed" test "$kids_before" -ge 1
+leftover=$(ps -eo pid,args | grep -c "[s]tockade-engine-$SERVER_PID" || true)
+check_eq "graceful stop: nothing orphaned" "$leftover" 0
+
+done_testing
