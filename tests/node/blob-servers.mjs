@@ -21,8 +21,10 @@ let n = 0;
 let failed = 0;
 export async function test(name, fn) {
   n++;
+  const t0 = Date.now();
   try {
     await fn();
+    if (process.env.BLOB_TEST_TIMING) console.error(`# ${name}: ${Date.now() - t0} ms`);
     console.log(`ok ${n} - ${name}`);
   } catch (e) {
     failed++;
