@@ -28,7 +28,6 @@
 #include "config/config.h"
 #include "sandbox/sandbox.h"
 
-
 #define OUTPUT_CAP (1024 * 1024)
 #define TOKEN_COOKIE "stockade_sandbox_token"
 
@@ -806,7 +805,8 @@ static struct blob_store *open_snapshot_blob(const struct config_blob *cb)
 	struct blob_store *b = NULL;
 	struct st_error *err = NULL;
 	if (blob_open_config(cb, &b, &err) < 0) {
-		st_log(ST_LOG_WARN, "agent sandbox: snapshot blob store: %s; using the workspace dir",
+		st_log(ST_LOG_WARN,
+		       "agent sandbox: snapshot blob store: %s; using the workspace dir",
 		       st_error_msg(err));
 		b = NULL;
 	}

@@ -27,7 +27,6 @@
 #include "crypto/crypto.h"
 #include "sandbox/sandbox-internal.h"
 
-
 static char *owner_prefix(const char *owner)
 {
 	uint8_t h[CRYPTO_SHA256_BYTES];
