@@ -134,10 +134,11 @@ int blob__meta_check(const struct blob_meta *meta, size_t n_meta, struct st_erro
 			ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
 		}
 		if (!ok)
-			return blob__fail(err, EINVAL,
-			                  "invalid metadata name '%s': use lowercase letters, digits and "
-			                  "'_', starting with a letter (names must work on S3 and Azure)",
-			                  k);
+			return blob__fail(
+			    err, EINVAL,
+			    "invalid metadata name '%s': use lowercase letters, digits and "
+			    "'_', starting with a letter (names must work on S3 and Azure)",
+			    k);
 		for (size_t j = 0; v[j]; j++) {
 			unsigned char c = (unsigned char)v[j];
 			if (c < 0x20 || c > 0x7e)
