@@ -48,7 +48,8 @@ static int fetch_url(const char *url, char **out, size_t *len, struct st_error *
 	curl_easy_cleanup(c);
 	if (rc != CURLE_OK) {
 		st_buf_release(&b);
-		return st_error_make(err, EIO, "cannot fetch JWKS '%s': %s", url, curl_easy_strerror(rc));
+		return st_error_make(err, EIO, "cannot fetch JWKS '%s': %s", url,
+		                     curl_easy_strerror(rc));
 	}
 	if (status != 200) {
 		st_buf_release(&b);
@@ -75,7 +76,8 @@ static int jwks_load_locked(struct mcp__auth *a, struct st_error **err)
 	struct crypto_jwks *j = NULL;
 	r = crypto_jwks_parse(text, len, &j, err);
 	if (r < 0)
-		return st_error_wrap(err, "JWKS from '%s'", a->jwks_file ? a->jwks_file : a->jwks_url);
+		return st_error_wrap(err, "JWKS from '%s'",
+		                     a->jwks_file ? a->jwks_file : a->jwks_url);
 	if (crypto_jwks_count(j) == 0) {
 		crypto_jwks_free(j);
 		return st_error_make(err, EINVAL,
@@ -118,7 +120,8 @@ int mcp__auth_init(struct mcp__auth *a, const struct config_mcp *cfg, const char
 		if (r < 0 && a->jwks_file)
 			return st_error_wrap(err, "mcp.oauth.jwksFile");
 		if (r < 0) {
-			st_log(ST_LOG_WARN, "mcp: %s; will retry when a token arrives", st_error_msg(*err));
+			st_log(ST_LOG_WARN, "mcp: %s; will retry when a token arrives",
+			       st_error_msg(*err));
 			st_error_release(err);
 		}
 		return 0;
@@ -132,8 +135,9 @@ int mcp__auth_init(struct mcp__auth *a, const struct config_mcp *cfg, const char
 	}
 	if (allow_unauthenticated) {
 		a->mode = MCP_AUTH_NONE;
-		st_log(ST_LOG_WARN, "mcp: serving WITHOUT authentication (mcp.allowUnauthenticated on "
-		                    "a loopback listener): anyone on this host can run code");
+		st_log(ST_LOG_WARN,
+		       "mcp: serving WITHOUT authentication (mcp.allowUnauthenticated on "
+		       "a loopback listener): anyone on this host can run code");
 		return 0;
 	}
 	return st_error_make(err, EINVAL,
@@ -206,15 +210,17 @@ static int verify_jwt(struct mcp__auth *a, const char *token, json_t **claims,
 	    .audience = a->audience, .issuer = a->issuer, .leeway_s = 60, .require_exp = true};
 	pthread_mutex_lock(&a->lock);
 	int64_t now = st_now_ms();
-	if (a->jwks_url && (!a->jwks || now - a->jwks_loaded_ms > (int64_t)a->jwks_cache_s * 1000) &&
+	if (a->jwks_url &&
+	    (!a->jwks || now - a->jwks_loaded_ms > (int64_t)a->jwks_cache_s * 1000) &&
 	    now - a->jwks_tried_ms > 1000) {
 		cleanup_error struct st_error *e2 = NULL;
 		if (jwks_load_locked(a, &e2) < 0)
 			st_log(ST_LOG_WARN, "mcp: %s", st_error_msg(e2));
 	}
 	int r = a->jwks ? crypto_jwt_verify_jwks(token, a->jwks, &o, claims, err)
-	                : st_error_make(err, EAGAIN, "the authorization server's keys are not "
-	                                             "available yet");
+	                : st_error_make(err, EAGAIN,
+	                                "the authorization server's keys are not "
+	                                "available yet");
 	/* Unknown key id: the issuer may have rotated its keys. */
 	if (r < 0 && a->jwks_url && now - a->jwks_tried_ms > JWKS_REFETCH_MIN_MS) {
 		cleanup_error struct st_error *e2 = NULL;
@@ -236,20 +242,25 @@ int mcp__auth_check(struct mcp__auth *a, const char *bearer, struct mcp__identit
 		id->scopes = st_xstrdup("*");
 		return 0;
 	}
-	if (!bearer || !*bearer)
-		return st_error_make(err, EACCES, "a bearer token is required");
+	if (!bearer || !*bearer) {
+		st_error_make(err, 0, "a bearer token is required");
+		return -EACCES;
+	}
 	if (a->mode == MCP_AUTH_STATIC) {
-		if (!crypto_str_equal(bearer, a->static_token))
-			return st_error_make(err, EACCES, "the bearer token is not valid");
+		if (!crypto_str_equal(bearer, a->static_token)) {
+			st_error_make(err, 0, "the bearer token is not valid");
+			return -EACCES;
+		}
 		id->principal = st_xstrdup("mcp-static");
 		id->scopes = st_xstrdup("*");
 		return 0;
 	}
 	json_t *claims = NULL;
 	cleanup_error struct st_error *verr = NULL;
-	if (verify_jwt(a, bearer, &claims, &verr) < 0)
-		return st_error_make(err, EACCES, "the access token is not valid: %s",
-		                     st_error_msg(verr));
+	if (verify_jwt(a, bearer, &claims, &verr) < 0) {
+		st_error_make(err, 0, "the access token is not valid: %s", st_error_msg(verr));
+		return -EACCES;
+	}
 	const char *iss = json_string_value(json_object_get(claims, "iss"));
 	if (!a->issuer && a->issuers.n) {
 		bool ok = false;
@@ -257,17 +268,20 @@ int mcp__auth_check(struct mcp__auth *a, const char *bearer, struct mcp__identit
 			if (strcmp(iss, a->issuers.v[i]) == 0)
 				ok = true;
 		if (!ok) {
+			st_error_make(
+			    err, 0,
+			    "the access token was issued by '%s', which is not one of this "
+			    "server's authorization servers",
+			    iss ? iss : "(none)");
 			json_decref(claims);
-			return st_error_make(err, EACCES,
-			                     "the access token was issued by '%s', which is not one of "
-			                     "this server's authorization servers",
-			                     iss ? iss : "(none)");
+			return -EACCES;
 		}
 	}
 	const char *sub = json_string_value(json_object_get(claims, "sub"));
 	if (!sub || !*sub) {
 		json_decref(claims);
-		return st_error_make(err, EACCES, "the access token has no subject (sub)");
+		st_error_make(err, 0, "the access token has no subject (sub)");
+		return -EACCES;
 	}
 	id->principal = st_xasprintf("oauth:%s", sub);
 	id->scopes = scopes_of(claims);

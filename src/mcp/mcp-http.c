@@ -24,7 +24,7 @@ struct mcp_http {
 	struct mcp__auth auth;
 	bool loopback_listener;
 	char *public_host; /* host of mcp.resource / http.publicUrl, lowercase, no port */
-	char *resource;    /* configured resource URL, or NULL (derived per request) */
+	char *resource; /* configured resource URL, or NULL (derived per request) */
 };
 
 static struct mcp_http *g_mcp; /* one per process, like the component it serves */
@@ -86,22 +86,24 @@ static bool check_host_origin(struct mcp_http *m, struct http_request *req)
 	const char *origin = http_header(req, "Origin");
 	if (origin && strcmp(origin, "null") != 0) {
 		if (!host_of(origin, true, h, sizeof(h)) || !host_allowed(m, h)) {
-			http_reply_error(req, 403, "forbidden_origin",
-			                 "Origin is not allowed for /mcp (DNS rebinding protection)",
-			                 NULL);
+			http_reply_error(
+			    req, 403, "forbidden_origin",
+			    "Origin is not allowed for /mcp (DNS rebinding protection)", NULL);
 			return false;
 		}
 	} else if (origin) {
-		http_reply_error(req, 403, "forbidden_origin", "an opaque Origin is not allowed", NULL);
+		http_reply_error(req, 403, "forbidden_origin", "an opaque Origin is not allowed",
+		                 NULL);
 		return false;
 	}
 	const char *host = http_header(req, "Host");
 	if (m->loopback_listener || m->public_host) {
 		if (!host || !host_of(host, false, h, sizeof(h)) || !host_allowed(m, h)) {
-			http_reply_error(req, 403, "forbidden_host",
-			                 "Host is not allowed for /mcp (DNS rebinding protection): use "
-			                 "localhost, 127.0.0.1, [::1] or the configured public URL",
-			                 NULL);
+			http_reply_error(
+			    req, 403, "forbidden_host",
+			    "Host is not allowed for /mcp (DNS rebinding protection): use "
+			    "localhost, 127.0.0.1, [::1] or the configured public URL",
+			    NULL);
 			return false;
 		}
 	}
@@ -198,8 +200,7 @@ static int reply_unauthorized(struct mcp_http *m, struct http_request *req, cons
 	return http_reply_error(req, 401, "unauthorized", why, NULL);
 }
 
-static int reply_insufficient_scope(struct mcp_http *m, struct http_request *req,
-                                    const char *scope)
+static int reply_insufficient_scope(struct mcp_http *m, struct http_request *req, const char *scope)
 {
 	cleanup_free char *meta = metadata_url(m, req);
 	cleanup_free char *hdr = st_xasprintf(
@@ -267,10 +268,11 @@ static int h_mcp(struct http_request *req, void *ctx)
 	bool is_delete = strcmp(req->method, "DELETE") == 0;
 	if (!is_post && !is_delete) {
 		http_reply_header(req, "Allow", "POST, DELETE");
-		return http_reply_error(req, 405, "method_not_allowed",
-		                        "this server offers no server-initiated stream: POST JSON-RPC "
-		                        "messages to /mcp (DELETE ends a session)",
-		                        NULL);
+		return http_reply_error(
+		    req, 405, "method_not_allowed",
+		    "this server offers no server-initiated stream: POST JSON-RPC "
+		    "messages to /mcp (DELETE ends a session)",
+		    NULL);
 	}
 	const char *pv = http_header(req, "MCP-Protocol-Version");
 	if (pv && !mcp_protocol_supported(pv)) {
@@ -304,11 +306,12 @@ static int h_mcp(struct http_request *req, void *ctx)
 	}
 	const char *accept = http_header(req, "Accept");
 	bool sse = header_has(accept, "text/event-stream");
-	if (accept && !sse && !header_has(accept, "application/json") && !header_has(accept, "*/*")) {
+	if (accept && !sse && !header_has(accept, "application/json") &&
+	    !header_has(accept, "*/*")) {
 		mcp__identity_release(&id);
-		return http_reply_error(req, 406, "not_acceptable",
-		                        "Accept must include application/json and text/event-stream",
-		                        NULL);
+		return http_reply_error(
+		    req, 406, "not_acceptable",
+		    "Accept must include application/json and text/event-stream", NULL);
 	}
 
 	struct mcp_post in = {.session_id = http_header(req, "Mcp-Session-Id"),
@@ -340,7 +343,8 @@ static int h_mcp(struct http_request *req, void *ctx)
 			sc->request = out.request;
 			out.request = NULL;
 			sc->principal = st_xstrdup(id.principal);
-			ret = http_reply_stream_thread(req, 200, "text/event-stream", run_stream_call, sc);
+			ret = http_reply_stream_thread(req, 200, "text/event-stream",
+			                               run_stream_call, sc);
 			if (ret < 0) {
 				json_decref(sc->request);
 				free(sc->principal);
@@ -391,21 +395,23 @@ int api_register_mcp(struct http_server *srv, struct app *app, struct st_error *
 	struct config_mcp none = {0};
 	bool allow_anon = c && c->mcp.allow_unauthenticated && m->loopback_listener;
 	if (c && c->mcp.allow_unauthenticated && !m->loopback_listener) {
-		r = st_error_make(err, EINVAL,
-		                  "mcp.allowUnauthenticated is only honoured on a loopback listener "
-		                  "(listen is '%s'): configure mcp.oauth",
-		                  c->listen ? c->listen : "?");
+		r = st_error_make(
+		    err, EINVAL,
+		    "mcp.allowUnauthenticated is only honoured on a loopback listener "
+		    "(listen is '%s'): configure mcp.oauth",
+		    c->listen ? c->listen : "?");
 		goto fail_auth;
 	}
-	cleanup_free char *aud = m->resource ? st_xstrdup(m->resource)
-	                                     : (pub ? st_xasprintf("%s/mcp", pub) : NULL);
+	cleanup_free char *aud =
+	    m->resource ? st_xstrdup(m->resource) : (pub ? st_xasprintf("%s/mcp", pub) : NULL);
 	r = mcp__auth_init(&m->auth, c ? &c->mcp : &none, aud, allow_anon, err);
 	if (r < 0)
 		goto fail_auth;
 	if (m->auth.mode == MCP_AUTH_OAUTH && !m->auth.audience) {
-		r = st_error_make(err, EINVAL,
-		                  "mcp.resource (or http.publicUrl, or mcp.oauth.audience) is needed "
-		                  "with OAuth: tokens are checked against this server's audience");
+		r = st_error_make(
+		    err, EINVAL,
+		    "mcp.resource (or http.publicUrl, or mcp.oauth.audience) is needed "
+		    "with OAuth: tokens are checked against this server's audience");
 		goto fail_tools;
 	}
 	r = mcp__register_tools(m->mcp, app, err);
@@ -416,13 +422,27 @@ int api_register_mcp(struct http_server *srv, struct app *app, struct st_error *
 		goto fail_tools;
 
 	const struct http_route_spec routes[] = {
-	    {.method = "*", .pattern = "/mcp", .handler = h_mcp, .ctx = m,
-	     .flags = HTTP_AUTH_CUSTOM, .max_body_bytes = 4 << 20, .name = "mcp"},
-	    {.method = "GET", .pattern = "/.well-known/oauth-protected-resource", .handler = h_metadata,
-	     .ctx = m, .flags = HTTP_AUTH_NONE},
-	    {.method = "GET", .pattern = "/.well-known/oauth-protected-resource/mcp",
-	     .handler = h_metadata, .ctx = m, .flags = HTTP_AUTH_NONE},
-	    {.method = "GET", .pattern = "/healthcheck", .handler = h_healthcheck, .ctx = m,
+	    {.method = "*",
+	     .pattern = "/mcp",
+	     .handler = h_mcp,
+	     .ctx = m,
+	     .flags = HTTP_AUTH_CUSTOM,
+	     .max_body_bytes = 4 << 20,
+	     .name = "mcp"},
+	    {.method = "GET",
+	     .pattern = "/.well-known/oauth-protected-resource",
+	     .handler = h_metadata,
+	     .ctx = m,
+	     .flags = HTTP_AUTH_NONE},
+	    {.method = "GET",
+	     .pattern = "/.well-known/oauth-protected-resource/mcp",
+	     .handler = h_metadata,
+	     .ctx = m,
+	     .flags = HTTP_AUTH_NONE},
+	    {.method = "GET",
+	     .pattern = "/healthcheck",
+	     .handler = h_healthcheck,
+	     .ctx = m,
 	     .flags = HTTP_AUTH_NONE | HTTP_ROUTE_NO_LOG},
 	};
 	for (size_t i = 0; i < ST_ARRAY_SIZE(routes); i++)

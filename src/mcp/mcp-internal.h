@@ -13,9 +13,9 @@
 #include "mcp/mcp.h"
 
 enum mcp__auth_mode {
-	MCP_AUTH_OAUTH,  /* JWTs verified against the authorization server's JWKS */
+	MCP_AUTH_OAUTH, /* JWTs verified against the authorization server's JWKS */
 	MCP_AUTH_STATIC, /* one configured bearer token (development) */
-	MCP_AUTH_NONE,   /* mcp.allowUnauthenticated on a loopback listener (development) */
+	MCP_AUTH_NONE, /* mcp.allowUnauthenticated on a loopback listener (development) */
 };
 
 struct mcp__auth {
@@ -24,10 +24,10 @@ struct mcp__auth {
 	char *jwks_file;
 	char *jwks_url;
 	uint32_t jwks_cache_s;
-	char *issuer;               /* required iss, or NULL */
+	char *issuer; /* required iss, or NULL */
 	struct config_strv issuers; /* accepted iss values when issuer is NULL (may be empty) */
-	char *audience;             /* required aud */
-	pthread_mutex_t lock;       /* guards jwks and its timestamps */
+	char *audience; /* required aud */
+	pthread_mutex_t lock; /* guards jwks and its timestamps */
 	struct crypto_jwks *jwks;
 	int64_t jwks_loaded_ms;
 	int64_t jwks_tried_ms;

@@ -37,8 +37,8 @@ static int t_execute(void *ctx, struct mcp_call *call, json_t *args, json_t **re
 	int r = engine_execute(pool, &req, &res, err);
 	if (r < 0) {
 		if (r == -EAGAIN || r == -EBUSY) {
-			*result = mcp_text_result("the code-executor is busy: try again in a moment", NULL,
-			                          true);
+			*result = mcp_text_result(
+			    "the code-executor is busy: try again in a moment", NULL, true);
 			st_error_release(err);
 			return 0;
 		}
@@ -59,7 +59,8 @@ static int t_execute(void *ctx, struct mcp_call *call, json_t *args, json_t **re
 		if (res.has_error && res.error.line)
 			st_buf_appendf(&text, "at line %d of the code\n", res.error.line);
 	} else {
-		char *rj = json_dumps(res.result ? res.result : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+		char *rj = json_dumps(res.result ? res.result : json_null(),
+		                      JSON_COMPACT | JSON_ENCODE_ANY);
 		st_buf_appendf(&text, "result: %s\n", rj ? rj : "null");
 		free(rj);
 	}
@@ -103,7 +104,8 @@ static int tool_error(json_t **result, struct st_error **err, const char *what)
 static int json_reply(json_t **result, const char *summary, json_t *obj)
 {
 	char *t = json_dumps(obj, JSON_COMPACT);
-	char *text = st_xasprintf("%s%s%s", summary ? summary : "", summary ? "\n" : "", t ? t : "");
+	char *text =
+	    st_xasprintf("%s%s%s", summary ? summary : "", summary ? "\n" : "", t ? t : "");
 	*result = mcp_text_result(text, obj, false);
 	free(t);
 	free(text);
@@ -118,7 +120,8 @@ static int t_create(void *ctx, struct mcp_call *call, json_t *args, json_t **res
 		return -ENODEV;
 	struct sandbox_create_opts o = {.owner = call->principal,
 	                                .env = json_object_get(args, "env"),
-	                                .allow_egress = json_is_true(json_object_get(args, "allowEgress")),
+	                                .allow_egress =
+	                                    json_is_true(json_object_get(args, "allowEgress")),
 	                                .from_snapshot = str_arg(args, "fromSnapshot")};
 	json_t *out = NULL;
 	mcp_call_progress(call, 0, 1, "creating sandbox");
@@ -149,7 +152,8 @@ static int t_list(void *ctx, struct mcp_call *call, json_t *args, json_t **resul
 	struct sandbox_mgr *m = mgr(err);
 	if (!m)
 		return -ENODEV;
-	return json_reply(result, NULL, json_pack("{s:o}", "sandboxes", sandbox_list(m, call->principal)));
+	return json_reply(result, NULL,
+	                  json_pack("{s:o}", "sandboxes", sandbox_list(m, call->principal)));
 }
 
 static int t_destroy(void *ctx, struct mcp_call *call, json_t *args, json_t **result,
@@ -161,7 +165,8 @@ static int t_destroy(void *ctx, struct mcp_call *call, json_t *args, json_t **re
 	const char *id = str_arg(args, "sandboxId");
 	if (sandbox_destroy(m, call->principal, id, err) < 0)
 		return tool_error(result, err, "cannot destroy the sandbox");
-	return json_reply(result, "sandbox destroyed", json_pack("{s:s, s:b}", "id", id, "destroyed", 1));
+	return json_reply(result, "sandbox destroyed",
+	                  json_pack("{s:s, s:b}", "id", id, "destroyed", 1));
 }
 
 static int t_snapshot(void *ctx, struct mcp_call *call, json_t *args, json_t **result,
@@ -218,45 +223,47 @@ static int t_exec(void *ctx, struct mcp_call *call, json_t *args, json_t **resul
 	{
 		if (!json_is_string(v)) {
 			free(argv);
-			return st_error_make(err, EINVAL, "every element of 'args' must be a string");
+			return st_error_make(err, EINVAL,
+			                     "every element of 'args' must be a string");
 		}
 		argv[i] = json_string_value(v);
 	}
 	const char *in = str_arg(args, "stdin");
-	struct sandbox_exec_req r = {.cmd = str_arg(args, "cmd"),
-	                             .args = jargs ? argv : NULL,
-	                             .cwd = str_arg(args, "cwd"),
-	                             .env = json_object_get(args, "env"),
-	                             .stdin_data = in,
-	                             .stdin_len = in ? strlen(in) : 0,
-	                             .timeout_ms = (uint64_t)json_integer_value(
-	                                 json_object_get(args, "timeoutMs")),
-	                             .background = json_is_true(json_object_get(args, "background"))};
+	struct sandbox_exec_req r = {
+	    .cmd = str_arg(args, "cmd"),
+	    .args = jargs ? argv : NULL,
+	    .cwd = str_arg(args, "cwd"),
+	    .env = json_object_get(args, "env"),
+	    .stdin_data = in,
+	    .stdin_len = in ? strlen(in) : 0,
+	    .timeout_ms = (uint64_t)json_integer_value(json_object_get(args, "timeoutMs")),
+	    .background = json_is_true(json_object_get(args, "background"))};
 	struct exec_out e = {.call = call};
 	st_buf_init(&e.out, OUTPUT_CAP);
 	st_buf_init(&e.err, OUTPUT_CAP);
 	struct sandbox_exec_result res = {0};
-	int rc = sandbox_exec(m, call->principal, str_arg(args, "sandboxId"), &r, on_output, &e, &res,
-	                      err);
+	int rc = sandbox_exec(m, call->principal, str_arg(args, "sandboxId"), &r, on_output, &e,
+	                      &res, err);
 	free(argv);
 	if (rc < 0) {
 		st_buf_release(&e.out);
 		st_buf_release(&e.err);
 		return tool_error(result, err, "cannot run the command");
 	}
-	json_t *s = json_pack("{s:i, s:s, s:s, s:b, s:b, s:b, s:I}", "exitCode", res.exit_code,
-	                      "stdout", e.out.data ? e.out.data : "", "stderr",
-	                      e.err.data ? e.err.data : "", "timedOut", res.timed_out,
-	                      "stdoutTruncated", e.out_trunc, "stderrTruncated", e.err_trunc,
-	                      "wallMs", (json_int_t)res.wall_ms);
+	json_t *s =
+	    json_pack("{s:i, s:s, s:s, s:b, s:b, s:b, s:I}", "exitCode", res.exit_code, "stdout",
+	              e.out.data ? e.out.data : "", "stderr", e.err.data ? e.err.data : "",
+	              "timedOut", res.timed_out, "stdoutTruncated", e.out_trunc, "stderrTruncated",
+	              e.err_trunc, "wallMs", (json_int_t)res.wall_ms);
 	if (res.signal)
 		json_object_set_new(s, "signal", json_integer(res.signal));
 	if (r.background)
 		json_object_set_new(s, "pid", json_integer(res.pid));
 	bool failed = res.exit_code != 0 || res.signal || res.timed_out;
-	char *text = st_xasprintf("%s%s%s%s%s", r.background ? "started in the background\n" : "",
-	                          e.out.len ? e.out.data : "", e.err.len ? "\n[stderr]\n" : "",
-	                          e.err.len ? e.err.data : "", res.timed_out ? "\n[timed out]" : "");
+	char *text =
+	    st_xasprintf("%s%s%s%s%s", r.background ? "started in the background\n" : "",
+	                 e.out.len ? e.out.data : "", e.err.len ? "\n[stderr]\n" : "",
+	                 e.err.len ? e.err.data : "", res.timed_out ? "\n[timed out]" : "");
 	char *full = st_xasprintf("%s\n[exit code %d]", text, res.exit_code);
 	*result = mcp_text_result(full, s, failed);
 	free(text);
@@ -270,7 +277,11 @@ static bool is_utf8(const unsigned char *s, size_t n)
 {
 	for (size_t i = 0; i < n;) {
 		unsigned char c = s[i];
-		size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+		size_t len = c < 0x80         ? 1
+		             : (c >> 5) == 6  ? 2
+		             : (c >> 4) == 14 ? 3
+		             : (c >> 3) == 30 ? 4
+		                              : 0;
 		if (len == 0 || i + len > n || c == 0)
 			return false;
 		for (size_t k = 1; k < len; k++)
@@ -315,14 +326,16 @@ static int t_read(void *ctx, struct mcp_call *call, json_t *args, json_t **resul
 	bool text = is_utf8((const unsigned char *)(b.data ? b.data : ""), b.len);
 	json_t *s;
 	if (text) {
-		s = json_pack("{s:s, s:s%, s:s, s:I}", "path", path, "content", b.data ? b.data : "",
-		              b.len, "encoding", "utf8", "size", (json_int_t)b.len);
+		s = json_pack("{s:s, s:s%, s:s, s:I}", "path", path, "content",
+		              b.data ? b.data : "", b.len, "encoding", "utf8", "size",
+		              (json_int_t)b.len);
 		*result = mcp_text_result(b.data ? b.data : "", s, false);
 	} else {
 		char *b64 = crypto_base64_encode(b.data, b.len);
-		s = json_pack("{s:s, s:s, s:s, s:I}", "path", path, "content", b64, "encoding", "base64",
-		              "size", (json_int_t)b.len);
-		char *t = st_xasprintf("binary file, %zu bytes, base64 in structuredContent", b.len);
+		s = json_pack("{s:s, s:s, s:s, s:I}", "path", path, "content", b64, "encoding",
+		              "base64", "size", (json_int_t)b.len);
+		char *t =
+		    st_xasprintf("binary file, %zu bytes, base64 in structuredContent", b.len);
 		*result = mcp_text_result(t, s, false);
 		free(t);
 		free(b64);
@@ -365,17 +378,19 @@ static int t_list_files(void *ctx, struct mcp_call *call, json_t *args, json_t *
 		return -ENODEV;
 	const char *path = str_arg(args, "path");
 	json_t *out = NULL;
-	if (sandbox_file_list(m, call->principal, str_arg(args, "sandboxId"), path ? path : ".", &out,
-	                      err) < 0)
+	if (sandbox_file_list(m, call->principal, str_arg(args, "sandboxId"), path ? path : ".",
+	                      &out, err) < 0)
 		return tool_error(result, err, "cannot list the directory");
-	return json_reply(result, NULL, json_pack("{s:s, s:o}", "path", path ? path : ".", "entries", out));
+	return json_reply(result, NULL,
+	                  json_pack("{s:s, s:o}", "path", path ? path : ".", "entries", out));
 }
 
 /* ---- the registry ------------------------------------------------------------------------- */
 
-#define ID_PROP "\"sandboxId\":{\"type\":\"string\",\"description\":\"The id sandbox_create returned.\"}"
-#define SCHEMA(props, req)                                                                         \
-	"{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\","         \
+#define ID_PROP \
+	"\"sandboxId\":{\"type\":\"string\",\"description\":\"The id sandbox_create returned.\"}"
+#define SCHEMA(props, req)                                                                   \
+	"{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\"," \
 	"\"properties\":{" props "},\"required\":[" req "],\"additionalProperties\":false}"
 
 static const struct mcp_tool exec_tools[] = {
@@ -387,14 +402,14 @@ static const struct mcp_tool exec_tools[] = {
          "`return` gives the result, `await` works in JavaScript. console.log / print output is "
          "captured. No network, no persistent files (use a sandbox for that). Python has numpy "
          "and pandas; JavaScript can require('lodash') and require('dayjs').",
-     .input_schema = SCHEMA(
-         "\"language\":{\"type\":\"string\",\"enum\":[\"javascript\",\"python\"]},"
-         "\"code\":{\"type\":\"string\",\"description\":\"Function body; use return to give "
-         "the result.\"},"
-         "\"params\":{\"description\":\"Any JSON value, bound to the variable params.\"},"
-         "\"timeoutMs\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":300000},"
-         "\"memoryMb\":{\"type\":\"integer\",\"minimum\":16,\"maximum\":16384}",
-         "\"language\",\"code\""),
+     .input_schema =
+         SCHEMA("\"language\":{\"type\":\"string\",\"enum\":[\"javascript\",\"python\"]},"
+                "\"code\":{\"type\":\"string\",\"description\":\"Function body; use return to give "
+                "the result.\"},"
+                "\"params\":{\"description\":\"Any JSON value, bound to the variable params.\"},"
+                "\"timeoutMs\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":300000},"
+                "\"memoryMb\":{\"type\":\"integer\",\"minimum\":16,\"maximum\":16384}",
+                "\"language\",\"code\""),
      .scope = "execute",
      .fn = t_execute},
 };
@@ -451,9 +466,9 @@ static const struct mcp_tool sandbox_tools[] = {
      .fn = t_read},
     {.name = "sandbox_write_file",
      .title = "Write a file",
-     .description = "Create or replace a file in a sandbox's workspace (parent directories must "
-                    "exist; create them with sandbox_exec mkdir -p). encoding is utf8 (default) "
-                    "or base64 for binary content.",
+     .description = "Create or replace a file in a sandbox's workspace; missing parent "
+                    "directories are created. encoding is utf8 (default) or base64 for binary "
+                    "content.",
      .input_schema = SCHEMA(ID_PROP ",\"path\":{\"type\":\"string\"},"
                                     "\"content\":{\"type\":\"string\"},"
                                     "\"encoding\":{\"type\":\"string\",\"enum\":[\"utf8\","
@@ -519,8 +534,9 @@ int mcp__register_tools(struct mcp_server *s, struct app *app, struct st_error *
 				return r;
 		}
 	} else {
-		st_log(ST_LOG_INFO, "mcp: sandbox tools are not offered: the agent sandbox does not "
-		                    "run in this process (enable rr.agentSandbox, role all)");
+		st_log(ST_LOG_INFO,
+		       "mcp: sandbox tools are not offered: the agent sandbox does not "
+		       "run in this process (enable rr.agentSandbox, role all)");
 	}
 	return 0;
 }
@@ -530,7 +546,8 @@ int mcp__register_tools(struct mcp_server *s, struct app *app, struct st_error *
 static int t_conf_error(void *ctx, struct mcp_call *call, json_t *args, json_t **result,
                         struct st_error **err)
 {
-	*result = mcp_text_result("This tool intentionally returns an error for testing", NULL, true);
+	*result =
+	    mcp_text_result("This tool intentionally returns an error for testing", NULL, true);
 	return 0;
 }
 
@@ -567,7 +584,8 @@ int mcp__register_conformance_tools(struct mcp_server *s, struct st_error **err)
 	    {.name = "json_schema_2020_12_tool",
 	     .description = "Tool with JSON Schema 2020-12 features",
 	     .input_schema =
-	         "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\","
+	         "{\"$schema\":\"https://json-schema.org/draft/2020-12/"
+	         "schema\",\"type\":\"object\","
 	         "\"$defs\":{\"address\":{\"type\":\"object\",\"properties\":{\"street\":{\"type\":"
 	         "\"string\"},\"city\":{\"type\":\"string\"}}}},\"properties\":{\"name\":{\"type\":"
 	         "\"string\"},\"address\":{\"$ref\":\"#/$defs/address\"}},\"additionalProperties\":"

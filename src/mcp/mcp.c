@@ -127,13 +127,16 @@ static char *dup_or_null(const char *s)
 int mcp_add_tool(struct mcp_server *s, const struct mcp_tool *tool, struct st_error **err)
 {
 	if (!tool->name || !*tool->name || !tool->description || !tool->fn)
-		return st_error_make(err, EINVAL, "a tool needs a name, a description and a handler");
+		return st_error_make(err, EINVAL,
+		                     "a tool needs a name, a description and a handler");
 	json_error_t je;
-	json_t *schema = json_loads(tool->input_schema ? tool->input_schema : "{\"type\":\"object\"}",
-	                            JSON_REJECT_DUPLICATES, &je);
+	json_t *schema =
+	    json_loads(tool->input_schema ? tool->input_schema : "{\"type\":\"object\"}",
+	               JSON_REJECT_DUPLICATES, &je);
 	if (!schema || !json_is_object(schema)) {
 		json_decref(schema);
-		return st_error_make(err, EINVAL, "input schema of tool '%s' is not a JSON object: %s",
+		return st_error_make(err, EINVAL,
+		                     "input schema of tool '%s' is not a JSON object: %s",
 		                     tool->name, je.text);
 	}
 	pthread_mutex_lock(&s->lock);
@@ -141,7 +144,8 @@ int mcp_add_tool(struct mcp_server *s, const struct mcp_tool *tool, struct st_er
 		if (strcmp(t->t.name, tool->name) == 0) {
 			pthread_mutex_unlock(&s->lock);
 			json_decref(schema);
-			return st_error_make(err, EEXIST, "tool '%s' is already registered", tool->name);
+			return st_error_make(err, EEXIST, "tool '%s' is already registered",
+			                     tool->name);
 		}
 	struct tool_entry *e = st_xcalloc(1, sizeof(*e));
 	e->t = *tool;
@@ -183,7 +187,8 @@ size_t mcp_tool_count(struct mcp_server *s)
 
 json_t *mcp_text_result(const char *text, json_t *structured, bool is_error)
 {
-	json_t *r = json_pack("{s:[{s:s, s:s}]}", "content", "type", "text", "text", text ? text : "");
+	json_t *r =
+	    json_pack("{s:[{s:s, s:s}]}", "content", "type", "text", "text", text ? text : "");
 	if (structured)
 		json_object_set_new(r, "structuredContent", structured);
 	if (is_error)
@@ -261,15 +266,16 @@ int mcp_check_args(struct mcp_server *s, const char *tool, json_t *args, struct 
 		json_t *p = json_object_get(props, key);
 		if (!p) {
 			if (closed)
-				return st_error_make(err, EINVAL,
-				                     "tool '%s' has no argument '%s' (see its inputSchema)",
-				                     tool, key);
+				return st_error_make(
+				    err, EINVAL,
+				    "tool '%s' has no argument '%s' (see its inputSchema)", tool,
+				    key);
 			continue;
 		}
 		json_t *type = json_object_get(p, "type");
 		if (type && !value_has_type(type, v))
-			return st_error_make(err, EINVAL, "argument '%s' of '%s' must be %s", key, tool,
-			                     type_text(type));
+			return st_error_make(err, EINVAL, "argument '%s' of '%s' must be %s", key,
+			                     tool, type_text(type));
 		json_t *en = json_object_get(p, "enum");
 		if (json_is_array(en)) {
 			bool found = false;
@@ -281,17 +287,22 @@ int mcp_check_args(struct mcp_server *s, const char *tool, json_t *args, struct 
 					found = true;
 			}
 			if (!found)
-				return st_error_make(err, EINVAL,
-				                     "argument '%s' of '%s' is not one of its allowed values",
-				                     key, tool);
+				return st_error_make(
+				    err, EINVAL,
+				    "argument '%s' of '%s' is not one of its allowed values", key,
+				    tool);
 		}
 		json_t *mn = json_object_get(p, "minimum"), *mx = json_object_get(p, "maximum");
-		if (json_is_number(v) && json_is_number(mn) && json_number_value(v) < json_number_value(mn))
-			return st_error_make(err, EINVAL, "argument '%s' of '%s' must be at least %g", key,
-			                     tool, json_number_value(mn));
-		if (json_is_number(v) && json_is_number(mx) && json_number_value(v) > json_number_value(mx))
-			return st_error_make(err, EINVAL, "argument '%s' of '%s' must be at most %g", key,
-			                     tool, json_number_value(mx));
+		if (json_is_number(v) && json_is_number(mn) &&
+		    json_number_value(v) < json_number_value(mn))
+			return st_error_make(err, EINVAL,
+			                     "argument '%s' of '%s' must be at least %g", key, tool,
+			                     json_number_value(mn));
+		if (json_is_number(v) && json_is_number(mx) &&
+		    json_number_value(v) > json_number_value(mx))
+			return st_error_make(err, EINVAL,
+			                     "argument '%s' of '%s' must be at most %g", key, tool,
+			                     json_number_value(mx));
 	}
 	return 0;
 }
@@ -303,8 +314,8 @@ void mcp_call_progress(struct mcp_call *call, double progress, double total, con
 	if (progress < call->progress) /* progress must increase */
 		progress = call->progress;
 	call->progress = progress;
-	json_t *params = json_pack("{s:O, s:f}", "progressToken", call->progress_token, "progress",
-	                           progress);
+	json_t *params =
+	    json_pack("{s:O, s:f}", "progressToken", call->progress_token, "progress", progress);
 	if (total > 0)
 		json_object_set_new(params, "total", json_real(total));
 	if (message)
@@ -501,9 +512,10 @@ void mcp_handle_post(struct mcp_server *s, const struct mcp_post *in, struct mcp
 	json_t *method = json_object_get(msg, "method");
 	if (!json_is_object(msg) || !json_is_string(json_object_get(msg, "jsonrpc")) ||
 	    strcmp(json_string_value(json_object_get(msg, "jsonrpc")), "2.0") != 0) {
-		reply(out, 400,
-		      mcp_jsonrpc_error(json_is_object(msg) ? id : NULL, MCP_INVALID_REQUEST,
-		                        "not a JSON-RPC 2.0 message: it needs \"jsonrpc\": \"2.0\""));
+		reply(
+		    out, 400,
+		    mcp_jsonrpc_error(json_is_object(msg) ? id : NULL, MCP_INVALID_REQUEST,
+		                      "not a JSON-RPC 2.0 message: it needs \"jsonrpc\": \"2.0\""));
 		json_decref(msg);
 		return;
 	}
@@ -522,16 +534,18 @@ void mcp_handle_post(struct mcp_server *s, const struct mcp_post *in, struct mcp
 	}
 	if (!json_is_string(method) || (id && !json_is_string(id) && !json_is_integer(id))) {
 		reply(out, 400,
-		      mcp_jsonrpc_error(json_is_string(id) || json_is_integer(id) ? id : NULL,
-		                        MCP_INVALID_REQUEST,
-		                        "\"method\" must be a string and \"id\" a string or integer"));
+		      mcp_jsonrpc_error(
+		          json_is_string(id) || json_is_integer(id) ? id : NULL,
+		          MCP_INVALID_REQUEST,
+		          "\"method\" must be a string and \"id\" a string or integer"));
 		json_decref(msg);
 		return;
 	}
 	const char *m = json_string_value(method);
 	json_t *params = json_object_get(msg, "params");
 	if (params && !json_is_object(params)) {
-		reply(out, 400, mcp_jsonrpc_error(id, MCP_INVALID_PARAMS, "\"params\" must be an object"));
+		reply(out, 400,
+		      mcp_jsonrpc_error(id, MCP_INVALID_PARAMS, "\"params\" must be an object"));
 		json_decref(msg);
 		return;
 	}
@@ -549,7 +563,8 @@ void mcp_handle_post(struct mcp_server *s, const struct mcp_post *in, struct mcp
 		const char *version = mcp_protocol_supported(want) ? want : MCP_PROTOCOL_LATEST;
 		char *sid = session_create(s, in->principal, version);
 		if (!sid) {
-			reply(out, 500, mcp_jsonrpc_error(id, MCP_INTERNAL_ERROR, "cannot create a session"));
+			reply(out, 500,
+			      mcp_jsonrpc_error(id, MCP_INTERNAL_ERROR, "cannot create a session"));
 			json_decref(msg);
 			return;
 		}
@@ -588,11 +603,12 @@ void mcp_handle_post(struct mcp_server *s, const struct mcp_post *in, struct mcp
 		const char *name = json_string_value(json_object_get(params, "name"));
 		if (!name) {
 			reply(out, 200,
-			      mcp_jsonrpc_error(id, MCP_INVALID_PARAMS, "tools/call needs params.name"));
+			      mcp_jsonrpc_error(id, MCP_INVALID_PARAMS,
+			                        "tools/call needs params.name"));
 		} else if (!find_tool(s, name)) {
 			char text[300];
-			snprintf(text, sizeof(text), "unknown tool '%.200s': call tools/list to see the tools",
-			         name);
+			snprintf(text, sizeof(text),
+			         "unknown tool '%.200s': call tools/list to see the tools", name);
 			reply(out, 200, mcp_jsonrpc_error(id, MCP_INVALID_PARAMS, text));
 		} else {
 			out->kind = MCP_POST_CALL_TOOL;
@@ -604,7 +620,8 @@ void mcp_handle_post(struct mcp_server *s, const struct mcp_post *in, struct mcp
 	} else if (strcmp(m, "resources/list") == 0 || strcmp(m, "prompts/list") == 0 ||
 	           strcmp(m, "logging/setLevel") == 0 || strcmp(m, "completion/complete") == 0) {
 		char text[200];
-		snprintf(text, sizeof(text), "method '%s' is not offered: this server has tools only", m);
+		snprintf(text, sizeof(text),
+		         "method '%s' is not offered: this server has tools only", m);
 		reply(out, 200, mcp_jsonrpc_error(id, MCP_METHOD_NOT_FOUND, text));
 	} else {
 		char text[300];

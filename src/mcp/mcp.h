@@ -22,11 +22,11 @@
 struct mcp_server; /* opaque */
 
 struct mcp_options {
-	const char *server_name;    /* serverInfo.name; default "stockade" */
-	const char *instructions;   /* initialize result `instructions`; may be NULL */
-	uint64_t session_idle_ms;   /* sessions unused this long expire (404); default 30 min */
-	unsigned max_sessions;      /* oldest idle sessions are dropped beyond it; default 1024 */
-	size_t max_message_bytes;   /* larger POST bodies: 413; default 4 MiB */
+	const char *server_name; /* serverInfo.name; default "stockade" */
+	const char *instructions; /* initialize result `instructions`; may be NULL */
+	uint64_t session_idle_ms; /* sessions unused this long expire (404); default 30 min */
+	unsigned max_sessions; /* oldest idle sessions are dropped beyond it; default 1024 */
+	size_t max_message_bytes; /* larger POST bodies: 413; default 4 MiB */
 };
 void mcp_options_init(struct mcp_options *o);
 
@@ -40,13 +40,13 @@ bool mcp_protocol_supported(const char *version);
 
 /* A tool call in progress: who is calling, and a way to report progress. */
 struct mcp_call {
-	const char *principal;      /* authenticated subject ("anonymous" when auth is off) */
-	json_t *progress_token;     /* params._meta.progressToken, or NULL */
+	const char *principal; /* authenticated subject ("anonymous" when auth is off) */
+	json_t *progress_token; /* params._meta.progressToken, or NULL */
 	/* Emit a JSON-RPC notification to the client (steals n); NULL when the reply is not a
 	   stream, in which case progress is dropped. */
 	int (*notify)(void *notify_ctx, json_t *n);
 	void *notify_ctx;
-	double progress;            /* last progress value sent (monotonic) */
+	double progress; /* last progress value sent (monotonic) */
 };
 
 /* Send notifications/progress when the caller asked for it (progress_token set). */
@@ -65,11 +65,11 @@ typedef int (*mcp_tool_fn)(void *ctx, struct mcp_call *call, json_t *args, json_
 struct mcp_tool {
 	const char *name;
 	const char *title;
-	const char *description;   /* written for a model: what it does, when to use it */
-	const char *input_schema;  /* JSON Schema (2020-12) text for `arguments` */
-	const char *scope;         /* OAuth scope a caller needs; NULL: none */
-	bool read_only;            /* annotations.readOnlyHint */
-	bool destructive;          /* annotations.destructiveHint */
+	const char *description; /* written for a model: what it does, when to use it */
+	const char *input_schema; /* JSON Schema (2020-12) text for `arguments` */
+	const char *scope; /* OAuth scope a caller needs; NULL: none */
+	bool read_only; /* annotations.readOnlyHint */
+	bool destructive; /* annotations.destructiveHint */
 	mcp_tool_fn fn;
 	void *ctx;
 };
@@ -91,26 +91,26 @@ int mcp_check_args(struct mcp_server *s, const char *tool, json_t *args, struct 
 
 /* What the transport learned from the HTTP request. */
 struct mcp_post {
-	const char *session_id;        /* Mcp-Session-Id header, or NULL */
-	const char *protocol_version;  /* MCP-Protocol-Version header, or NULL */
-	const char *principal;         /* authenticated subject */
-	const char *body;              /* the raw POST body */
+	const char *session_id; /* Mcp-Session-Id header, or NULL */
+	const char *protocol_version; /* MCP-Protocol-Version header, or NULL */
+	const char *principal; /* authenticated subject */
+	const char *body; /* the raw POST body */
 	size_t body_len;
-	bool accepts_sse;              /* Accept includes text/event-stream */
+	bool accepts_sse; /* Accept includes text/event-stream */
 };
 
 enum mcp_post_kind {
-	MCP_POST_REPLY,          /* reply `status` with `body` (may be NULL: no body) */
-	MCP_POST_CALL_TOOL,      /* a tools/call to run: mcp_run_call() (maybe on a stream) */
+	MCP_POST_REPLY, /* reply `status` with `body` (may be NULL: no body) */
+	MCP_POST_CALL_TOOL, /* a tools/call to run: mcp_run_call() (maybe on a stream) */
 };
 
 struct mcp_post_result {
 	enum mcp_post_kind kind;
-	unsigned status;         /* HTTP status for MCP_POST_REPLY */
-	json_t *body;            /* owned */
-	char *new_session_id;    /* set by initialize: send as Mcp-Session-Id */
+	unsigned status; /* HTTP status for MCP_POST_REPLY */
+	json_t *body; /* owned */
+	char *new_session_id; /* set by initialize: send as Mcp-Session-Id */
 	/* MCP_POST_CALL_TOOL: */
-	json_t *request;         /* the JSON-RPC request (owned) */
+	json_t *request; /* the JSON-RPC request (owned) */
 	const char *needed_scope; /* the tool's scope, for the transport's 403 check */
 };
 void mcp_post_result_release(struct mcp_post_result *r);
