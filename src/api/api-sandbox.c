@@ -901,3 +901,8 @@ int api_register_sandbox(struct http_server *srv, struct app *app, struct st_err
 	app_on_shutdown(app, "agent-sandbox", on_shutdown, NULL);
 	return 0;
 }
+
+struct sandbox_mgr *api_sandbox_mgr(void)
+{
+	return g_mgr;
+}
