@@ -170,6 +170,9 @@ static void pool_options_env(struct engine_pool_options *o)
 	s = getenv("STOCKADE_ENGINE_CONCURRENCY");
 	if (s && st_parse_u64(s, &v) == 0 && v > 0)
 		o->max_concurrency = (unsigned)v;
+	s = getenv("STOCKADE_ENGINE_MEMORY_BUDGET_MB");
+	if (s && st_parse_u64(s, &v) == 0 && v > 0)
+		o->memory_budget_bytes = v << 20;
 	s = getenv("STOCKADE_ENGINE_ZYGOTES");
 	if (s && st_parse_u64(s, &v) == 0 && v > 0)
 		o->zygotes_per_language = (unsigned)v;
@@ -491,5 +494,14 @@ int api_register_exec(struct http_server *srv, struct app *app, struct st_error 
 	s.max_body_bytes = cap;
 	if (http_route_ex(srv, &s) < 0)
 		return st_error_make(err, EINVAL, "cannot register /api/v1/execute");
+	return 0;
+}
+
+int api_engine_pool(struct app *app, struct engine_pool **out, struct st_error **err)
+{
+	int r = api__pool_exec(app, err);
+	if (r < 0)
+		return r;
+	*out = app->pool_exec;
 	return 0;
 }
