@@ -19,8 +19,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(b, data, size);
 	b[size] = '\0';
 	const char *end = b + size;
-	static const char *const tags[] = {"Contents", "Blob", "Key", "Name", "Size",
-	                                   "NextContinuationToken", "NextMarker", "Code", "Message"};
+	static const char *const tags[] = {"Contents",   "Blob", "Key",
+	                                   "Name",       "Size", "NextContinuationToken",
+	                                   "NextMarker", "Code", "Message"};
 	for (size_t i = 0; i < sizeof(tags) / sizeof(tags[0]); i++) {
 		char *t = blob__xml_text(b, end, tags[i]);
 		free(t);
