@@ -450,6 +450,8 @@ static int load_common(const char *yaml, size_t len, const char *name, const cha
 		cfg->rr.enabled = false;
 		cfg->mcp.enabled = false;
 		cfg->source_path = path ? st_xstrdup(path) : NULL;
+		/* Paths derived from the default dataDir are derived again from the file's. */
+		config__set_str(&cfg->rr.agent_sandbox.sandbox.workspace_dir, NULL);
 		if (config__parse_yaml(yaml, len, name, cfg, &pend, problems) < 0)
 			goto out; /* syntax error: nothing else is meaningful */
 	}
