@@ -12,7 +12,8 @@ TRUE=/bin/true
 args=(fork+exec "$TRUE"
   --- unshare-Urpmnui "$(command -v unshare)" -Urpmnui --fork "$TRUE"
   --- bwrap "$(command -v bwrap)" --unshare-all --ro-bind / / --dev /dev --proc /proc --tmpfs /tmp "$TRUE"
-  --- stockade-jail "$STOCKADE_BIN" jail -- /bin/true)
+  --- stockade-jail "$STOCKADE_BIN" jail -- /bin/true
+  --- stockade-jail-no-cgroup "$STOCKADE_BIN" jail --no-cgroup -- /bin/true)
 if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
   args+=(--- stockade-jail-uid65534 "$(command -v setpriv)" --reuid 65534 --regid 65534 --clear-groups "$STOCKADE_BIN" jail -- /bin/true)
 fi
@@ -21,7 +22,7 @@ echo "# jail start-up: $N runs each, round-robin; $(date -u '+%Y-%m-%d %H:%M UTC
 echo "# $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')"
 echo "# fork+exec: /bin/true | unshare-Urpmnui: unshare -Urpmnui --fork /bin/true"
 echo "# bwrap: bwrap --unshare-all --ro-bind / / --dev /dev --proc /proc --tmpfs /tmp /bin/true"
-echo "# stockade-jail: $STOCKADE_BIN jail -- /bin/true (-uid65534: the same under setpriv as nobody)"
+echo "# stockade-jail: $STOCKADE_BIN jail -- /bin/true (-no-cgroup: with --no-cgroup; -uid65534: as nobody via setpriv)"
 "$FE" "$N" "${args[@]}" >"$BENCH_TMP/times" || exit 1
 bench_summary "$BENCH_TMP/times" bwrap
 awk '$1 ~ /^stockade/ && $3 != 0 { n++ } END { if (n) print "# warning: " n " stockade runs did not exit 0" }' "$BENCH_TMP/times"

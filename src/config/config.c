@@ -371,8 +371,9 @@ void config_init_defaults(struct stockade_config *cfg)
 
 	cfg->mcp.enabled = true; /* embedded mode: dev static token (config_ensure_dev_secrets) */
 	cfg->mcp.jwks_cache_s = 300;
-	config__strv_push(&cfg->mcp.scopes_supported, "stockade:execute");
-	config__strv_push(&cfg->mcp.scopes_supported, "stockade:sandbox");
+	config__strv_push(&cfg->mcp.scopes_supported, "execute");
+	config__strv_push(&cfg->mcp.scopes_supported, "sandbox:read");
+	config__strv_push(&cfg->mcp.scopes_supported, "sandbox:write");
 
 	config__derive(cfg, NULL);
 }
@@ -578,7 +579,7 @@ static void conn_kv(struct st_buf *b, const char *k, const char *v)
 	st_buf_append(b, "'", 1);
 }
 
-static char *pg_conninfo(const struct config_postgres *pg, bool inherited_ssl)
+static char *pg_conninfo(const struct config_postgres *pg)
 {
 	if (!pg->present)
 		return NULL;
@@ -599,7 +600,6 @@ static char *pg_conninfo(const struct config_postgres *pg, bool inherited_ssl)
 	const char *sslmode = pg->sslmode;
 	if (sslmode == NULL && pg->ssl_enabled)
 		sslmode = "require"; /* encrypted; "no-verify" = require without verify-ca/full */
-	(void)inherited_ssl;
 	if (sslmode && strcmp(sslmode, "no-verify") == 0)
 		sslmode = "require";
 	conn_kv(&b, "sslmode", sslmode);
@@ -614,13 +614,12 @@ static char *pg_conninfo(const struct config_postgres *pg, bool inherited_ssl)
 
 char *config_backend_pg_conninfo(const struct stockade_config *cfg)
 {
-	return pg_conninfo(&cfg->postgresql, false);
+	return pg_conninfo(&cfg->postgresql);
 }
 
 char *config_agent_sandbox_pg_conninfo(const struct stockade_config *cfg)
 {
-	return pg_conninfo(&cfg->rr.agent_sandbox.postgres,
-	                   cfg->rr.agent_sandbox.postgres.inherited);
+	return pg_conninfo(&cfg->rr.agent_sandbox.postgres);
 }
 
 char *config_pg_display_url(const struct config_postgres *pg)
@@ -874,8 +873,9 @@ json_t *config_to_json(const struct stockade_config *cfg, bool redact)
 	json_object_set_new(oauth, "scopesSupported", jstrv(&m->scopes_supported));
 	json_object_set_new(oauth, "requiredScopes", jstrv(&m->required_scopes));
 	json_object_set_new(o, "mcp",
-	                    json_pack("{s:b, s:o, s:o, s:o}", "enabled", m->enabled, "resource",
-	                              jstr(m->resource), "oauth", oauth, "staticToken",
-	                              jsecret(m->static_token, redact)));
+	                    json_pack("{s:b, s:o, s:o, s:o, s:b}", "enabled", m->enabled,
+	                              "resource", jstr(m->resource), "oauth", oauth, "staticToken",
+	                              jsecret(m->static_token, redact), "allowUnauthenticated",
+	                              m->allow_unauthenticated));
 	return o;
 }

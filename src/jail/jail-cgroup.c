@@ -18,7 +18,9 @@
  * (every process SIGKILLed, cgroup empty) -> destroy (directories removed, handle freed).
  * Host detection is done once per process and is immutable afterwards.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <pthread.h>
@@ -277,6 +279,37 @@ static int make_cgroup(const char *base, const char *name, char **path_out, int 
 	return 0;
 }
 
+/*
+ * A supervisor that was SIGKILLed cannot remove its jails' cgroups (its jails die with it:
+ * their init has PR_SET_PDEATHSIG). Now and then (the first create of a process, then every
+ * 64th) remove empty "jail-<pid>-<n>" siblings whose supervisor pid is gone. rmdir refuses
+ * non-empty cgroups, so a live jail whose pid number was merely reused is never touched.
+ */
+static atomic_uint sweep_count;
+
+static void sweep_stale(const char *base)
+{
+	DIR *d = opendir(base);
+	if (d == NULL)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		int pid;
+		unsigned n;
+		char tail;
+		if (e->d_type != DT_DIR ||
+		    sscanf(e->d_name, "jail-%d-%u%c", &pid, &n, &tail) != 2 || pid <= 0 ||
+		    pid == getpid())
+			continue;
+		if (kill(pid, 0) == 0 || errno != ESRCH)
+			continue;
+		char *path = st_xasprintf("%s/%s", base, e->d_name);
+		(void)rmdir(path);
+		free(path);
+	}
+	closedir(d);
+}
+
 static char *join_base(const char *mount, const char *own, const char *parent)
 {
 	if (strcmp(own, "/") == 0 || own[0] == '\0')
@@ -334,6 +367,7 @@ int jail_cgroup_create(const char *name, const struct jail_limits *limits, struc
 	bool use_v1 = ver == NULL || strcmp(ver, "2") != 0;
 	bool use_v2 = ver == NULL || strcmp(ver, "1") != 0;
 
+	bool sweep = atomic_fetch_add(&sweep_count, 1) % 64 == 0;
 	struct jail_cgroup *cg = st_xcalloc(1, sizeof(*cg));
 	cg->v2_fd = -1;
 	for (int i = 0; i < JAIL__CG_NRES; i++)
@@ -367,6 +401,8 @@ int jail_cgroup_create(const char *name, const struct jail_limits *limits, struc
 		if (bfd >= 0)
 			close(bfd);
 		free(own);
+		if (sweep)
+			sweep_stale(base);
 		int r = make_cgroup(base, name, &cg->v2_path, &cg->v2_fd);
 		if (r < 0)
 			jail__cg_warn(cg, "cgroup v2: cannot create a cgroup under '%s': %s", base,
@@ -386,6 +422,8 @@ int jail_cgroup_create(const char *name, const struct jail_limits *limits, struc
 			if ((cg->v2_ctrl & (1u << i)) || !wanted(i, limits) || !h->v1_mount[i][0])
 				continue;
 			char *base = join_base(h->v1_mount[i], h->v1_own[i], parent);
+			if (sweep)
+				sweep_stale(base);
 			int r = make_cgroup(base, name, &cg->v1_path[i], &cg->v1_fd[i]);
 			if (r < 0 && limit_set(i, limits))
 				jail__cg_warn(cg,

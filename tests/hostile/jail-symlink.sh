@@ -39,6 +39,20 @@ symlink_case "symlink: --bind (rw) destination under a relative symlink" --bind 
 symlink_case "symlink: --tmpfs destination that is itself a symlink" --tmpfs /w/abs
 symlink_case "symlink: --tmpfs through a symlink to /usr does not cover the jail's /usr" --tmpfs /w/usr/x
 
+# The real target of such an attack: a symlink to the host's /etc. A mount point created
+# through it would appear as /etc/<name> on the host.
+ln -s /etc "$W/etc"
+etc_name=stockade-hostile-$H_HOST_TAG
+jrun --bind "$W" /w --tmpfs "/w/etc/$etc_name" -- /hostile/mounts mountinfo "/etc/$etc_name"
+if [ -e "/etc/$etc_name" ]; then
+  not_ok "symlink: --tmpfs under a symlink to the host's /etc creates nothing in /etc" "/etc/$etc_name appeared"
+  rmdir "/etc/$etc_name" 2>/dev/null
+elif [ "$J_STATUS" = setup_error ] || { [ "$J_STATUS" = ok ] && [[ "$J_OUT" != *ESCAPED* ]]; }; then
+  ok "symlink: --tmpfs under a symlink to the host's /etc creates nothing in /etc ($J_STATUS)"
+else
+  not_ok "symlink: --tmpfs under a symlink to the host's /etc creates nothing in /etc"; _h_diag
+fi
+
 # Racing renames: while jails start, a host loop keeps swapping /w/race between a real
 # directory and a symlink to V (rename(2) is atomic, so every lookup sees one or the other).
 mkdir -p "$W/race.dir" && ln -s "$V" "$W/race.lnk"

@@ -68,7 +68,50 @@ prun "$H_TMP/reduced.json" "${jail[@]}" -- /bin/true
 check_eq "executor profile without its stockade additions: the jail cannot be built" \
   "$(jq -r .status "$H_TMP/reports/p.json" 2>/dev/null)" setup_error
 
-# 4. The gVisor agent sandbox under its profile.
+# 4. The service itself: `stockade serve --role code-executor` as uid 65534 under the profile,
+# one execution. When the service cannot run as a non-root user even without any profile, the
+# cause is not the profile: skip with the service's own message.
+serve_try() { # PREFIX... : start, run one execution, stop; sets S_LOG, S_RESULT
+  local port; port=$(free_port)
+  local data=$H_TMP/reports/serve-$port tok=tok_$H_TAG$RANDOM
+  S_LOG=$H_TMP/serve-$port.log
+  "$@" env STOCKADE_API_TOKEN="$tok" "$STOCKADE_BIN" serve --listen "127.0.0.1:$port" \
+    --data-dir "$data" --role code-executor >"$S_LOG" 2>&1 </dev/null &
+  local pid=$! i
+  S_RESULT=
+  for i in $(seq 150); do
+    curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/healthz" && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.2
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    S_RESULT=$(curl -s --max-time 30 -H "Authorization: Bearer $tok" -H 'content-type: application/json' \
+      -d '{"language":"python","code":"import os\nreturn [os.getuid(), open(\"/proc/self/status\").read().count(\"NoNewPrivs:\\t1\")]"}' \
+      "http://127.0.0.1:$port/api/v1/execute")
+    kill -TERM "$pid" 2>/dev/null
+    for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null
+  fi
+  wait "$pid" 2>/dev/null
+}
+if "$STOCKADE_BIN" serve --help 2>/dev/null | grep -q code-executor; then
+  serve_try "$OSE" "$EXEC_PROFILE" --
+  if [ "$(json_get "$S_RESULT" .status)" = ok ]; then
+    ok "executor profile, uid 65534: stockade serve runs an execution ($(json_get "$S_RESULT" -c .result))"
+  else
+    serve_try setpriv --reuid 65534 --regid 65534 --clear-groups --
+    if [ "$(json_get "$S_RESULT" .status)" != ok ]; then
+      skip "executor profile, uid 65534: stockade serve runs an execution" \
+        "the service does not run as uid 65534 even without the profile: $(grep -v '"level"' "$S_LOG" | tail -1 | cut -c1-200)"
+    else
+      not_ok "executor profile, uid 65534: stockade serve runs an execution" "works without the profile, not under it" "$(tail -3 "$S_LOG")"
+    fi
+  fi
+else
+  skip "executor profile, uid 65534: stockade serve runs an execution" "no 'stockade serve' with a code-executor role in this build"
+fi
+
+# 5. The gVisor agent sandbox under its profile.
 if command -v runsc >/dev/null; then
   prun "$AGENT_PROFILE" env HOME=/tmp runsc --rootless --network=none --platform=ptrace \
     --root "$H_TMP/reports/runsc" do /bin/echo agent-sandbox-up

@@ -21,19 +21,23 @@ H_MARKER=$H_TMP/host-marker
 H_SECRET_TOKEN=secret$RANDOM$RANDOM
 H_HOST_TAG=hostonly$$r$RANDOM
 H_PIDS=()
+# Every jail of this run nests its cgroup under a parent of our own, so a leftover cgroup is
+# ours for sure (and the parent is removed at the end).
+export STOCKADE_CGROUP_PARENT=stockade-hostile-$$-$RANDOM
+_h_cg_parents() { find /sys/fs/cgroup -mindepth 1 -maxdepth 6 -type d -name "$STOCKADE_CGROUP_PARENT" 2>/dev/null; }
 
 _h_cleanup() {
   local p
   for p in "${H_PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
   rm -rf "$H_TMP"
+  local d
+  for d in $(_h_cg_parents); do rmdir "$d" 2>/dev/null; done
 }
 trap _h_cleanup EXIT
 
 # Host state before the suite, compared by hostile_end.
 _h_mounts() { awk '{print $5}' /proc/self/mountinfo | sort; }
-_h_cgroups() { find /sys/fs/cgroup -mindepth 1 -maxdepth 5 -type d 2>/dev/null | sort; }
 H_MOUNTS_BEFORE=$(_h_mounts)
-H_CGROUPS_BEFORE=$(_h_cgroups)
 H_STOCKADE_SUM=$(sha256sum "$STOCKADE_BIN" 2>/dev/null | cut -d' ' -f1)
 
 # Run a command as the jail user of this run (root or nobody).
@@ -74,7 +78,8 @@ _h_diag() {
 h_host_dirty() {
   if [ -e "$H_MARKER" ]; then echo "host marker $H_MARKER appeared"; rm -f "$H_MARKER"; return 0; fi
   local left
-  sleep 0.1
+  # No settling delay: the jail kills its whole cgroup before it reports, so anything still
+  # alive when the report is out has outlived the jail.
   left=$(pgrep -f "$H_TAG" | tr '\n' ' ')
   if [ -n "$left" ]; then
     echo "processes outlived the jail: $left ($(ps -o pid=,args= -p "${left// /,}" 2>/dev/null | head -3 | tr '\n' ';'))"
@@ -167,12 +172,8 @@ hostile_end() {
   new=$(comm -13 <(echo "$H_MOUNTS_BEFORE") <(_h_mounts) | grep -v '^$' |
     grep -E "^$H_TMP|^/(usr|etc|bin|sbin|lib|lib64|proc|sys|dev|root|home|boot|opt|srv)?(/|\$)" | head -5)
   check_eq "no mount left on the host" "$new" ""
-  sleep 0.5
-  new=$(comm -13 <(echo "$H_CGROUPS_BEFORE") <(_h_cgroups) | while read -r d; do
-    # A cgroup with live processes belongs to someone's running jail, not to a leak of ours.
-    # Only jail cgroups count (other components' cgroups come and go in parallel runs).
-    case "${d##*/}" in *jail*) ;; *) continue ;; esac
-    [ -d "$d" ] && [ -z "$(cat "$d/cgroup.procs" 2>/dev/null)" ] && echo "$d"; done | head -5)
+  sleep 0.3
+  new=$(for d in $(_h_cg_parents); do find "$d" -mindepth 1 -type d; done | head -5)
   check_eq "no cgroup left on the host" "$new" ""
   check_eq "no process of this run left" "$(pgrep -f "$H_TAG" | tr '\n' ' ')" ""
 }

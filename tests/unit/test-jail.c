@@ -117,7 +117,8 @@ TEST(report_json)
 	CHECK_CONTAINS(s, "\"violation\":{\"syscall\":\"ptrace\"}");
 	CHECK_CONTAINS(s, "\"limitsHit\":[\"pids\",\"wall\"]");
 	CHECK_CONTAINS(s, "\"exitCode\":null");
-	CHECK_CONTAINS(s, "\"stdout\":\"a\\ufffdb\"");
+	CHECK_CONTAINS(s, "\"stdout\":\"a\xef\xbf\xbd"
+	                  "b\"");
 	free(s);
 	json_decref(j);
 	jail_report_release(&r);
