@@ -239,6 +239,13 @@ int cmd_serve(int argc, char **argv)
 			fprintf(stderr, "stockade serve: %s\n", st_error_msg(err));
 			goto out;
 		}
+		/* The embedded default's MCP endpoint takes the development API token as its static
+		 * token; when that token came from STOCKADE_API_TOKEN no file was generated, so
+		 * hand it over here. */
+		const char *envt = getenv("STOCKADE_API_TOKEN");
+		if (cfg.mcp.enabled && !cfg.mcp.static_token && !cfg.mcp.jwks_file &&
+		    !cfg.mcp.jwks_url && envt && strlen(envt) >= 16)
+			cfg.mcp.static_token = st_xstrdup(envt);
 	}
 
 	/* HTTP server */
