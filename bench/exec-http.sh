@@ -10,13 +10,13 @@
 # Baselines: `bwrap ... node -e`, `bwrap ... python3 -c`, and `bwrap ... python3 -c 'import
 # pandas ...'`, run sequentially from a small Python timer (its own overhead, ~1 ms, counts
 # against the baseline, which makes the ratios conservative).
-# Env: N (requests per Stockade case, default 2000), BN (runs per baseline, default 20).
+# Env: N (requests per Stockade case, default 300), BN (runs per baseline, default 10).
 # Not a test: nothing here fails because the machine is slow.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${STOCKADE_BIN:-$ROOT/build/stockade}
-N=${N:-2000}
-BN=${BN:-20}
+N=${N:-300}
+BN=${BN:-10}
 RECORD=0; [ "${1:-}" = --record ] && RECORD=1
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/stockade-bench.XXXXXX")
 PID=
@@ -118,6 +118,7 @@ MD
 )
 echo "$report"
 if [ "$RECORD" = 1 ]; then
+  [ -f "$ROOT/bench/RESULTS.md" ] || printf '# Benchmark results\n' >"$ROOT/bench/RESULTS.md"
   { echo; echo "$report"; } >>"$ROOT/bench/RESULTS.md"
   echo "(appended to bench/RESULTS.md)"
 fi

@@ -13,7 +13,9 @@
 #   BASE_URL  http://127.0.0.1:PORT      TOKEN        the API token
 #   SERVER_PID, SERVER_LOG (its stderr), SERVER_DATA (its --data-dir)
 # Pass --config FILE, --role ROLE etc. as arguments. Set SERVE_ENV="VAR=value ..." to give the
-# server extra environment, SERVE_DATA_DIR=DIR to reuse a data dir (restart tests). The EXIT trap stops the server and removes the data dir.
+# server extra environment, SERVE_DATA_DIR=DIR to reuse a data dir (restart tests).
+# The server is a background job of the test shell: wait for your own jobs by pid
+# (`wait "${pids[@]}"`), never with a bare `wait`, which would wait for the server too. The EXIT trap stops the server and removes the data dir.
 : "${STOCKADE_BIN:?source tests/lib.sh first}"
 SERVER_PID=
 _serve_tmp=

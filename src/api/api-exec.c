@@ -170,6 +170,9 @@ static void pool_options_env(struct engine_pool_options *o)
 	s = getenv("STOCKADE_ENGINE_CONCURRENCY");
 	if (s && st_parse_u64(s, &v) == 0 && v > 0)
 		o->max_concurrency = (unsigned)v;
+	s = getenv("STOCKADE_ENGINE_MEMORY_BUDGET_MB");
+	if (s && st_parse_u64(s, &v) == 0 && v > 0)
+		o->memory_budget_bytes = v << 20;
 	s = getenv("STOCKADE_ENGINE_ZYGOTES");
 	if (s && st_parse_u64(s, &v) == 0 && v > 0)
 		o->zygotes_per_language = (unsigned)v;

@@ -43,33 +43,25 @@ static int reply_err(struct http_request *req, int r, struct st_error *err)
 {
 	const char *msg = st_error_msg(err);
 	switch (-r) {
-	case EAGAIN:
-		return api_reply_busy(req, 429, 1, "sandbox_limit", msg);
-	case ENOENT:
-		return http_reply_error(req, 404, "not_found", msg, NULL);
+	case EAGAIN: return api_reply_busy(req, 429, 1, "sandbox_limit", msg);
+	case ENOENT: return http_reply_error(req, 404, "not_found", msg, NULL);
 	case EINVAL:
 	case ENAMETOOLONG:
-	case E2BIG:
-		return http_reply_error(req, 400, "invalid_request", msg, NULL);
-	case EPERM:
-		return http_reply_error(req, 403, "path_outside_workspace", msg, NULL);
+	case E2BIG: return http_reply_error(req, 400, "invalid_request", msg, NULL);
+	case EPERM: return http_reply_error(req, 403, "path_outside_workspace", msg, NULL);
 	case EACCES:
 		if (strstr(msg, "snapshot"))
 			return http_reply_error(req, 422, "snapshot_invalid", msg, NULL);
 		return http_reply_error(req, 503, "sandbox_unavailable", msg, NULL);
-	case EBUSY:
-		return http_reply_error(req, 409, "sandbox_paused", msg, NULL);
+	case EBUSY: return http_reply_error(req, 409, "sandbox_paused", msg, NULL);
 	case EISDIR:
 	case ENOTDIR:
 	case EEXIST:
 	case ENOTEMPTY:
-	case ELOOP:
-		return http_reply_error(req, 409, "conflict", msg, NULL);
+	case ELOOP: return http_reply_error(req, 409, "conflict", msg, NULL);
 	case EFBIG:
-	case ENOSPC:
-		return http_reply_error(req, 413, "too_large", msg, NULL);
-	default:
-		return http_reply_error(req, 500, "internal", msg, NULL);
+	case ENOSPC: return http_reply_error(req, 413, "too_large", msg, NULL);
+	default: return http_reply_error(req, 500, "internal", msg, NULL);
 	}
 }
 
@@ -108,8 +100,9 @@ static int h_create(struct http_request *req, void *ctx)
 		json_t *ad = json_object_get(net, "allowedDomains");
 		if (ad) {
 			if (!json_is_array(ad) || json_array_size(ad) > 64) {
-				http_reply_bad_field(req, "network.allowedDomains",
-				                     "'network.allowedDomains' must be a list of domain suffixes");
+				http_reply_bad_field(
+				    req, "network.allowedDomains",
+				    "'network.allowedDomains' must be a list of domain suffixes");
 				goto done;
 			}
 			domains = st_xcalloc(json_array_size(ad) + 1, sizeof(char *));
@@ -118,7 +111,8 @@ static int h_create(struct http_request *req, void *ctx)
 				if (!d || !*d || strlen(d) > 253) {
 					free(domains);
 					http_reply_bad_field(req, "network.allowedDomains",
-					                     "'network.allowedDomains' entries must be domain names");
+					                     "'network.allowedDomains' entries "
+					                     "must be domain names");
 					goto done;
 				}
 				domains[i] = d;
@@ -184,7 +178,8 @@ static int h_delete(struct http_request *req, void *ctx)
 	if (r < 0)
 		reply_err(req, r, err);
 	else
-		http_reply_json(req, 200, json_pack("{s:s,s:b}", "id", http_param(req, "id"), "deleted", 1));
+		http_reply_json(req, 200,
+		                json_pack("{s:s,s:b}", "id", http_param(req, "id"), "deleted", 1));
 	st_error_free(err);
 	return 0;
 }
@@ -251,7 +246,8 @@ static int collect_out(void *ctx, int stream, const void *data, size_t n)
 static int stream_out(void *ctx, int stream, const void *data, size_t n)
 {
 	struct exec_job *j = ctx;
-	json_t *ev = json_pack("{s:s,s:s%}", "type", stream == 1 ? "stdout" : "stderr", "data", data, n);
+	json_t *ev =
+	    json_pack("{s:s,s:s%}", "type", stream == 1 ? "stdout" : "stderr", "data", data, n);
 	if (!ev) /* not valid UTF-8: send it base64-free but lossy-safe as an escaped string */
 		ev = json_pack("{s:s,s:s}", "type", stream == 1 ? "stdout" : "stderr", "dataError",
 		               "output chunk is not valid UTF-8");
@@ -365,9 +361,9 @@ static int h_exec(struct http_request *req, void *ctx)
 			goto fail;
 		}
 		j->sse = !strcmp(stream, "sse");
-		return http_reply_stream_thread(req, 200,
-		                                j->sse ? "text/event-stream" : "application/x-ndjson",
-		                                exec_stream_thread, j);
+		return http_reply_stream_thread(
+		    req, 200, j->sse ? "text/event-stream" : "application/x-ndjson",
+		    exec_stream_thread, j);
 	}
 	struct sandbox_exec_result res;
 	struct st_error *err = NULL;
@@ -380,7 +376,8 @@ static int h_exec(struct http_request *req, void *ctx)
 		reply_err(req, r, err);
 	} else {
 		json_t *out = result_json(&res);
-		json_object_set_new(out, "stdout", json_stringn(j->out.data ? j->out.data : "", j->out.len));
+		json_object_set_new(out, "stdout",
+		                    json_stringn(j->out.data ? j->out.data : "", j->out.len));
 		json_object_set_new(out, "stderr",
 		                    json_stringn(j->errb.data ? j->errb.data : "", j->errb.len));
 		if (j->out_trunc || j->err_trunc)
@@ -464,8 +461,8 @@ static int h_files_put(struct http_request *req, void *ctx)
 	uint64_t written = 0;
 	int r;
 	if (req->body_fd >= 0)
-		r = sandbox_file_write_fd(g_mgr, owner_of(req), http_param(req, "id"), path, req->body_fd,
-		                          &written, &err);
+		r = sandbox_file_write_fd(g_mgr, owner_of(req), http_param(req, "id"), path,
+		                          req->body_fd, &written, &err);
 	else {
 		r = sandbox_file_write(g_mgr, owner_of(req), http_param(req, "id"), path, req->body,
 		                       req->body_len, &err);
@@ -474,7 +471,8 @@ static int h_files_put(struct http_request *req, void *ctx)
 	if (r < 0)
 		reply_err(req, r, err);
 	else
-		http_reply_json(req, 201, json_pack("{s:s,s:I}", "path", path, "size", (json_int_t)written));
+		http_reply_json(req, 201,
+		                json_pack("{s:s,s:I}", "path", path, "size", (json_int_t)written));
 	st_error_free(err);
 	return 0;
 }
@@ -488,7 +486,8 @@ static int h_files_delete(struct http_request *req, void *ctx)
 	const char *rec = http_query(req, "recursive");
 	bool recursive = rec && (!strcmp(rec, "true") || !strcmp(rec, "1"));
 	struct st_error *err = NULL;
-	int r = sandbox_file_delete(g_mgr, owner_of(req), http_param(req, "id"), path, recursive, &err);
+	int r =
+	    sandbox_file_delete(g_mgr, owner_of(req), http_param(req, "id"), path, recursive, &err);
 	if (r < 0)
 		reply_err(req, r, err);
 	else
@@ -562,11 +561,20 @@ static char *forward_query(const char *raw_path)
 	return r;
 }
 
-static const char *const fwd_headers[] = {
-    "Accept",          "Accept-Language", "Content-Type",       "User-Agent",
-    "Origin",          "Referer",         "Sec-WebSocket-Key",  "Sec-WebSocket-Version",
-    "Sec-WebSocket-Protocol", "Sec-WebSocket-Extensions", "Cache-Control", "If-None-Match",
-    "If-Modified-Since", "X-Requested-With"};
+static const char *const fwd_headers[] = {"Accept",
+                                          "Accept-Language",
+                                          "Content-Type",
+                                          "User-Agent",
+                                          "Origin",
+                                          "Referer",
+                                          "Sec-WebSocket-Key",
+                                          "Sec-WebSocket-Version",
+                                          "Sec-WebSocket-Protocol",
+                                          "Sec-WebSocket-Extensions",
+                                          "Cache-Control",
+                                          "If-None-Match",
+                                          "If-Modified-Since",
+                                          "X-Requested-With"};
 
 struct ws_ctx {
 	struct sandbox_mgr *m;
@@ -631,7 +639,8 @@ static int h_preview(struct http_request *req, void *ctx)
 	cleanup_free char *token = preview_token(req, &from_query);
 	struct st_error *err = NULL;
 	if (sandbox_token_check(g_mgr, id, token, &err) < 0) {
-		int r = http_reply_error(req, 401, "invalid_sandbox_token", st_error_msg(err), NULL);
+		int r =
+		    http_reply_error(req, 401, "invalid_sandbox_token", st_error_msg(err), NULL);
 		st_error_free(err);
 		return r;
 	}
@@ -667,13 +676,14 @@ static int h_preview(struct http_request *req, void *ctx)
 		st_buf_appendf(&h, "Upgrade: websocket\r\nConnection: Upgrade\r\n");
 	else
 		st_buf_appendf(&h, "Connection: close\r\nContent-Length: %zu\r\n", req->body_len);
-	st_buf_appendf(&h, "X-Forwarded-Prefix: /sandboxes/%s/ports/%u\r\n\r\n", id, (unsigned)port);
+	st_buf_appendf(&h, "X-Forwarded-Prefix: /sandboxes/%s/ports/%u\r\n\r\n", id,
+	               (unsigned)port);
 	if (!h.data || st_write_all(up, h.data, h.len) < 0 ||
 	    (req->body_len && st_write_all(up, req->body, req->body_len) < 0)) {
 		st_buf_release(&h);
 		sandbox_port_close(g_mgr, id, up);
-		return http_reply_error(req, 502, "upstream_error", "cannot send to the preview port",
-		                        NULL);
+		return http_reply_error(req, 502, "upstream_error",
+		                        "cannot send to the preview port", NULL);
 	}
 	st_buf_release(&h);
 
@@ -694,7 +704,8 @@ static int h_preview(struct http_request *req, void *ctx)
 	if (!end || sscanf(head, "HTTP/%*d.%*d %u", &status) != 1 || status < 100 || status > 599) {
 		sandbox_port_close(g_mgr, id, up);
 		return http_reply_error(req, 502, "upstream_error",
-		                        "the server in the sandbox sent no valid HTTP response", NULL);
+		                        "the server in the sandbox sent no valid HTTP response",
+		                        NULL);
 	}
 	char ctype[256] = "application/octet-stream";
 	for (char *line = strstr(head, "\r\n") + 2; line < end;) {
@@ -708,26 +719,29 @@ static int h_preview(struct http_request *req, void *ctx)
 				v++;
 			if (!strcasecmp(line, "Content-Type"))
 				st_strlcpy(ctype, v, sizeof(ctype));
-			else if (strcasecmp(line, "Content-Length") && strcasecmp(line, "Connection") &&
-			         strcasecmp(line, "Transfer-Encoding") && strcasecmp(line, "Upgrade") &&
-			         strcasecmp(line, "Keep-Alive") && strcasecmp(line, "Server") &&
-			         strcasecmp(line, "Date"))
+			else if (strcasecmp(line, "Content-Length") &&
+			         strcasecmp(line, "Connection") &&
+			         strcasecmp(line, "Transfer-Encoding") &&
+			         strcasecmp(line, "Upgrade") && strcasecmp(line, "Keep-Alive") &&
+			         strcasecmp(line, "Server") && strcasecmp(line, "Date"))
 				http_reply_header(req, line, v);
 		}
 		line = nl + 2;
 	}
 	if (from_query) {
 		char cookie[2048];
-		snprintf(cookie, sizeof(cookie), "%s=%s; Path=/sandboxes/%s/; HttpOnly; SameSite=Lax",
-		         TOKEN_COOKIE, token, id);
+		snprintf(cookie, sizeof(cookie),
+		         "%s=%s; Path=/sandboxes/%s/; HttpOnly; SameSite=Lax", TOKEN_COOKIE, token,
+		         id);
 		http_reply_header(req, "Set-Cookie", cookie);
 	}
 	size_t body_have = len - (size_t)(end + 4 - head);
 	if (ws) {
 		if (status != 101) {
 			sandbox_port_close(g_mgr, id, up);
-			return http_reply_error(req, 502, "upstream_error",
-			                        "the server in the sandbox refused the WebSocket upgrade", NULL);
+			return http_reply_error(
+			    req, 502, "upstream_error",
+			    "the server in the sandbox refused the WebSocket upgrade", NULL);
 		}
 		struct ws_ctx *w = st_xcalloc(1, sizeof(*w));
 		w->m = g_mgr;
@@ -810,14 +824,14 @@ static struct blob_store *open_snapshot_blob(struct app *app, const struct confi
 		bo.s3.endpoint = cb->s3.endpoint;
 		bo.s3.force_path_style = cb->s3.force_path_style;
 		break;
-	default:
-		return NULL;
+	default: return NULL;
 	}
 	(void)app;
 	struct blob_store *b = NULL;
 	struct st_error *err = NULL;
 	if (blob_open(&bo, &b, &err) < 0) {
-		st_log(ST_LOG_WARN, "agent sandbox: snapshot blob store: %s; using the data directory",
+		st_log(ST_LOG_WARN,
+		       "agent sandbox: snapshot blob store: %s; using the data directory",
 		       st_error_msg(err));
 		b = NULL;
 	}
@@ -896,7 +910,8 @@ int api_register_sandbox(struct http_server *srv, struct app *app, struct st_err
 	    {"PUT", "/api/v1/sandboxes/{id}/files", h_files_put, NULL,
 	     HTTP_AUTH_API_TOKEN | HTTP_ROUTE_BODY_FILE},
 	    {"DELETE", "/api/v1/sandboxes/{id}/files", h_files_delete, NULL, HTTP_AUTH_API_TOKEN},
-	    {"POST", "/api/v1/sandboxes/{id}/files/mkdir", h_files_mkdir, NULL, HTTP_AUTH_API_TOKEN},
+	    {"POST", "/api/v1/sandboxes/{id}/files/mkdir", h_files_mkdir, NULL,
+	     HTTP_AUTH_API_TOKEN},
 	    {"GET", "/api/v1/sandboxes/{id}/files/list", h_files_list, NULL, HTTP_AUTH_API_TOKEN},
 	    {"POST", "/api/v1/sandboxes/{id}/pause", h_state, (void *)1, HTTP_AUTH_API_TOKEN},
 	    {"POST", "/api/v1/sandboxes/{id}/resume", h_state, NULL, HTTP_AUTH_API_TOKEN},

@@ -187,7 +187,8 @@ static struct curl_slist *az_prepare(const struct blob_store *s, const char *met
 	for (size_t i = 0; i < nxms; i++)
 		hs[2 + i] = st_xstrdup(xms[i]);
 	qsort(hs, nh, sizeof(char *), hdr_cmp);
-	qsort(q, nq, sizeof(*q), az_query_cmp);
+	if (nq > 0)
+		qsort(q, nq, sizeof(*q), az_query_cmp);
 
 	struct st_buf sts;
 	st_buf_init(&sts, 64 * 1024);

@@ -210,7 +210,8 @@ int blob__http(const struct blob_store *s, const struct blob__http_req *req,
 	char errbuf[CURL_ERROR_SIZE];
 	CURLcode last_cc = CURLE_OK;
 	cleanup_free char *userpwd = NULL;
-	if (req->sigv4)
+	bool sign = req->sigv4 && !s->s3_anonymous;
+	if (sign)
 		userpwd = st_xasprintf("%s:%s", s->access_key_id, s->secret_access_key);
 	const char *meta_prefix = resp->meta_prefix;
 
@@ -245,7 +246,7 @@ int blob__http(const struct blob_store *s, const struct blob__http_req *req,
 			curl_easy_setopt(h, CURLOPT_CAINFO, s->ca_file);
 		if (req->headers)
 			curl_easy_setopt(h, CURLOPT_HTTPHEADER, req->headers);
-		if (req->sigv4) {
+		if (sign) {
 			curl_easy_setopt(h, CURLOPT_AWS_SIGV4, s->sigv4);
 			curl_easy_setopt(h, CURLOPT_USERPWD, userpwd);
 		}

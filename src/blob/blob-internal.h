@@ -27,6 +27,7 @@ struct blob_store {
 	char *session_token;
 	char *s3_base; /* scheme://host[:port] (virtual-hosted: with the bucket) */
 	bool path_style;
+	bool s3_anonymous; /* no credentials: unsigned requests */
 	char *sigv4; /* "aws:amz:<region>:s3" */
 
 	/* azure */

@@ -134,10 +134,11 @@ int blob__meta_check(const struct blob_meta *meta, size_t n_meta, struct st_erro
 			ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
 		}
 		if (!ok)
-			return blob__fail(err, EINVAL,
-			                  "invalid metadata name '%s': use lowercase letters, digits and "
-			                  "'_', starting with a letter (names must work on S3 and Azure)",
-			                  k);
+			return blob__fail(
+			    err, EINVAL,
+			    "invalid metadata name '%s': use lowercase letters, digits and "
+			    "'_', starting with a letter (names must work on S3 and Azure)",
+			    k);
 		for (size_t j = 0; v[j]; j++) {
 			unsigned char c = (unsigned char)v[j];
 			if (c < 0x20 || c > 0x7e)
@@ -334,21 +335,27 @@ static int s3_setup(struct blob_store *s, const struct blob_options *o, bool gcs
 			    "invalid bucket name '%s': use lowercase letters, digits, "
 			    "'-' and '.'",
 			    b);
-	if (o->s3.access_key_id == NULL || o->s3.secret_access_key == NULL ||
-	    !*o->s3.access_key_id || !*o->s3.secret_access_key)
-		return blob__fail(err, EINVAL,
-		                  "%s blob storage needs an access key id and a secret access key "
-		                  "(%s)",
-		                  name,
-		                  gcs ? "GCS HMAC keys from Cloud Storage > Settings > "
-		                        "Interoperability"
-		                      : "set accessKeyId/secretAccessKey or AWS_ACCESS_KEY_ID/"
-		                        "AWS_SECRET_ACCESS_KEY");
-	if (strchr(o->s3.access_key_id, ':'))
+	bool have_id = o->s3.access_key_id && *o->s3.access_key_id;
+	bool have_secret = o->s3.secret_access_key && *o->s3.secret_access_key;
+	if (have_id != have_secret)
+		return blob__fail(
+		    err, EINVAL,
+		    "%s blob storage has %s but no %s: give both (%s) or neither "
+		    "(anonymous requests)",
+		    name, have_id ? "an access key id" : "a secret access key",
+		    have_id ? "secret access key" : "access key id",
+		    gcs ? "GCS HMAC keys from Cloud Storage > Settings > Interoperability"
+		        : "accessKeyId/secretAccessKey, or AWS_ACCESS_KEY_ID/"
+		          "AWS_SECRET_ACCESS_KEY");
+	if (!have_id) {
+		/* Anonymous: requests go unsigned (public buckets, or a proxy that signs). */
+		s->s3_anonymous = true;
+	}
+	if (have_id && strchr(o->s3.access_key_id, ':'))
 		return blob__fail(err, EINVAL, "invalid access key id: it contains ':'");
 	s->bucket = st_xstrdup(b);
-	s->access_key_id = st_xstrdup(o->s3.access_key_id);
-	s->secret_access_key = st_xstrdup(o->s3.secret_access_key);
+	s->access_key_id = dup_or_null(o->s3.access_key_id);
+	s->secret_access_key = dup_or_null(o->s3.secret_access_key);
 	s->session_token = dup_or_null(o->s3.session_token);
 	const char *region =
 	    o->s3.region && *o->s3.region ? o->s3.region : (gcs ? "auto" : "us-east-1");

@@ -161,6 +161,16 @@ int blob_provider_parse(const char *name, enum blob_provider *out);
 int blob_options_from_env(struct blob_options *opts, const char *prefix, const char *fallback,
                           struct st_error **err);
 
+/*
+ * From a resolved configuration destination (config.h: cfg.rr.git_blob, cfg.rr.snapshots_blob
+ * or cfg.rr.blob_storage), any provider. Strings are borrowed from cb (blob_open copies them).
+ */
+struct config_blob;
+int blob_options_from_config(struct blob_options *opts, const struct config_blob *cb,
+                             struct st_error **err);
+/* blob_options_from_config + blob_open; the message names where the settings came from. */
+int blob_open_config(const struct config_blob *cb, struct blob_store **out, struct st_error **err);
+
 /* 0 when key is acceptable (see the key rule above), else -EINVAL with a message. */
 int blob_key_check(const char *key, struct st_error **err);
 

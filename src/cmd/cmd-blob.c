@@ -12,6 +12,7 @@
 
 #include "blob/blob.h"
 #include "common/common.h"
+#include "config/config.h"
 
 int cmd_blob(int argc, char **argv);
 
@@ -76,6 +77,8 @@ enum {
 	OPT_META,
 	OPT_JSON,
 	OPT_MAX_SIZE,
+	OPT_CONFIG,
+	OPT_SUBSYSTEM,
 };
 
 static const struct option long_opts[] = {
@@ -101,6 +104,8 @@ static const struct option long_opts[] = {
     {"meta", required_argument, NULL, OPT_META},
     {"json", no_argument, NULL, OPT_JSON},
     {"max-size", required_argument, NULL, OPT_MAX_SIZE},
+    {"config", required_argument, NULL, OPT_CONFIG},
+    {"subsystem", required_argument, NULL, OPT_SUBSYSTEM},
     {NULL, 0, NULL, 0},
 };
 
@@ -142,6 +147,8 @@ int cmd_blob(int argc, char **argv)
 {
 	struct blob_options o = {.provider = BLOB_PROVIDER_NONE};
 	const char *env_prefix = NULL;
+	const char *config_path = NULL;
+	const char *subsystem = "git";
 	struct blob_meta meta[BLOB_META_MAX];
 	size_t n_meta = 0;
 	bool json = false;
@@ -227,13 +234,20 @@ int cmd_blob(int argc, char **argv)
 			break;
 		}
 		case OPT_JSON: json = true; break;
+		case OPT_CONFIG: config_path = optarg; break;
+		case OPT_SUBSYSTEM:
+			if (strcmp(optarg, "git") != 0 && strcmp(optarg, "snapshots") != 0)
+				return fail("invalid --subsystem '%s': use git or snapshots",
+				            optarg);
+			subsystem = optarg;
+			break;
 		case OPT_MAX_SIZE:
 			if (st_parse_size(optarg, &v) < 0)
 				return fail("invalid --max-size '%s': use a size such as 64M",
 				            optarg);
 			max_size = v;
 			break;
-		default: usage(stderr); return 2;
+		default: fprintf(stderr, "stockade blob: see 'stockade blob --help'\n"); return 2;
 		}
 	}
 	if (npos == 0) {
@@ -262,13 +276,47 @@ int cmd_blob(int argc, char **argv)
 	}
 	if (o.provider == BLOB_PROVIDER_AZURE && o.azure.connection_string == NULL)
 		o.azure.connection_string = getenv("AZURE_STORAGE_CONNECTION_STRING");
-	if (o.provider == BLOB_PROVIDER_NONE)
+	if (o.provider == BLOB_PROVIDER_NONE && config_path == NULL)
 		return fail("no store given: use --fs DIR, --s3-endpoint URL --bucket B, --gcs, "
-		            "--azure or --env PREFIX%s",
+		            "--azure, --env PREFIX or --config FILE%s",
 		            "");
 
 	struct blob_store *store = NULL;
-	if (blob_open(&o, &store, &err) < 0) {
+	if (config_path) {
+		struct stockade_config cfg;
+		struct config_problems probs;
+		config_problems_init(&probs);
+		int r = config_load(config_path, &cfg, &probs, &err);
+		if (r < 0) {
+			if (r == -EINVAL)
+				config_problems_print(&probs, stderr);
+			else
+				fprintf(stderr, "stockade blob: %s\n", st_error_msg(err));
+			config_problems_release(&probs);
+			return 1;
+		}
+		config_problems_release(&probs);
+		const struct config_blob *cb =
+		    strcmp(subsystem, "snapshots") == 0 ? &cfg.rr.snapshots_blob : &cfg.rr.git_blob;
+		/* The store comes from the config; tuning flags given here still apply. */
+		struct blob_options co;
+		r = blob_options_from_config(&co, cb, &err);
+		if (r == 0) {
+			co.max_attempts = o.max_attempts;
+			co.connect_timeout_ms = o.connect_timeout_ms;
+			co.request_timeout_ms = o.request_timeout_ms;
+			co.part_size = o.part_size;
+			co.list_page_size = o.list_page_size;
+			if (o.prefix)
+				co.prefix = o.prefix;
+			r = blob_open(&co, &store, &err);
+		}
+		config_release(&cfg);
+		if (r < 0) {
+			fprintf(stderr, "stockade blob: %s\n", st_error_msg(err));
+			return 1;
+		}
+	} else if (blob_open(&o, &store, &err) < 0) {
 		fprintf(stderr, "stockade blob: %s\n", st_error_msg(err));
 		return 1;
 	}

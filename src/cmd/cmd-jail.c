@@ -144,6 +144,8 @@ int cmd_jail(int argc, char **argv)
 	};
 	struct jail_spec spec;
 	jail_spec_init(&spec);
+	struct jail_report rep;
+	cleanup_error struct st_error *err = NULL;
 	struct jail_mount mounts[64];
 	size_t n_mounts = 0;
 	char *envs[130];
@@ -352,8 +354,6 @@ int cmd_jail(int argc, char **argv)
 	spec.mounts = mounts;
 	spec.n_mounts = n_mounts;
 
-	struct jail_report rep;
-	cleanup_error struct st_error *err = NULL;
 	if (jail_run(&spec, &rep, &err) < 0) {
 		fprintf(stderr, "stockade jail: %s\n", st_error_msg(err));
 		ret = 1;

@@ -52,25 +52,15 @@ struct args {
 	bool no_wait;
 };
 
-/* Postgres schema for a namespace from the config: the configured one, except that the
- * default "public" maps to the namespace's own schema so Stockade never mixes its tables into
- * a shared public schema. */
-static const char *config_schema(const char *schema)
-{
-	return schema && strcmp(schema, "public") != 0 ? schema : NULL;
-}
-
 static int open_store(const struct args *a, struct store **s)
 {
 	struct store_options o = {.ns = a->ns, .pg_schema = a->schema};
 	cleanup_free char *path = NULL;
-	cleanup_free char *conninfo = NULL;
-	struct stockade_config cfg;
-	bool have_cfg = false;
 	if (a->config) {
 		struct config_problems probs;
 		config_problems_init(&probs);
 		struct st_error *cerr = NULL;
+		struct stockade_config cfg;
 		int r = config_load(a->config, &cfg, &probs, &cerr);
 		if (r < 0) {
 			if (r == -EINVAL)
@@ -82,23 +72,17 @@ static int open_store(const struct args *a, struct store **s)
 			return r;
 		}
 		config_problems_release(&probs);
-		have_cfg = true;
-		bool agent = strcmp(a->ns, "agent_executor") == 0;
-		conninfo = agent ? config_agent_sandbox_pg_conninfo(&cfg)
-		                 : config_backend_pg_conninfo(&cfg);
-		if (conninfo) {
-			o.backend = STORE_POSTGRES;
-			o.pg_conninfo = conninfo;
-			if (o.pg_schema == NULL)
-				o.pg_schema =
-				    config_schema(agent ? cfg.rr.agent_sandbox.postgres.schema
-				                        : cfg.postgresql.schema);
-		} else {
-			o.backend = STORE_SQLITE;
-			path = cfg.sqlite_path ? st_xstrdup(cfg.sqlite_path)
-			                       : st_xasprintf("%s/stockade.db", cfg.data_dir);
-			o.sqlite_path = path;
+		r = store_open_config(&cfg, a->ns, s, &cerr);
+		config_release(&cfg);
+		if (r == 0)
+			r = store_register_builtin_data_migrations(*s, &cerr);
+		if (r < 0) {
+			fprintf(stderr, "stockade migrate: %s\n", st_error_msg(cerr));
+			st_error_free(cerr);
+			store_free(*s);
+			*s = NULL;
 		}
+		return r;
 	} else if (a->pg) {
 		o.backend = STORE_POSTGRES;
 		o.pg_conninfo = a->pg;
@@ -122,8 +106,6 @@ static int open_store(const struct args *a, struct store **s)
 	}
 	struct st_error *err = NULL;
 	int r = store_open(&o, s, &err);
-	if (have_cfg)
-		config_release(&cfg);
 	if (r == 0)
 		r = store_register_builtin_data_migrations(*s, &err);
 	if (r < 0) {
@@ -290,7 +272,7 @@ static int do_retry(const struct args *a, const char *name)
 	json_decref(st);
 	/* Ours: run it here, now, and report. Another process may claim it first; then this
 	 * reports what that one is doing. */
-	r = store_data_migrations_run_now(s, &err);
+	r = store_data_migration_run(s, name, &err);
 	st_error_release(&err);
 	if (store_migration_status(s, &st, &err) < 0) {
 		fprintf(stderr, "stockade migrate: %s\n", st_error_msg(err));

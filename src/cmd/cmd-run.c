@@ -16,7 +16,7 @@ static void usage(FILE *out)
 	    out,
 	    "usage: stockade run --lang javascript|python (FILE | -c CODE) [--params JSON]\n"
 	    "                    [--timeout-ms N] [--memory-mb N] [--unsandboxed]\n"
-	    "                    [--repeat N] [--modules-dir DIR]\n"
+	    "                    [--repeat N] [--modules-dir DIR] [--python-modules M,N]\n"
 	    "\n"
 	    "Runs CODE (a function body: `params` is in scope, `return` gives the result) in\n"
 	    "a fresh jailed engine and prints {status, result, stdout, stderr, error, stats,\n"
@@ -30,6 +30,8 @@ static void usage(FILE *out)
 	    "  --unsandboxed     no namespaces (seccomp, rlimits, no_new_privs still apply)\n"
 	    "  --repeat N        run N times and print latency percentiles instead (benchmark)\n"
 	    "  --modules-dir DIR JavaScript packages for require() (default lib/js/node_modules)\n"
+	    "  --python-modules M,N  modules the Python zygote imports at start (default json,\n"
+	    "                    math,re,datetime,collections,numpy,pandas)\n"
 	    "\n"
 	    "exit codes: 0 status ok, 1 any other status or engine failure, 2 usage\n");
 }
@@ -51,10 +53,12 @@ int cmd_run(int argc, char **argv)
 	    {"unsandboxed", no_argument, NULL, 'U'},
 	    {"repeat", required_argument, NULL, 'r'},
 	    {"modules-dir", required_argument, NULL, 'M'},
+	    {"python-modules", required_argument, NULL, 'P'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	const char *lang_s = NULL, *code_arg = NULL, *params = NULL, *modules = NULL;
+	const char *pymods = NULL;
 	uint64_t timeout_ms = 0, memory_mb = 0, repeat = 0;
 	bool unsandboxed = false;
 	int c;
@@ -87,6 +91,7 @@ int cmd_run(int argc, char **argv)
 			break;
 		case 'U': unsandboxed = true; break;
 		case 'M': modules = optarg; break;
+		case 'P': pymods = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -127,6 +132,17 @@ int cmd_run(int argc, char **argv)
 		o.languages[l] = l == (int)lang;
 	o.mode = unsandboxed ? ENGINE_MODE_UNSANDBOXED : ENGINE_MODE_JAILED;
 	o.js_modules_dir = modules;
+	char *pymods_copy = NULL;
+	const char *pylist[64] = {NULL};
+	if (pymods != NULL) {
+		pymods_copy = st_xstrdup(pymods);
+		size_t n = 0;
+		char *save = NULL;
+		for (char *t = strtok_r(pymods_copy, ",", &save); t && n < 63;
+		     t = strtok_r(NULL, ",", &save))
+			pylist[n++] = t;
+		o.python_modules = pylist;
+	}
 	if (timeout_ms > o.max_timeout_ms)
 		o.max_timeout_ms = timeout_ms;
 	if (memory_mb > o.max_memory_mb)
@@ -138,6 +154,7 @@ int cmd_run(int argc, char **argv)
 		        engine_language_name(lang), st_error_msg(err));
 		st_error_free(err);
 		free(code);
+		free(pymods_copy);
 		return 1;
 	}
 	struct engine_request req;
@@ -198,5 +215,6 @@ int cmd_run(int argc, char **argv)
 	}
 	engine_pool_shutdown(pool, 5000);
 	free(code);
+	free(pymods_copy);
 	return rc;
 }

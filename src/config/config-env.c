@@ -54,14 +54,14 @@ void config__apply_env(struct stockade_config *cfg, struct config__pending *pend
 			    "'%s'",
 			    v);
 	}
-	if ((v = getenv("ENCRYPTION_KEY")) != NULL) {
+	if ((v = env("ENCRYPTION_KEY")) != NULL) {
 		config__set_str(&cfg->encryption_key, v);
 		set_origin(&pend->encryption_key_origin, "environment variable %s",
 		           "ENCRYPTION_KEY");
 		free(pend->encryption_key_file);
 		pend->encryption_key_file = NULL;
 	}
-	if ((v = getenv("JWT_SECRET")) != NULL) {
+	if ((v = env("JWT_SECRET")) != NULL) {
 		config__set_str(&cfg->jwt_secret, v);
 		set_origin(&pend->jwt_secret_origin, "environment variable %s", "JWT_SECRET");
 		free(pend->jwt_secret_file);

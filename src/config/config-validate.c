@@ -215,28 +215,28 @@ int config__check_agent_encryption_key(const char *v, const char *key_path, cons
 static void check_backend_encryption_key(const char *v, const char *origin,
                                          struct config_problems *pr)
 {
+	const char *from = origin ? origin : "the configuration";
+	/* messages give positions, never the key's bytes */
 	for (size_t i = 0; v[i]; i++) {
 		unsigned char ch = (unsigned char)v[i];
 		if (ch >= 0x80) {
 			config_problems_add(
 			    pr, CONFIG_ERROR, "encryptionKey",
-			    "contains non-ASCII characters (byte 0x%02x at position %zu, from %s); "
-			    "a "
-			    "non-ASCII key would make data encrypted with it undecryptable "
-			    "(ERR_OSSL_BAD_DECRYPT): rotate it to an ASCII key (e.g. openssl rand "
-			    "-hex "
-			    "32) and re-encrypt stored data before using this version",
-			    ch, i, origin ? origin : "the configuration");
+			    "contains non-ASCII characters (first at byte %zu, from %s); "
+			    "a non-ASCII key would make data encrypted with it "
+			    "undecryptable (ERR_OSSL_BAD_DECRYPT): rotate it to an ASCII "
+			    "key (e.g. openssl rand -hex 32) and re-encrypt stored data "
+			    "before using this version",
+			    i, from);
 			return;
 		}
 		if (ch < 0x20 || ch == 0x7f) {
 			config_problems_add(
 			    pr, CONFIG_ERROR, "encryptionKey",
-			    "contains a control character (%s at position %zu, from "
-			    "%s); remove it (a key file written with echo or openssl "
-			    "ends in a newline: use tr -d '\\n')",
-			    ch == '\n' ? "a newline" : "0x", i,
-			    origin ? origin : "the configuration");
+			    "contains %s at byte %zu (from %s); remove it (a key file "
+			    "written with echo or openssl ends in a newline: use tr -d "
+			    "'\\n')",
+			    ch == '\n' ? "a newline" : "a control character", i, from);
 			return;
 		}
 	}
@@ -538,9 +538,6 @@ static void validate_blobs(struct stockade_config *cfg, struct config_problems *
 			config_problems_add(pr, CONFIG_WARNING, "rr.blobStorage",
 			                    "more than one provider; only the first is used "
 			                    "(skipBlobStorageValidation is set)");
-	}
-	if (rr->blob_storage_provider_count > 1 && rr->git_server.skip_blob_storage_validation) {
-		/* downgrade the parse-time "names N providers" error */
 	}
 	if (rr->blob_storage_provider_count == 1)
 		validate_blob(&rr->blob_storage, "rr.blobStorage", pr);

@@ -98,10 +98,20 @@ static ynode *mget(struct yctx *c, ynode *map, const char *key)
 
 /* ---- duplicate keys and unknown keys ------------------------------------------------------ */
 
-static void find_duplicates(struct yctx *c, ynode *n, const char *path, uint8_t *seen)
+#define MAX_DEPTH 64
+
+static void find_duplicates(struct yctx *c, ynode *n, const char *path, uint8_t *seen, int depth)
 {
 	if (n == NULL)
 		return;
+	if (depth > MAX_DEPTH) {
+		/* nothing in stockade.yaml is this deep; stop before the stack does */
+		config_problems_add(c->pr, CONFIG_ERROR, path,
+		                    "nested more than %d levels deep; this is not a stockade.yaml "
+		                    "layout",
+		                    MAX_DEPTH);
+		return;
+	}
 	int idx = (int)(n - c->doc->nodes.start);
 	if (seen[idx])
 		return;
@@ -111,7 +121,7 @@ static void find_duplicates(struct yctx *c, ynode *n, const char *path, uint8_t 
 		for (yaml_node_item_t *it = n->data.sequence.items.start;
 		     it < n->data.sequence.items.top; it++, i++) {
 			char *p = st_xasprintf("%s[%zu]", path, i);
-			find_duplicates(c, N(c, *it), p, seen);
+			find_duplicates(c, N(c, *it), p, seen, depth + 1);
 			free(p);
 		}
 		return;
@@ -140,7 +150,7 @@ static void find_duplicates(struct yctx *c, ynode *n, const char *path, uint8_t 
 			}
 		}
 		char *kp = join(path, k);
-		find_duplicates(c, N(c, p->value), kp, seen);
+		find_duplicates(c, N(c, p->value), kp, seen, depth + 1);
 		free(kp);
 	}
 }
@@ -1060,7 +1070,7 @@ int config__parse_yaml(const char *yaml, size_t len, const char *name, struct st
 	} else {
 		size_t nn = (size_t)(doc.nodes.top - doc.nodes.start);
 		uint8_t *seen = st_xcalloc(nn + 1, 1);
-		find_duplicates(&c, root, "", seen);
+		find_duplicates(&c, root, "", seen, 0);
 		free(seen);
 		rd_root(&c, root);
 	}

@@ -578,7 +578,7 @@ static void conn_kv(struct st_buf *b, const char *k, const char *v)
 	st_buf_append(b, "'", 1);
 }
 
-static char *pg_conninfo(const struct config_postgres *pg, bool inherited_ssl)
+static char *pg_conninfo(const struct config_postgres *pg)
 {
 	if (!pg->present)
 		return NULL;
@@ -599,7 +599,6 @@ static char *pg_conninfo(const struct config_postgres *pg, bool inherited_ssl)
 	const char *sslmode = pg->sslmode;
 	if (sslmode == NULL && pg->ssl_enabled)
 		sslmode = "require"; /* encrypted; "no-verify" = require without verify-ca/full */
-	(void)inherited_ssl;
 	if (sslmode && strcmp(sslmode, "no-verify") == 0)
 		sslmode = "require";
 	conn_kv(&b, "sslmode", sslmode);
@@ -614,13 +613,12 @@ static char *pg_conninfo(const struct config_postgres *pg, bool inherited_ssl)
 
 char *config_backend_pg_conninfo(const struct stockade_config *cfg)
 {
-	return pg_conninfo(&cfg->postgresql, false);
+	return pg_conninfo(&cfg->postgresql);
 }
 
 char *config_agent_sandbox_pg_conninfo(const struct stockade_config *cfg)
 {
-	return pg_conninfo(&cfg->rr.agent_sandbox.postgres,
-	                   cfg->rr.agent_sandbox.postgres.inherited);
+	return pg_conninfo(&cfg->rr.agent_sandbox.postgres);
 }
 
 char *config_pg_display_url(const struct config_postgres *pg)

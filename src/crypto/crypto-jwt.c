@@ -162,10 +162,11 @@ int crypto_key_from_pem(const char *pem, size_t len, struct crypto_key **out, st
 		    "key is not PEM (no '-----BEGIN' line); expected a PEM file as "
 		    "written by 'stockade keys generate' or 'openssl genpkey'");
 	if (memmem(pem, len, "ENCRYPTED", 9) != NULL)
-		return st_error_make(err, EINVAL,
-		                     "key is passphrase-protected, which is not supported; write an "
-		                     "unencrypted copy with 'openssl pkey -in key.pem -out plain.pem' "
-		                     "and protect the file (mode 0600, a Secret) instead");
+		return st_error_make(
+		    err, EINVAL,
+		    "key is passphrase-protected, which is not supported; write an "
+		    "unencrypted copy with 'openssl pkey -in key.pem -out plain.pem' "
+		    "and protect the file (mode 0600, a Secret) instead");
 	bool priv = true;
 	EVP_PKEY *pkey = decode_pem(pem, len, EVP_PKEY_KEYPAIR);
 	if (pkey == NULL) {

@@ -133,13 +133,18 @@ struct engine_cgroup;
 int engine__cgroup_setup(const char *prefix, struct st_error **err);
 void engine__cgroup_teardown(void);
 bool engine__cgroup_available(void);
+/* Bytes charged to all running executions (the engine cgroup), 0 without cgroups. */
+uint64_t engine__cgroup_usage(void);
+/* The memory limit of the service's own cgroup, 0 when unlimited or unknown. */
+uint64_t engine__cgroup_parent_limit(void);
 int engine__cgroup_create(const char *name, uint64_t memory_bytes, uint64_t pids,
                           struct engine_cgroup **out, struct st_error **err);
 int engine__cgroup_attach(struct engine_cgroup *cg, pid_t pid, struct st_error **err);
 struct engine_cgroup_stats {
 	int64_t max_rss_kb;
 	int64_t cpu_ms;
-	bool oom;
+	bool oom; /* the kernel killed a process for memory */
+	bool hit_limit; /* an allocation failed at the limit (the runtime may have coped) */
 };
 void engine__cgroup_stats(struct engine_cgroup *cg, struct engine_cgroup_stats *st);
 /* Kill everything left in it, remove it, free the handle. NULL is fine. */

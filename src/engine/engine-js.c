@@ -13,12 +13,78 @@
  * none is left, then the value is serialised with JSON.stringify (undefined -> null;
  * BigInt, cycles -> ResultError).
  */
+#include <dirent.h>
+#include <dlfcn.h>
+
 #include "engine/engine-internal.h"
 
 static JSGlobalContextRef ctx;
 
+static JSValueRef call(JSObjectRef obj, const char *method, size_t argc, const JSValueRef *argv,
+                       JSValueRef *exc);
+
+static int count_threads(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	if (d == NULL)
+		return -1;
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL)
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+/*
+ * require() every top-level package of the operator's modules dir once, in the zygote: each
+ * child then finds them loaded (a fork copy, so one execution's changes to a package are
+ * invisible to the next) instead of parsing lodash on every execution.
+ */
+static void preload_packages(const char *dir)
+{
+	if (dir == NULL)
+		return;
+	DIR *d = opendir(dir);
+	if (d == NULL)
+		return;
+	JSValueRef names[256];
+	size_t n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL && n < ST_ARRAY_SIZE(names)) {
+		if (e->d_name[0] == '.' || e->d_name[0] == '@')
+			continue;
+		JSStringRef s = JSStringCreateWithUTF8CString(e->d_name);
+		names[n++] = JSValueMakeString(ctx, s);
+		JSStringRelease(s);
+	}
+	closedir(d);
+	JSObjectRef arr = JSObjectMakeArray(ctx, n, names, NULL);
+	JSValueRef args[1] = {arr};
+	JSObjectRef driver = engine__js_driver();
+	call(driver, "preload", 1, args, NULL);
+	call(driver, "reset", 0, NULL, NULL);
+	JSGarbageCollect(ctx);
+}
+
 int engine__js_zygote_init(const char *modules_dir, struct st_error **err)
 {
+	/*
+	 * Fork safety: the zygote must have no thread that can hold a lock when it forks.
+	 * JavaScriptCore would start three kinds: libpas's scavenger (returns freed memory to the
+	 * kernel on a timer, taking the heap lock: a fork at that moment leaves the child's
+	 * allocator locked for ever), GC marker helpers and concurrent JIT workers. The scavenger
+	 * is switched off through libpas's own flag (looked up at run time: it is internal to the
+	 * library, a build without it simply keeps it), the others by JSC options, read from the
+	 * environment on initialisation. Children are short-lived, so neither costs much.
+	 */
+	bool *scavenger = dlsym(RTLD_DEFAULT, "pas_scavenger_is_enabled");
+	if (scavenger != NULL)
+		*scavenger = false;
+	setenv("JSC_useConcurrentJIT", "false", 1);
+	setenv("JSC_useConcurrentGC", "false", 1);
+	setenv("JSC_numberOfGCMarkers", "1", 1);
 	JSContextGroupRef group = JSContextGroupCreate();
 	if (group == NULL)
 		return st_error_make(err, 0, "cannot create a JavaScriptCore context group");
@@ -29,6 +95,16 @@ int engine__js_zygote_init(const char *modules_dir, struct st_error **err)
 	if (engine__js_driver() == NULL)
 		return st_error_make(err, 0, "cannot install the JavaScript host API");
 	engine__js_warm_up();
+	preload_packages(modules_dir);
+	unsetenv("JSC_useConcurrentJIT");
+	unsetenv("JSC_useConcurrentGC");
+	unsetenv("JSC_numberOfGCMarkers");
+	int threads = count_threads();
+	if (threads != 1)
+		st_log(ST_LOG_WARN,
+		       "the javascript zygote has %d threads before its first fork; "
+		       "forks are only safe with one",
+		       threads);
 	return 0;
 }
 

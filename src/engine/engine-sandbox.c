@@ -559,6 +559,39 @@ bool engine__cgroup_available(void)
 	return CG.ready;
 }
 
+uint64_t engine__cgroup_usage(void)
+{
+	if (!CG.ready)
+		return 0;
+	int64_t v = read_i64(CG.mem_base, CG.v2 ? "memory.current" : "memory.usage_in_bytes");
+	return v > 0 ? (uint64_t)v : 0;
+}
+
+uint64_t engine__cgroup_parent_limit(void)
+{
+	if (!CG.ready)
+		return 0;
+	/* The limit of the cgroup the service runs in (the engine cgroup's parent). */
+	char parent[1100];
+	st_strlcpy(parent, CG.mem_base, sizeof(parent));
+	char *slash = strrchr(parent, '/');
+	if (slash == NULL)
+		return 0;
+	*slash = '\0';
+	char *data = NULL;
+	size_t len = 0;
+	char path[1300];
+	snprintf(path, sizeof(path), "%s/%s", parent,
+	         CG.v2 ? "memory.max" : "memory.limit_in_bytes");
+	if (st_read_file(path, 4096, &data, &len, NULL) < 0)
+		return 0;
+	uint64_t v = 0;
+	if (strncmp(data, "max", 3) != 0)
+		v = strtoull(data, NULL, 10);
+	free(data);
+	return v;
+}
+
 static void kill_and_rmdir(const char *dir)
 {
 	if (dir[0] == '\0')
@@ -660,17 +693,16 @@ void engine__cgroup_stats(struct engine_cgroup *cg, struct engine_cgroup_stats *
 	if (CG.v2) {
 		int64_t peak = read_i64(cg->mem, "memory.peak");
 		st->max_rss_kb = peak > 0 ? peak / 1024 : 0;
-		st->oom = read_keyed(cg->mem, "memory.events", "oom_kill") > 0 ||
-		          read_keyed(cg->mem, "memory.events", "max") > 0;
+		st->oom = read_keyed(cg->mem, "memory.events", "oom_kill") > 0;
+		st->hit_limit = read_keyed(cg->mem, "memory.events", "max") > 0;
 		int64_t usec = read_keyed(cg->mem, "cpu.stat", "usage_usec");
 		st->cpu_ms = usec > 0 ? usec / 1000 : 0;
 	} else {
 		int64_t peak = read_i64(cg->mem, "memory.max_usage_in_bytes");
 		st->max_rss_kb = peak > 0 ? peak / 1024 : 0;
 		int64_t ooms = read_keyed(cg->mem, "memory.oom_control", "oom_kill");
-		st->oom = ooms > 0;
-		if (ooms < 0)
-			st->oom = read_i64(cg->mem, "memory.failcnt") > 0;
+		st->hit_limit = read_i64(cg->mem, "memory.failcnt") > 0;
+		st->oom = ooms > 0 || (ooms < 0 && st->hit_limit);
 	}
 }
 

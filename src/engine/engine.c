@@ -677,6 +677,11 @@ int engine_pool_new(const struct engine_pool_options *opts, struct engine_pool *
 		st_error_free(cgerr);
 		add_warning(pool, msg);
 	}
+	if (pool->cgroups && opts->memory_budget_bytes == 0) {
+		uint64_t lim = engine__cgroup_parent_limit();
+		if (lim > 0 && lim < o->memory_budget_bytes)
+			o->memory_budget_bytes = lim;
+	}
 	if (o->mode == ENGINE_MODE_UNSANDBOXED)
 		add_warning(pool,
 		            "code executor runs UNSANDBOXED: no namespaces (seccomp, rlimits "
@@ -792,11 +797,11 @@ static void result_set_error(struct engine_result *res, enum engine_status statu
 	res->has_error = true;
 }
 
+/* What running executions use now: their cgroups' charged memory (the seed's js-executor
+   refuses work past 80% of its limit the same way). */
 static uint64_t engine_memory_usage(struct engine_pool *pool)
 {
-	(void)pool;
-	/* The engine cgroup's usage: every running execution's charged memory. */
-	return 0;
+	return pool->cgroups ? engine__cgroup_usage() : 0;
 }
 
 /* Reads one frame whose header arrives with SCM_CREDENTIALS. */
@@ -1245,6 +1250,18 @@ drain:
 		bool shutdown_kill = __atomic_load_n(&run.killed_by_shutdown, __ATOMIC_ACQUIRE);
 		if (res->has_error && res->status == ENGINE_INTERNAL && !have_result) {
 			/* already explained (setup failure) */
+		} else if (have_result && res->status == ENGINE_ERROR && res->error.name &&
+		           ((strcmp(res->error.name, "MemoryError") == 0 &&
+		             (cst.oom || cst.hit_limit)) ||
+		            (strcmp(res->error.name, "RangeError") == 0 && res->error.message &&
+		             strcmp(res->error.message, "Out of memory") == 0))) {
+			/* The runtime caught the failed allocation itself: CPython's MemoryError at
+			   the cgroup's limit, or JavaScriptCore's "Out of memory" (its heap or its
+			   reserved address space is exhausted, which is a memory limit too). */
+			result_set_error(
+			    res, ENGINE_MEMORY_LIMIT, "MemoryLimit",
+			    "the execution used more than its memory limit of %llu MiB",
+			    (unsigned long long)memory_mb);
 		} else if (have_result && res->status == ENGINE_OK) {
 			/* finished */
 		} else if (have_result && res->status != ENGINE_ERROR) {

@@ -150,6 +150,7 @@ ssize_t http__stream_reader(void *cls, uint64_t pos, char *buf, size_t max);
 void http__stream_response_free(void *cls);
 void http__streams_shutdown(struct http_server *srv);
 uint64_t http__stream_bytes(struct http_stream *s);
+void http__stream_unref(struct http_stream *s);
 void http__upgrade_handler(void *cls, struct MHD_Connection *connection, void *req_cls,
                            const char *extra_in, size_t extra_in_size, MHD_socket sock,
                            struct MHD_UpgradeResponseHandle *urh);

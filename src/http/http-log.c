@@ -34,7 +34,12 @@ void http__access_log(struct http__conn *c, int64_t dur_us)
 	/* the path as sent, bounded: logs must not become a client-controlled firehose */
 	char path[512];
 	st_strlcpy(path, c->raw_path ? c->raw_path : "?", sizeof(path));
-	json_object_set_new(j, "path", json_stringn_nocheck(path, strlen(path)));
+	/* the raw request target may hold any byte: keep printable ASCII so the line stays
+	 * valid JSON (percent-encoded forms are already ASCII) */
+	for (char *p = path; *p; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+			*p = '?';
+	json_object_set_new(j, "path", json_string(path));
 	json_object_set_new(j, "route", json_string(c->route ? c->route->name : "unmatched"));
 	json_object_set_new(j, "status", json_integer(c->status));
 	json_object_set_new(j, "bytes", json_integer((json_int_t)c->bytes));

@@ -1,9 +1,11 @@
 /*
  * http-stream.c - streamed response bodies (chunked, SSE, NDJSON) and connection take-over.
  *
- * A stream is shared by two owners: the writer (whoever got it from http_reply_stream, on any
- * thread) and MHD's response (its reader callback runs on the connection thread). It is freed
- * when both have let go: the writer by http_stream_close, MHD by the response free callback.
+ * A stream is shared by three owners: the writer (whoever got it from http_reply_stream, on any
+ * thread), MHD's response (its reader callback runs on the connection thread) and the request
+ * record (which reads the byte count for the access log when the request completes). It is
+ * freed when all have let go: the writer by http_stream_close, MHD by the response free
+ * callback, the request by http__stream_unref.
  *
  * States: OPEN (writer appends to a bounded queue, the reader drains it) -> CLOSED (writer
  * done; the reader drains the rest, then ends the chunked body) or GONE (client disconnected,
@@ -65,7 +67,7 @@ struct http_stream *http__stream_new(struct http__conn *c)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&s->cv, &ca);
 	pthread_condattr_destroy(&ca);
-	s->refs = 2;
+	s->refs = 3; /* writer, MHD's response, the request record (for its byte count) */
 	s->srv = c->srv;
 	s->sockfd = -1;
 	const union MHD_ConnectionInfo *ci =
@@ -77,6 +79,16 @@ struct http_stream *http__stream_new(struct http__conn *c)
 	c->srv->streams = s;
 	pthread_mutex_unlock(&c->srv->streams_lock);
 	return s;
+}
+
+void http__stream_unref(struct http_stream *s)
+{
+	bool free_it;
+	pthread_mutex_lock(&s->mu);
+	stream_unref_locked(s, &free_it);
+	pthread_mutex_unlock(&s->mu);
+	if (free_it)
+		stream_destroy(s);
 }
 
 uint64_t http__stream_bytes(struct http_stream *s)

@@ -613,6 +613,7 @@ struct http_stream *http_reply_stream(struct http_request *req, unsigned status,
 	    MHD_SIZE_UNKNOWN, 64 * 1024, http__stream_reader, s, http__stream_response_free);
 	if (!resp) {
 		http__stream_response_free(s);
+		http__stream_unref(s);
 		http_stream_close(s);
 		return NULL;
 	}
@@ -622,7 +623,9 @@ struct http_stream *http_reply_stream(struct http_request *req, unsigned status,
 	}
 	c->stream = s;
 	if (queue(c, status, resp, content_type, 0) < 0) {
+		/* queue() destroyed the response (MHD's reference is gone) */
 		c->stream = NULL;
+		http__stream_unref(s);
 		http_stream_close(s);
 		return NULL;
 	}
@@ -958,8 +961,11 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
 		return;
 	*con_cls = NULL;
 	int64_t dur = st_now_us() - c->t0_us;
-	if (c->stream)
+	if (c->stream) {
 		c->bytes = http__stream_bytes(c->stream);
+		http__stream_unref(c->stream);
+		c->stream = NULL;
+	}
 	if (!c->replied)
 		c->status = toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? 408 : 499;
 	http__metrics_record(srv, c->route ? c->route : &srv->unmatched, c->status, dur);
@@ -1001,7 +1007,7 @@ int http_server_start(struct http_server *srv, struct st_error **err)
 	    (unsigned int)srv->opts.max_connections, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 	    (size_t)(64 * 1024), MHD_OPTION_UNESCAPE_CALLBACK, unescape_noop, NULL,
 	    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_THREAD_STACK_SIZE,
-	    (size_t)(512 * 1024), MHD_OPTION_END);
+	    (size_t)(2 * 1024 * 1024), MHD_OPTION_END);
 	if (!srv->mhd)
 		return st_error_make(err, errno ? errno : EIO, "cannot start HTTP daemon on '%s'",
 		                     srv->address);

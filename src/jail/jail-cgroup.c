@@ -18,7 +18,9 @@
  * (every process SIGKILLed, cgroup empty) -> destroy (directories removed, handle freed).
  * Host detection is done once per process and is immutable afterwards.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <pthread.h>
@@ -254,11 +256,15 @@ static bool parent_name_ok(const char *p)
    base/name (must be new) and open it. */
 static int make_cgroup(const char *base, const char *name, char **path_out, int *fd_out)
 {
-	struct st_error *e = NULL;
-	int r = st_mkdir_p(base, 0755, &e);
-	st_error_free(e);
-	if (r < 0)
-		return r;
+	/* The parent usually exists already: one mkdir, and the walk only when it is missing. */
+	int r = 0;
+	if (mkdir(base, 0755) < 0 && errno != EEXIST) {
+		struct st_error *e = NULL;
+		r = st_mkdir_p(base, 0755, &e);
+		st_error_free(e);
+		if (r < 0)
+			return r;
+	}
 	char *path = st_xasprintf("%s/%s", base, name);
 	if (mkdir(path, 0755) < 0) {
 		r = -errno;
@@ -275,6 +281,37 @@ static int make_cgroup(const char *base, const char *name, char **path_out, int 
 	*path_out = path;
 	*fd_out = fd;
 	return 0;
+}
+
+/*
+ * A supervisor that was SIGKILLed cannot remove its jails' cgroups (its jails die with it:
+ * their init has PR_SET_PDEATHSIG). Now and then (the first create of a process, then every
+ * 64th) remove empty "jail-<pid>-<n>" siblings whose supervisor pid is gone. rmdir refuses
+ * non-empty cgroups, so a live jail whose pid number was merely reused is never touched.
+ */
+static atomic_uint sweep_count;
+
+static void sweep_stale(const char *base)
+{
+	DIR *d = opendir(base);
+	if (d == NULL)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		int pid;
+		unsigned n;
+		char tail;
+		if (e->d_type != DT_DIR ||
+		    sscanf(e->d_name, "jail-%d-%u%c", &pid, &n, &tail) != 2 || pid <= 0 ||
+		    pid == getpid())
+			continue;
+		if (kill(pid, 0) == 0 || errno != ESRCH)
+			continue;
+		char *path = st_xasprintf("%s/%s", base, e->d_name);
+		(void)rmdir(path);
+		free(path);
+	}
+	closedir(d);
 }
 
 static char *join_base(const char *mount, const char *own, const char *parent)
@@ -334,6 +371,7 @@ int jail_cgroup_create(const char *name, const struct jail_limits *limits, struc
 	bool use_v1 = ver == NULL || strcmp(ver, "2") != 0;
 	bool use_v2 = ver == NULL || strcmp(ver, "1") != 0;
 
+	bool sweep = atomic_fetch_add(&sweep_count, 1) % 64 == 0;
 	struct jail_cgroup *cg = st_xcalloc(1, sizeof(*cg));
 	cg->v2_fd = -1;
 	for (int i = 0; i < JAIL__CG_NRES; i++)
@@ -345,19 +383,30 @@ int jail_cgroup_create(const char *name, const struct jail_limits *limits, struc
 		   delegate to the parent). Failures only mean fewer controllers: checked below. */
 		char *own = join_base(h->v2_mount, h->v2_own, "");
 		int ofd = open(own, O_PATH | O_DIRECTORY | O_CLOEXEC);
-		struct st_error *e = NULL;
-		(void)st_mkdir_p(base, 0755, &e);
-		st_error_free(e);
+		if (mkdir(base, 0755) < 0 && errno != EEXIST) {
+			struct st_error *e = NULL;
+			(void)st_mkdir_p(base, 0755, &e);
+			st_error_free(e);
+		}
 		int bfd = open(base, O_PATH | O_DIRECTORY | O_CLOEXEC);
-		char avail[512] = "";
+		char avail[512] = "", own_avail[512] = "", enabled[512] = "";
 		if (bfd >= 0 && read_small(bfd, "cgroup.controllers", avail, sizeof(avail)) < 0)
 			avail[0] = '\0';
+		if (bfd >= 0 &&
+		    read_small(bfd, "cgroup.subtree_control", enabled, sizeof(enabled)) < 0)
+			enabled[0] = '\0';
+		if (ofd >= 0 &&
+		    read_small(ofd, "cgroup.controllers", own_avail, sizeof(own_avail)) < 0)
+			own_avail[0] = '\0';
+		/* Only what exists and is not enabled yet: no writes on the common path. */
 		for (int i = 0; i < JAIL__CG_NRES; i++) {
-			if (!wanted(i, limits) || i == JAIL__CG_CPUACCT)
+			const char *cn = v2_ctrl_name[i];
+			if (!wanted(i, limits) || i == JAIL__CG_CPUACCT || list_has(enabled, cn) ||
+			    !list_has(own_avail, cn))
 				continue;
 			char cmd[32];
-			snprintf(cmd, sizeof(cmd), "+%s", v2_ctrl_name[i]);
-			if (!list_has(avail, v2_ctrl_name[i]) && ofd >= 0)
+			snprintf(cmd, sizeof(cmd), "+%s", cn);
+			if (!list_has(avail, cn) && ofd >= 0)
 				(void)jail__cg_write(ofd, "cgroup.subtree_control", cmd);
 			if (bfd >= 0)
 				(void)jail__cg_write(bfd, "cgroup.subtree_control", cmd);
@@ -367,6 +416,8 @@ int jail_cgroup_create(const char *name, const struct jail_limits *limits, struc
 		if (bfd >= 0)
 			close(bfd);
 		free(own);
+		if (sweep)
+			sweep_stale(base);
 		int r = make_cgroup(base, name, &cg->v2_path, &cg->v2_fd);
 		if (r < 0)
 			jail__cg_warn(cg, "cgroup v2: cannot create a cgroup under '%s': %s", base,
@@ -386,6 +437,8 @@ int jail_cgroup_create(const char *name, const struct jail_limits *limits, struc
 			if ((cg->v2_ctrl & (1u << i)) || !wanted(i, limits) || !h->v1_mount[i][0])
 				continue;
 			char *base = join_base(h->v1_mount[i], h->v1_own[i], parent);
+			if (sweep)
+				sweep_stale(base);
 			int r = make_cgroup(base, name, &cg->v1_path[i], &cg->v1_fd[i]);
 			if (r < 0 && limit_set(i, limits))
 				jail__cg_warn(cg,

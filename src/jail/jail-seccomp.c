@@ -456,7 +456,8 @@ static int build(const char *policy, const char *const *extra, bool notify, scmp
 	if (e == 0)
 		e = add_rule(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), "socket", 1, &c_top, err);
 	/* ioctl is allowed here; TIOCSTI/TIOCLINUX are refused by a hand-written prefix (see
-	   ioctl_prefix): libseccomp cannot combine "allow" with a masked "deny" on one syscall. */
+	   bpf_prefix), as are file locks: libseccomp cannot combine "allow" with a masked "deny"
+	   on one syscall. */
 	if (e == 0)
 		e = add_rule(ctx, SCMP_ACT_ALLOW, "ioctl", 0, NULL, err);
 	/* personality: queries and the plain Linux persona only (no READ_IMPLIES_EXEC). */
@@ -474,24 +475,44 @@ static int build(const char *policy, const char *const *extra, bool notify, scmp
 }
 
 /*
- * Prepended to libseccomp's program: ioctl(fd, TIOCSTI or TIOCLINUX, ...) fails with EPERM.
- * The request is compared on its low 32 bits only, because the kernel truncates it to an int:
- * a request with high bits set (CVE-2019-10063) is the same ioctl. libseccomp's program
- * starts by loading the architecture itself, so a prefix cannot disturb it (jumps are
- * relative).
+ * Prepended to libseccomp's program, for what libseccomp cannot express next to an
+ * unconditional "allow" of the same syscall (and compared on the low 32 bits only, because
+ * the kernel truncates these arguments to an int: CVE-2019-10063 set high bits to slip past):
+ *   - ioctl(fd, TIOCSTI or TIOCLINUX, ...) fails with EPERM (terminal injection);
+ *   - file locks are a covert channel between jails that bind the same host file, so flock()
+ *     and fcntl(F_SETLK/F_SETLKW/F_OFD_SETLK/F_OFD_SETLKW) succeed without taking a lock, and
+ *     fcntl(F_GETLK/F_OFD_GETLK) fails with ENOLCK: nothing about another jail's locks can be
+ *     observed. (Locking between processes of one jail is therefore advisory-only too.)
+ * libseccomp's program starts by loading the architecture itself, so a prefix cannot disturb
+ * it (BPF jumps are relative). Offsets: target = pc + 1 + off.
  */
 #define SECCOMP_DATA_ARCH 4
 #define SECCOMP_DATA_NR 0
 #define SECCOMP_DATA_ARG1_LO 24 /* offsetof(args[1]) on little-endian x86_64 */
-static const struct sock_filter ioctl_prefix[] = {
-    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, SECCOMP_DATA_ARCH),
-    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 6),
-    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, SECCOMP_DATA_NR),
-    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_ioctl, 0, 4),
-    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, SECCOMP_DATA_ARG1_LO),
-    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, TIOCSTI, 1, 0),
-    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, TIOCLINUX, 0, 1),
-    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
+#define RET_ERRNO(e) BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((e)&SECCOMP_RET_DATA))
+static const struct sock_filter bpf_prefix[] = {
+    /* 0 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, SECCOMP_DATA_ARCH),
+    /* 1 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 19),
+    /* 2 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, SECCOMP_DATA_NR),
+    /* 3 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_ioctl, 0, 4),
+    /* 4 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, SECCOMP_DATA_ARG1_LO),
+    /* 5 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, TIOCSTI, 12, 0),
+    /* 6 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, TIOCLINUX, 11, 0),
+    /* 7 */ BPF_STMT(BPF_JMP | BPF_JA, 13),
+    /* 8 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_flock, 10, 0),
+    /* 9 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_fcntl, 0, 11),
+    /* 10 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, SECCOMP_DATA_ARG1_LO),
+    /* 11 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, F_SETLK, 7, 0),
+    /* 12 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, F_SETLKW, 6, 0),
+    /* 13 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, F_OFD_SETLK, 5, 0),
+    /* 14 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, F_OFD_SETLKW, 4, 0),
+    /* 15 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, F_GETLK, 4, 0),
+    /* 16 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, F_OFD_GETLK, 3, 0),
+    /* 17 */ BPF_STMT(BPF_JMP | BPF_JA, 3),
+    /* 18 */ RET_ERRNO(EPERM),
+    /* 19 */ RET_ERRNO(0),
+    /* 20 */ RET_ERRNO(ENOLCK),
+    /* 21: libseccomp's program */
 };
 
 static int export_bpf(scmp_filter_ctx ctx, struct jail__bpf **out, struct st_error **err)
@@ -505,13 +526,13 @@ static int export_bpf(scmp_filter_ctx ctx, struct jail__bpf **out, struct st_err
 		return st_error_make(err, -r, "seccomp_export_bpf");
 	off_t size = lseek(fd, 0, SEEK_END);
 	if (size <= 0 || size % (off_t)sizeof(struct sock_filter) != 0 ||
-	    size / (off_t)sizeof(struct sock_filter) + ST_ARRAY_SIZE(ioctl_prefix) > BPF_MAXINSNS)
+	    size / (off_t)sizeof(struct sock_filter) + ST_ARRAY_SIZE(bpf_prefix) > BPF_MAXINSNS)
 		return st_error_make(err, EINVAL, "seccomp filter has a bad size (%lld bytes)",
 		                     (long long)size);
 	struct jail__bpf *b = st_xcalloc(1, sizeof(*b));
-	size_t np = ST_ARRAY_SIZE(ioctl_prefix);
-	b->insns = st_xmalloc((size_t)size + sizeof(ioctl_prefix));
-	memcpy(b->insns, ioctl_prefix, sizeof(ioctl_prefix));
+	size_t np = ST_ARRAY_SIZE(bpf_prefix);
+	b->insns = st_xmalloc((size_t)size + sizeof(bpf_prefix));
+	memcpy(b->insns, bpf_prefix, sizeof(bpf_prefix));
 	b->len = (unsigned short)(np + (size_t)size / sizeof(struct sock_filter));
 	if (pread(fd, b->insns + np, (size_t)size, 0) != size) {
 		free(b->insns);

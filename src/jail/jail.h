@@ -142,6 +142,9 @@ int jail_run(const struct jail_spec *spec, struct jail_report *report, struct st
 
 /* A JSON object describing what this host supports and which modes work, with fixes. */
 json_t *jail_probe_host(void);
+/* With JAIL_PROBE_RUNSC: also try `runsc --platform=ptrace --network=none do true` (slow). */
+#define JAIL_PROBE_RUNSC 1u
+json_t *jail_probe_host_ex(unsigned flags);
 
 /* ---- building blocks for self-jailing processes (zygotes) ------------------------------ */
 

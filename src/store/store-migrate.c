@@ -589,6 +589,20 @@ int store_data_migrations_run_now(struct store *s, struct st_error **err)
 	return ret;
 }
 
+int store_data_migration_run(struct store *s, const char *name, struct st_error **err)
+{
+	s = store__root(s);
+	pthread_mutex_lock(&s->dm_mu);
+	struct store__dm_entry *e = dm_find(s, name);
+	struct store_data_migration m = e ? e->m : (struct store_data_migration){0};
+	pthread_mutex_unlock(&s->dm_mu);
+	if (e == NULL)
+		return store__error(err, ENOENT, "data migration '%s' is not registered here",
+		                    name);
+	bool ran = false, failed = false;
+	return dm_run_one(s, &m, &ran, &failed, err);
+}
+
 static void *dm_thread_main(void *arg)
 {
 	struct store *s = arg;
@@ -945,6 +959,21 @@ static int integrity_check(struct store *s, void *ctx_unused, struct st_error **
 		if (r < 0)
 			goto out;
 	}
+	/* Migrations declared by components this process does not run count as known too. */
+	size_t nsets = 0;
+	struct declared_set *sets = declared_for(store_ns(s), &nsets);
+	for (size_t i = 0; i < nsets; i++) {
+		for (size_t k = 0; k < sets[i].n; k++) {
+			const char *sql = migration_sql(s, &sets[i].m[k]);
+			if (sql == NULL)
+				continue;
+			char sum[65];
+			store__sha256_hex(sql, sum);
+			known_add(store_backend(s), store_ns(s), sets[i].component,
+			          sets[i].m[k].version, sum);
+		}
+	}
+	free(sets);
 	struct sm_rows rows = {0};
 	r = store_query(
 	    s,

@@ -26,6 +26,7 @@
 #define PG_INT2OID 21
 #define PG_INT4OID 23
 #define PG_OIDOID 26
+#define PG_NUMERICOID 1700
 
 struct store_conn {
 	PGconn *pg;
@@ -222,6 +223,13 @@ static enum store_type row_type(const struct store_row *r, size_t col)
 	case PG_INT4OID:
 	case PG_OIDOID: return STORE_INT;
 	case PG_BYTEAOID: return STORE_BLOB;
+	case PG_NUMERICOID: {
+		/* SUM() and friends return numeric on Postgres; integral values are integers on
+		 * SQLite, so report them the same way. */
+		int64_t v = 0;
+		return st_parse_i64(PQgetvalue(cur->res, cur->row, (int)col), &v) == 0 ? STORE_INT
+		                                                                       : STORE_TEXT;
+	}
 	default: return STORE_TEXT;
 	}
 }

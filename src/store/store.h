@@ -93,6 +93,16 @@ int store_open_pg(const char *conninfo, const char *ns, struct store **out, stru
 /* Waits for background data migrations of this handle to stop (see below), then closes. */
 void store_free(struct store *s);
 
+struct stockade_config; /* config/config.h */
+/*
+ * Open namespace ns where the configuration puts it: Postgres when `postgresql` is configured
+ * (for ns "agent_executor", the agent sandbox's own or inherited connection), its schema the
+ * configured one except that the default "public" maps to ns; otherwise SQLite at
+ * <dataDir>/stockade.db. `stockade serve` and `stockade migrate --config` both use this.
+ */
+int store_open_config(const struct stockade_config *cfg, const char *ns, struct store **out,
+                      struct st_error **err);
+
 enum store_backend store_backend(const struct store *s);
 const char *store_ns(const struct store *s);
 /* "sqlite" or "postgres" */
@@ -266,6 +276,9 @@ int store_register_builtin_data_migrations(struct store *s, struct st_error **er
 int store_data_migrations_start(struct store *s, struct st_error **err);
 /* Run pending registered migrations on the calling thread (CLI, tests). */
 int store_data_migrations_run_now(struct store *s, struct st_error **err);
+/* Run one registered data migration on the calling thread if it can be claimed (pending, or
+ * running with a stale heartbeat); 0 when it was not claimable. -ENOENT when not registered. */
+int store_data_migration_run(struct store *s, const char *name, struct st_error **err);
 /* Block until the background thread is idle (nothing pending that it can claim). */
 void store_data_migrations_wait(struct store *s);
 

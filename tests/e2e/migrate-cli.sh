@@ -97,7 +97,35 @@ check_eq "status: test-schema at version 3" \
 check_eq "status: nothing pending" "$(json_get "$json" '.pending_schema | length')" 0
 out=$("$STOCKADE_BIN" migrate up --data-dir "$D" 2>&1)
 check_eq "a later 'migrate up' is a no-op" "$out" "applied 0 schema migrations in namespace 'stockade'"
+
+# The integrity check: a released migration whose recorded checksum differs fails it with the
+# reason; after the database is repaired, a retry completes it.
+db=$D/stockade.db
+orig=$(sqlite3 "$db" "select checksum from stockade_schema_migrations where component = 'test-schema' and version = 2")
+sqlite3 "$db" "update stockade_schema_migrations set checksum = 'feedfacefeedface' where component = 'test-schema' and version = 2"
+out=$("$STOCKADE_BIN" migrate retry schema-integrity-check --data-dir "$D" 2>&1)
+check_eq "integrity check over an edited migration fails (exit 1)" "$?" 1
+check_contains "and names it" "$out" "schema migration test-schema/2 'insert-two' was applied with checksum feedfacefeed"
+sqlite3 "$db" "update stockade_schema_migrations set checksum = '$orig' where component = 'test-schema' and version = 2"
+out=$("$STOCKADE_BIN" migrate retry schema-integrity-check --data-dir "$D" 2>&1)
+check_eq "after the repair, retry completes it" "$?" 0
 unset STOCKADE_TEST_SCHEMA_MIGRATIONS
 check_eq "each insert happened once" "$(sqlite3 "$D/stockade.db" 'select group_concat(v) from stockade_test_log')" "2,3"
+
+# Upgrade gate through the service: a failed data migration of a previous release that this
+# release no longer ships keeps `stockade serve` from starting, with the way out in the message.
+G=$D/gate
+mkdir -p "$G"
+"$STOCKADE_BIN" migrate status --data-dir "$G" >/dev/null 2>&1
+sqlite3 "$G/stockade.db" "insert into stockade_data_migrations (name, state, error, attempts, created_at) values ('normalize-permissions', 'failed', 'space 42: dangling row', 2, 1)"
+out=$(timeout 60 "$STOCKADE_BIN" serve --data-dir "$G" --listen 127.0.0.1:0 2>&1)
+rc=$?
+check_eq "serve refuses to start over a failed migration (exit 1)" "$rc" 1
+check_contains "it names the migration and its error" "$out" "'normalize-permissions' (failed after 2 attempts: space 42: dangling row)"
+check_contains "it says how to resolve it" "$out" "stockade migrate retry NAME"
+check_contains "or roll back" "$out" "roll back"
+sqlite3 "$G/stockade.db" "update stockade_data_migrations set state = 'done', error = null where name = 'normalize-permissions'"
+text=$("$STOCKADE_BIN" migrate status --data-dir "$G" 2>&1)
+check_not_contains "once resolved, status shows no failure" "$text" "failed;"
 
 done_testing

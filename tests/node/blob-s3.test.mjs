@@ -85,8 +85,8 @@ try {
     eq(got.meta.kind, 'multipart', 'metadata on a multipart object');
   });
 
-  await test('20 MiB object streamed from a pipe (unknown size) is also multipart', async () => {
-    const data = crypto.randomBytes(12 * 1024 * 1024 + 3);
+  await test('an object streamed from a pipe (unknown size) is also multipart', async () => {
+    const data = crypto.randomBytes(11 * 1024 * 1024 + 3);
     const r = await blob(['put', 'big/piped.bin', '-'], { input: data });
     eq(r.code, 0, `put failed: ${r.stderr}`);
     const got = await sdkBytes('big/piped.bin');
@@ -112,21 +112,21 @@ try {
 
   await test('listing across several pages, both directions', async () => {
     const keys = [];
-    for (let i = 0; i < 23; i++) keys.push(`list/k${String(i).padStart(3, '0')}`);
-    // 12 written by the SDK, 11 by stockade
+    for (let i = 0; i < 11; i++) keys.push(`list/k${String(i).padStart(3, '0')}`);
+    // most written by the SDK (fast), two by stockade
     for (const [i, k] of keys.entries()) {
-      if (i % 2 === 0) await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: k, Body: k }));
+      if (i !== 3 && i !== 8) await sdk.send(new PutObjectCommand({ Bucket: BUCKET, Key: k, Body: k }));
       else eq((await blob(['put', k, '-'], { input: k })).code, 0, `put ${k}`);
     }
     const before = proxy.st.log.length;
-    const r = await blob(['ls', 'list/', '--page-size', '5']);
+    const r = await blob(['ls', 'list/', '--page-size', '3']);
     eq(r.code, 0, r.stderr);
     const lines = r.stdout.toString().trim().split('\n');
-    eq(lines.length, 23, 'listed count');
+    eq(lines.length, 11, 'listed count');
     eq(lines.map((l) => l.split('\t')[0]).join(','), keys.join(','), 'keys in order');
     eq(lines[0].split('\t')[1], '9', 'size column');
     const pages = proxy.st.log.slice(before).filter((e) => e.query.includes('list-type=2'));
-    eq(pages.length, 5, 'list requests (5 pages of 5)');
+    eq(pages.length, 4, 'list requests (4 pages of at most 3)');
     assert(pages.slice(1).every((e) => e.query.includes('continuation-token=')), 'continuation tokens used');
     // SDK pages through stockade-written keys the same way
     let token;
@@ -156,7 +156,7 @@ try {
 
   await test('every request stockade sent carried a valid SigV4 signature and payload hash', async () => {
     eq(proxy.st.rejected.length, 0, `rejected: ${JSON.stringify(proxy.st.rejected.slice(0, 3))}`);
-    assert(ourRequests().length > 30, 'requests were checked');
+    assert(ourRequests().length > 20, `requests were checked (${ourRequests().length})`);
   });
 
   await test('wrong secret: clear SignatureDoesNotMatch error, no retries', async () => {
@@ -232,6 +232,28 @@ try {
     eq((await stockade(['--s3-endpoint', `http://127.0.0.1:${proxy.port}`, '--bucket', 'fresh-bucket', 'put', 'k', '-'], { env: ENV, input: 'v' })).code, 0, 'put in new bucket');
   });
 
+  await test('--config with RR_GIT_S3_* / RR_DEFAULT_S3_*: per-subsystem prefixes in one bucket', async () => {
+    const cfg = path.join(dir, 'stockade.yaml');
+    fs.writeFileSync(cfg, `dataDir: ${path.join(dir, 'cfgdata')}\njwtSecret: 0123456789abcdef0123456789abcdef\n`);
+    const env = {
+      RR_DEFAULT_S3_BUCKET: BUCKET, RR_DEFAULT_S3_ENDPOINT: `http://127.0.0.1:${proxy.port}`,
+      RR_DEFAULT_S3_ACCESS_KEY_ID: 'S3RVER', RR_DEFAULT_S3_SECRET_ACCESS_KEY: 'S3RVER',
+      RR_DEFAULT_S3_REGION: 'us-east-1', AWS_ACCESS_KEY_ID: '', AWS_SECRET_ACCESS_KEY: '',
+    };
+    let r = await stockade(['--config', cfg, 'put', 'repo/HEAD', '-'], { env, input: 'ref: main' });
+    eq(r.code, 0, r.stderr);
+    r = await stockade(['--config', cfg, '--subsystem', 'snapshots', 'put', 'sb/1', '-'], { env, input: 'snap' });
+    eq(r.code, 0, r.stderr);
+    eq((await sdkBytes('git/repo/HEAD')).body.toString(), 'ref: main', 'git prefix');
+    eq((await sdkBytes('snapshots/sb/1')).body.toString(), 'snap', 'snapshots prefix');
+    r = await stockade(['--config', cfg, 'ls'], { env });
+    eq(r.stdout.toString(), 'repo/HEAD\t9\n', 'listing is relative to the prefix');
+    // the per-subsystem bucket variable wins over the default one
+    r = await stockade(['--config', cfg, 'ls', '--attempts', '1'], { env: { ...env, RR_GIT_S3_BUCKET: 'no-such-bucket' } });
+    eq(r.code, 1, 'missing bucket');
+    assert(r.stderr.includes('NoSuchBucket'), r.stderr);
+  });
+
   await test('usage errors exit 2 with a message saying what to do', async () => {
     let r = await blob(['put', '../escape', '-'], { input: 'x' });
     eq(r.code, 2, 'bad key');
@@ -239,8 +261,8 @@ try {
     r = await stockade(['ls']);
     eq(r.code, 2, 'no store');
     assert(r.stderr.includes('--fs DIR'), r.stderr);
-    r = await stockade(['--s3-endpoint', 'http://127.0.0.1:1', '--bucket', BUCKET, 'ls'], { env: { AWS_ACCESS_KEY_ID: '', AWS_SECRET_ACCESS_KEY: '' } });
-    eq(r.code, 1, 'no credentials');
+    r = await stockade(['--s3-endpoint', 'http://127.0.0.1:1', '--bucket', BUCKET, 'ls'], { env: { AWS_ACCESS_KEY_ID: 'AK', AWS_SECRET_ACCESS_KEY: '' } });
+    eq(r.code, 1, 'half the credentials');
     assert(r.stderr.includes('AWS_ACCESS_KEY_ID'), r.stderr);
   });
 } finally {

@@ -21,8 +21,10 @@ let n = 0;
 let failed = 0;
 export async function test(name, fn) {
   n++;
+  const t0 = Date.now();
   try {
     await fn();
+    if (process.env.BLOB_TEST_TIMING) console.error(`# ${name}: ${Date.now() - t0} ms`);
     console.log(`ok ${n} - ${name}`);
   } catch (e) {
     failed++;
@@ -256,5 +258,37 @@ export async function startProxy(targetPort, secrets = { S3RVER: 'S3RVER' }, ver
       server.closeAllConnections?.();
       server.close(() => r());
     }),
+  };
+}
+
+// ---- an independent Azure Blob client (Shared Key written from the REST documentation) -------
+// Used to seed and to read back objects, so the C backend is checked against a second signer.
+export function azureClient(port, container, account = 'devstoreaccount1', key = AZURITE_KEY) {
+  const keyBytes = Buffer.from(key, 'base64');
+  const enc = (k) => k.split('/').map(encodeURIComponent).join('/')
+    .replace(/[!'()*]/g, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase());
+  return function request(method, blobName, { query = {}, headers = {}, body } = {}) {
+    const path = `/${account}/${container}${blobName ? '/' + enc(blobName) : ''}`;
+    const h = { 'x-ms-date': new Date().toUTCString(), 'x-ms-version': '2021-08-06', ...headers };
+    const len = body ? body.length : 0;
+    const xms = Object.keys(h).filter((k) => k.toLowerCase().startsWith('x-ms-'))
+      .map((k) => [k.toLowerCase(), String(h[k]).trim()]).sort((a, b) => (a[0] < b[0] ? -1 : 1));
+    const q = Object.keys(query).sort();
+    const sts = [method, '', '', len ? String(len) : '', '', h['Content-Type'] || '', '', '', '', '', '', '']
+      .join('\n') + '\n' + xms.map(([k, v]) => `${k}:${v}\n`).join('') +
+      `/${account}${path}` + q.map((k) => `\n${k.toLowerCase()}:${query[k]}`).join('');
+    const sig = crypto.createHmac('sha256', keyBytes).update(sts, 'utf8').digest('base64');
+    h.Authorization = `SharedKey ${account}:${sig}`;
+    if (len) h['Content-Length'] = String(len);
+    const qs = q.length ? '?' + q.map((k) => `${k}=${encodeURIComponent(query[k])}`).join('&') : '';
+    return new Promise((resolve, reject) => {
+      const r = http.request({ host: '127.0.0.1', port, method, path: path + qs, headers: h }, (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
+      });
+      r.on('error', reject);
+      r.end(body);
+    });
   };
 }

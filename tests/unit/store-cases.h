@@ -218,6 +218,14 @@ TEST(crud_roundtrip)
 	CHECK_EQ_INT(store_exec(s, "SELEKT 1", NULL, 0, NULL, &err), -EINVAL);
 	st_error_release(&err);
 
+	/* Aggregates come back as integers on both engines (numeric on Postgres). */
+	OK(store_query_one(s, "SELECT SUM(n) AS total, COUNT(*) AS c FROM {ns}items", NULL, 0, &row,
+	                   E));
+	CHECK(json_is_integer(json_object_get(row, "total")));
+	CHECK(json_integer_value(json_object_get(row, "total")) == INT64_C(9007199254740993));
+	CHECK_EQ_INT(json_integer_value(json_object_get(row, "c")), 1);
+	json_decref(row);
+
 	/* Upsert and RETURNING are part of the portable dialect. */
 	struct store_value up[] = {store_text("it's ? here"), store_int(5)};
 	OK(store_exec(s,

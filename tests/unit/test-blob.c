@@ -469,9 +469,14 @@ TEST(open_errors_name_what_to_fix)
 	CHECK_CONTAINS(st_error_msg(err), "bucket");
 	st_error_release(&err);
 	o.s3.bucket = "my-bucket";
+	o.s3.access_key_id = "AK";
 	CHECK_EQ_INT(blob_open(&o, &s, &err), -EINVAL);
-	CHECK_CONTAINS(st_error_msg(err), "secret access key");
+	CHECK_CONTAINS(st_error_msg(err), "no secret access key");
 	st_error_release(&err);
+	o.s3.access_key_id = NULL;
+	CHECK_EQ_INT(blob_open(&o, &s, &err), 0); /* anonymous */
+	CHECK(s->s3_anonymous);
+	blob_close(s);
 	o.s3.access_key_id = "AK";
 	o.s3.secret_access_key = "SK";
 	o.s3.endpoint = "ftp://x";

@@ -324,6 +324,19 @@ TEST(yaml_syntax_duplicates_anchors_merge)
 	CHECK_EQ_INT(cfg.rr.js_executor.limits.default_timeout_ms, 2000);
 	config_release(&cfg);
 	config_problems_release(&pr);
+	/* absurd nesting is refused, not recursed into */
+	struct st_buf deep;
+	st_buf_init(&deep, 1 << 20);
+	st_buf_appendf(&deep, BASE "x: ");
+	for (int i = 0; i < 5000; i++)
+		st_buf_append(&deep, "[", 1);
+	for (int i = 0; i < 5000; i++)
+		st_buf_append(&deep, "]", 1);
+	st_buf_append(&deep, "\n", 1);
+	CHECK(load(deep.data, &cfg, &pr) == -EINVAL);
+	CHECK_CONTAINS(pr.items[0].message, "levels deep");
+	config_problems_release(&pr);
+	st_buf_release(&deep);
 	/* an alias bomb is cheap: aliases are shared nodes */
 	CHECK(load(BASE "x: &a [1,1,1,1,1,1,1,1,1]\ny: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
 	                "z: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nw: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
@@ -564,6 +577,9 @@ TEST(backend_encryption_key_ascii_only)
 	CHECK(has(&pr, CONFIG_ERROR, "encryptionKey", "non-ASCII"));
 	CHECK(has(&pr, CONFIG_ERROR, "encryptionKey", "ERR_OSSL_BAD_DECRYPT"));
 	CHECK(has(&pr, CONFIG_ERROR, "encryptionKey", "undecryptable"));
+	config_problems_release(&pr);
+	CHECK(load(BASE "encryptionKey: \"ascii-key\\n\"\n", &cfg, &pr) == -EINVAL);
+	CHECK(has(&pr, CONFIG_ERROR, "encryptionKey", "a newline at byte 9"));
 	config_problems_release(&pr);
 	/* the environment variable is checked too, and named */
 	clean_env();
@@ -1067,6 +1083,37 @@ TEST(command_line_overrides)
 	CHECK(config_apply_overrides(&cfg, "nonsense", NULL, &err) == -EINVAL);
 	CHECK_CONTAINS(st_error_msg(err), "host:port");
 	st_error_free(err);
+	config_release(&cfg);
+	config_problems_release(&pr);
+}
+
+TEST(postgres_url_forms)
+{
+	struct stockade_config cfg;
+	struct config_problems pr;
+	CHECK(load(BASE
+	           "postgresql: {url: \"postgres://app:s3cret@db:5432/app?sslmode=require\"}\n",
+	           &cfg, &pr) == 0);
+	char *ci = config_backend_pg_conninfo(&cfg);
+	CHECK_CONTAINS(ci, "dbname='postgres://app:s3cret@db:5432/app?sslmode=require'");
+	char *u = config_pg_display_url(&cfg.postgresql);
+	CHECK_STREQ(u, "postgres://app:<redacted>@db:5432/app?sslmode=require");
+	/* the agent sandbox inherits the URL with its own schema */
+	char *ai = config_agent_sandbox_pg_conninfo(&cfg);
+	CHECK_CONTAINS(ai, "search_path=agent_executor");
+	free(ci);
+	free(u);
+	free(ai);
+	config_release(&cfg);
+	config_problems_release(&pr);
+	CHECK(load(BASE "postgresql: {url: \"mysql://x\"}\n", &cfg, &pr) == -EINVAL);
+	CHECK(has(&pr, CONFIG_ERROR, "postgresql.url", "postgres://"));
+	config_problems_release(&pr);
+	/* an empty ENCRYPTION_KEY is unset, not an empty key */
+	clean_env();
+	setenv("ENCRYPTION_KEY", "", 1);
+	CHECK(load_env(BASE, &cfg, &pr) == 0);
+	CHECK(cfg.encryption_key == NULL);
 	config_release(&cfg);
 	config_problems_release(&pr);
 }

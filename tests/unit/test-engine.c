@@ -403,6 +403,7 @@ struct bg {
 	struct engine_pool *pool;
 	const char *code;
 	enum engine_language lang;
+	uint64_t timeout_ms;
 	int rc;
 	struct engine_result res;
 };
@@ -414,6 +415,7 @@ static void *bg_run(void *arg)
 	engine_request_init(&req);
 	req.language = b->lang;
 	req.code = b->code;
+	req.timeout_ms = b->timeout_ms;
 	struct st_error *err = NULL;
 	b->rc = engine_execute(b->pool, &req, &b->res, &err);
 	st_error_free(err);
@@ -530,5 +532,56 @@ TEST(unsandboxed_mode)
 		if (strstr(w[i], "UNSANDBOXED"))
 			found = true;
 	CHECK(found);
+	engine_pool_shutdown(pool, 1000);
+}
+
+TEST(memory_admission)
+{
+	struct engine_pool_options o;
+	engine_pool_options_init(&o);
+	o.languages[PY] = false;
+	o.memory_budget_bytes = 8u << 20;
+	struct engine_pool *pool = NULL;
+	struct st_error *err = NULL;
+	if (engine_pool_new(&o, &pool, &err) < 0)
+		UNIT_SKIP("user namespaces are not available here");
+	struct bg a = {.pool = pool,
+	               .lang = JS,
+	               .timeout_ms = 60000,
+	               .code = "const a = new Uint8Array(32 << 20).fill(1);"
+	                       "await new Promise(r => setTimeout(r, 2000)); return a.length"};
+	pthread_t ta;
+	pthread_create(&ta, NULL, bg_run, &a);
+	int rc = 0;
+	struct engine_request req;
+	engine_request_init(&req);
+	req.language = JS;
+	req.code = "return 1";
+	struct engine_result res;
+	for (int i = 0; i < 30 && rc != -EBUSY; i++) {
+		poll(NULL, 0, 100);
+		struct engine_pool_stats st;
+		engine_pool_stats(pool, &st);
+		if (st.memory_used_bytes < (8u << 20))
+			continue;
+		rc = engine_execute(pool, &req, &res, &err);
+		if (rc == 0)
+			engine_result_release(&res);
+		st_error_release(&err);
+	}
+	pthread_join(ta, NULL);
+	if (a.res.status != ENGINE_OK)
+		fprintf(stderr, "background execution: %s: %s\n", engine_status_name(a.res.status),
+		        a.res.error.message ? a.res.error.message : "");
+	CHECK_EQ_INT(a.res.status, ENGINE_OK);
+	engine_result_release(&a.res);
+	struct engine_pool_stats st;
+	engine_pool_stats(pool, &st);
+	if (st.memory_budget_bytes == 0 || !rc)
+		UNIT_SKIP("no memory cgroup to measure executions with");
+	CHECK_EQ_INT(rc, -EBUSY);
+	/* Once it ended, work is admitted again. */
+	CHECK_EQ_INT(engine_execute(pool, &req, &res, &err), 0);
+	engine_result_release(&res);
 	engine_pool_shutdown(pool, 1000);
 }

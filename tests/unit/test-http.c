@@ -597,3 +597,89 @@ TEST(http_upgrade_takes_over_the_connection)
 	http_server_stop(srv, 1000);
 	http_server_free(srv);
 }
+
+TEST(http_deeply_nested_json_is_refused_cleanly)
+{
+	struct http_server *srv = NULL;
+	struct st_error *err = NULL;
+	struct http_server_options o;
+	http_server_options_init(&o);
+	o.access_log = false;
+	CHECK(http_server_new("127.0.0.1:0", &o, &srv, &err) == 0);
+	CHECK(http_route(srv, "POST", "/echo", h_echo, NULL, 0) == 0);
+	CHECK(http_server_start(srv, &err) == 0);
+	size_t depth = 100000;
+	char *body = st_xmalloc(depth * 2 + 1);
+	memset(body, '[', depth);
+	memset(body + depth, ']', depth);
+	body[2 * depth] = '\0';
+	struct resp r;
+	do_req(srv, "POST", "/echo", NULL, body, 2 * depth, &r);
+	CHECK_EQ_INT(r.status, 400);
+	CHECK_CONTAINS(r.body.data, "invalid_json");
+	resp_release(&r);
+	free(body);
+	http_server_stop(srv, 1000);
+	http_server_free(srv);
+}
+
+/* ---- a client that leaves a stream ------------------------------------------------------------ */
+
+static volatile int writer_result = 1;
+
+static void endless_fn(struct http_stream *s, void *ctx)
+{
+	(void)ctx;
+	for (int i = 0; i < 2000; i++) {
+		int r = http_stream_printf(s, "{\"n\":%d}\n", i);
+		if (r < 0) {
+			writer_result = r;
+			return;
+		}
+		usleep(5000);
+	}
+	writer_result = 0;
+}
+
+static int h_endless(struct http_request *req, void *ctx)
+{
+	return http_reply_stream_thread(req, 200, "application/x-ndjson", endless_fn, ctx);
+}
+
+static size_t abort_after_first(char *p, size_t sz, size_t n, void *ud)
+{
+	(void)p;
+	int *seen = ud;
+	*seen += (int)(sz * n);
+	return *seen > 20 ? 0 : sz * n; /* returning short aborts the transfer */
+}
+
+TEST(http_stream_writer_sees_client_leave)
+{
+	struct http_server *srv = NULL;
+	struct st_error *err = NULL;
+	struct http_server_options o;
+	http_server_options_init(&o);
+	o.access_log = false;
+	CHECK(http_server_new("127.0.0.1:0", &o, &srv, &err) == 0);
+	CHECK(http_route(srv, "GET", "/endless", h_endless, NULL, 0) == 0);
+	CHECK(http_server_start(srv, &err) == 0);
+	CURL *c = curl_easy_init();
+	char url[128];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u/endless", http_server_port(srv));
+	int seen = 0;
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, abort_after_first);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &seen);
+	CURLcode rc = curl_easy_perform(c);
+	CHECK(rc == CURLE_WRITE_ERROR);
+	curl_easy_cleanup(c); /* closes the connection */
+	for (int i = 0; i < 500 && writer_result == 1; i++)
+		usleep(10 * 1000);
+	CHECK_EQ_INT(writer_result, -EPIPE);
+	for (int i = 0; i < 200 && http_server_inflight(srv) > 0; i++)
+		usleep(10 * 1000);
+	CHECK_EQ_INT(http_server_inflight(srv), 0);
+	http_server_stop(srv, 1000);
+	http_server_free(srv);
+}
