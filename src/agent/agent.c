@@ -26,12 +26,14 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -47,6 +49,7 @@ extern char **environ;
 static int g_root_fd = -1; /* the workspace; every client path resolves beneath it */
 static const char *g_egress_sock = AGENT_CHAN_DIR "/" AGENT_EGRESS_SOCK_NAME;
 static bool g_drop_user = true;
+static long g_max_procs; /* RLIMIT_NPROC for commands; 0: inherited */
 
 static void logmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void logmsg(const char *fmt, ...)
@@ -473,29 +476,42 @@ static int op_exec(int cfd, struct req *q, char *buf)
 	if (want_stdin && !background && pipe2(in, O_CLOEXEC) < 0)
 		return reply_err(cfd, errno, "pipe");
 
-	int64_t start = now_ms();
-	pid_t pid = fork();
-	if (pid < 0)
-		return reply_err(cfd, errno, "fork");
-	if (pid == 0) {
-		setsid();
-		sigset_t none;
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		signal(SIGPIPE, SIG_DFL);
-		int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-		dup2(in[0] >= 0 ? in[0] : devnull, 0);
-		dup2(out[1] >= 0 ? out[1] : devnull, 1);
-		dup2(err[1] >= 0 ? err[1] : devnull, 2);
-		if (fchdir(cwdfd) < 0)
-			_exit(126);
-		drop_to_user();
-		environ = envp;
-		execvp(cmd, argv);
-		int e = errno;
-		(void)!write(ep[1], &e, sizeof(e));
-		_exit(127);
+	/*
+	 * posix_spawn (vfork semantics in glibc) rather than fork: inside gVisor on the ptrace
+	 * platform a fork copies the address space into a new stub process, while a vfork child
+	 * shares ours until it execs. What the child needs is expressible as spawn attributes once
+	 * this handler - a throwaway process of its own - has switched to the sandbox user itself
+	 * (it stays able to signal the command, which runs as the same user).
+	 */
+	if (g_max_procs > 0) {
+		struct rlimit rl = {(rlim_t)g_max_procs, (rlim_t)g_max_procs};
+		setrlimit(RLIMIT_NPROC, &rl);
 	}
+	drop_to_user();
+	int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, in[0] >= 0 ? in[0] : devnull, 0);
+	posix_spawn_file_actions_adddup2(&fa, out[1] >= 0 ? out[1] : devnull, 1);
+	posix_spawn_file_actions_adddup2(&fa, err[1] >= 0 ? err[1] : devnull, 2);
+	posix_spawn_file_actions_addfchdir_np(&fa, cwdfd);
+	posix_spawnattr_t at;
+	posix_spawnattr_init(&at);
+	sigset_t none, all;
+	sigemptyset(&none);
+	sigfillset(&all);
+	posix_spawnattr_setsigmask(&at, &none);
+	posix_spawnattr_setsigdefault(&at, &all);
+	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
+	                                  POSIX_SPAWN_SETSIGDEF);
+	int64_t start = now_ms();
+	pid_t pid;
+	int sr = posix_spawnp(&pid, cmd, &fa, &at, argv, envp);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&at);
+	if (devnull >= 0)
+		close(devnull);
+	close(ep[0]);
 	close(ep[1]);
 	close(cwdfd);
 	if (out[1] >= 0)
@@ -504,20 +520,32 @@ static int op_exec(int cfd, struct req *q, char *buf)
 		close(err[1]);
 	if (in[0] >= 0)
 		close(in[0]);
-	int exec_errno = 0;
-	ssize_t er;
-	do
-		er = read(ep[0], &exec_errno, sizeof(exec_errno));
-	while (er < 0 && errno == EINTR);
-	close(ep[0]);
-	if (er == (ssize_t)sizeof(exec_errno)) {
-		waitpid(pid, NULL, 0);
-		return reply_err(cfd, exec_errno, "cannot run '%s'", cmd);
-	}
+	if (sr != 0)
+		return reply_err(cfd, sr, "cannot run '%s'", cmd);
 	struct kvout o = {.len = 0};
 	kv_add(&o, "pid", "%d", (int)pid);
-	if (frame_write(cfd, AGENT_F_OK, o.buf, o.len) < 0 || background)
-		return 0; /* a background command is reparented to init when this handler exits */
+	if (frame_write(cfd, AGENT_F_OK, o.buf, o.len) < 0)
+		return 0;
+	if (background) {
+		/* Without a timeout the command is reparented to init when this handler exits; with
+		 * one, the handler stays as its parent and kills its process group at the deadline. */
+		if (timeout_ms <= 0)
+			return 0;
+		close(cfd);
+		int64_t deadline = start + timeout_ms;
+		for (;;) {
+			if (waitpid(pid, NULL, WNOHANG) == pid)
+				break;
+			if (now_ms() >= deadline) {
+				kill(-pid, SIGKILL);
+				waitpid(pid, NULL, 0);
+				break;
+			}
+			struct timespec ts = {0, 100 * 1000 * 1000};
+			nanosleep(&ts, NULL);
+		}
+		return 0;
+	}
 
 	set_nonblock(out[0]);
 	set_nonblock(err[0]);
@@ -1050,6 +1078,8 @@ int main(int argc, char **argv)
 			g_egress_sock = argv[++i];
 		else if (!strcmp(argv[i], "--egress-port") && has)
 			egress_port = (int)strtol(argv[++i], NULL, 10);
+		else if (!strcmp(argv[i], "--max-procs") && has)
+			g_max_procs = strtol(argv[++i], NULL, 10);
 		else if (!strcmp(argv[i], "--no-user-switch"))
 			g_drop_user = false;
 		else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {

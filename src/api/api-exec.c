@@ -496,3 +496,12 @@ int api_register_exec(struct http_server *srv, struct app *app, struct st_error 
 		return st_error_make(err, EINVAL, "cannot register /api/v1/execute");
 	return 0;
 }
+
+int api_engine_pool(struct app *app, struct engine_pool **out, struct st_error **err)
+{
+	int r = api__pool_exec(app, err);
+	if (r < 0)
+		return r;
+	*out = app->pool_exec;
+	return 0;
+}

@@ -28,9 +28,6 @@
 #include "config/config.h"
 #include "sandbox/sandbox.h"
 
-#pragma weak blob_open
-#pragma weak blob_close
-
 #define OUTPUT_CAP (1024 * 1024)
 #define TOKEN_COOKIE "stockade_sandbox_token"
 
@@ -54,6 +51,7 @@ static int reply_err(struct http_request *req, int r, struct st_error *err)
 			return http_reply_error(req, 422, "snapshot_invalid", msg, NULL);
 		return http_reply_error(req, 503, "sandbox_unavailable", msg, NULL);
 	case EBUSY: return http_reply_error(req, 409, "sandbox_paused", msg, NULL);
+	case ESRCH: return http_reply_error(req, 410, "sandbox_lost", msg, NULL);
 	case EISDIR:
 	case ENOTDIR:
 	case EEXIST:
@@ -790,7 +788,7 @@ static void on_shutdown(void *ctx, int64_t deadline_ms)
 	(void)deadline_ms;
 	sandbox_mgr_free(g_mgr);
 	g_mgr = NULL;
-	if (g_blob_owned && blob_close)
+	if (g_blob_owned)
 		blob_close(g_blob_owned);
 	g_blob_owned = NULL;
 }
@@ -802,36 +800,13 @@ static enum app_health health(void *ctx, char **detail)
 	return g_mgr ? APP_HEALTH_OK : APP_HEALTH_DOWN;
 }
 
-static struct blob_store *open_snapshot_blob(struct app *app, const struct config_blob *cb)
+static struct blob_store *open_snapshot_blob(const struct config_blob *cb)
 {
-	if (!blob_open || !cb)
-		return NULL;
-	struct blob_options bo;
-	memset(&bo, 0, sizeof(bo));
-	bo.prefix = cb->prefix;
-	switch (cb->provider) {
-	case CONFIG_BLOB_FILESYSTEM:
-		bo.provider = BLOB_PROVIDER_FS;
-		bo.fs.path = cb->filesystem.path;
-		break;
-	case CONFIG_BLOB_S3:
-		bo.provider = BLOB_PROVIDER_S3;
-		bo.s3.bucket = cb->s3.bucket;
-		bo.s3.region = cb->s3.region;
-		bo.s3.access_key_id = cb->s3.access_key_id;
-		bo.s3.secret_access_key = cb->s3.secret_access_key;
-		bo.s3.session_token = cb->s3.session_token;
-		bo.s3.endpoint = cb->s3.endpoint;
-		bo.s3.force_path_style = cb->s3.force_path_style;
-		break;
-	default: return NULL;
-	}
-	(void)app;
 	struct blob_store *b = NULL;
 	struct st_error *err = NULL;
-	if (blob_open(&bo, &b, &err) < 0) {
+	if (blob_open_config(cb, &b, &err) < 0) {
 		st_log(ST_LOG_WARN,
-		       "agent sandbox: snapshot blob store: %s; using the data directory",
+		       "agent sandbox: snapshot blob store: %s; using the workspace dir",
 		       st_error_msg(err));
 		b = NULL;
 	}
@@ -882,7 +857,7 @@ int api_register_sandbox(struct http_server *srv, struct app *app, struct st_err
 		if (c->sandbox.workspace_dir)
 			state = st_xstrdup(c->sandbox.workspace_dir);
 		if (app->config->rr.snapshots_blob.provider != CONFIG_BLOB_NONE)
-			g_blob_owned = open_snapshot_blob(app, &app->config->rr.snapshots_blob);
+			g_blob_owned = open_snapshot_blob(&app->config->rr.snapshots_blob);
 	}
 	if (!state)
 		state = st_xasprintf("%s/sandboxes", app->data_dir ? app->data_dir : "./data");
@@ -925,4 +900,9 @@ int api_register_sandbox(struct http_server *srv, struct app *app, struct st_err
 	app_add_health_check(app, "agent-sandbox", health, NULL);
 	app_on_shutdown(app, "agent-sandbox", on_shutdown, NULL);
 	return 0;
+}
+
+struct sandbox_mgr *api_sandbox_mgr(void)
+{
+	return g_mgr;
 }

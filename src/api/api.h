@@ -132,6 +132,18 @@ int api_register_all(struct http_server *srv, struct app *app, struct st_error *
 /* Is the component's register function part of this binary? */
 bool api_component_built(enum app_component c);
 
+/* ---- components reaching each other (MCP drives the engines and the sandboxes) ------------- */
+
+/* The code-executor engine pool, started on first use (configured limits and mode). */
+int api_engine_pool(struct app *app, struct engine_pool **out, struct st_error **err);
+/* The agent sandbox manager of this process, or NULL when the component does not run here. */
+struct sandbox_mgr;
+struct sandbox_mgr *api_sandbox_mgr(void)
+#if !defined(API_HAVE_SANDBOX)
+    __attribute__((weak))
+#endif
+    ;
+
 /* ---- shared helpers for component handlers ----------------------------------------------- */
 
 /* Validation helpers: on a bad field they reply 400 naming it and return false. */

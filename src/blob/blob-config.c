@@ -51,8 +51,7 @@ int blob_options_from_config(struct blob_options *o, const struct config_blob *c
 	}
 }
 
-int blob_open_config(const struct config_blob *cb, struct blob_store **out,
-                     struct st_error **err)
+int blob_open_config(const struct config_blob *cb, struct blob_store **out, struct st_error **err)
 {
 	struct blob_options o;
 	int r = blob_options_from_config(&o, cb, err);

@@ -609,6 +609,13 @@ static void validate_mcp(struct stockade_config *cfg, struct config_problems *pr
 		config_problems_add(pr, CONFIG_ERROR, "mcp.staticToken",
 		                    "must be at least 16 characters (openssl rand -hex 32)");
 	bool oauth = m->jwks_file || m->jwks_url || m->authorization_servers.n;
+	if (m->allow_unauthenticated) {
+		config_problems_add(pr, CONFIG_WARNING, "mcp.allowUnauthenticated",
+		                    "MCP serves without any authentication (honoured only on a "
+		                    "loopback listener): anyone on this host can run code");
+		if (!oauth && !m->static_token)
+			return;
+	}
 	if (!oauth && !m->static_token && !cfg->dev_mode) {
 		config_problems_add(
 		    pr, CONFIG_ERROR, "mcp.oauth",

@@ -995,12 +995,13 @@ static void rd_root(struct yctx *c, ynode *root)
 
 	ynode *mcp = rd_map(c, root, "mcp", "", true);
 	if (mcp) {
-		static const char *const k[] = {"enabled", "resource", "oauth", "staticToken",
-		                                NULL};
+		static const char *const k[] = {
+		    "enabled", "resource", "oauth", "staticToken", "allowUnauthenticated", NULL};
 		check_keys(c, mcp, "mcp", k);
 		rd_bool(c, mcp, "enabled", "mcp", &cfg->mcp.enabled);
 		rd_str(c, mcp, "resource", "mcp", &cfg->mcp.resource);
 		rd_str(c, mcp, "staticToken", "mcp", &cfg->mcp.static_token);
+		rd_bool(c, mcp, "allowUnauthenticated", "mcp", &cfg->mcp.allow_unauthenticated);
 		ynode *o = rd_map(c, mcp, "oauth", "mcp", false);
 		if (o) {
 			static const char *const ok[] = {"authorizationServers",

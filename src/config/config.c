@@ -371,8 +371,9 @@ void config_init_defaults(struct stockade_config *cfg)
 
 	cfg->mcp.enabled = true; /* embedded mode: dev static token (config_ensure_dev_secrets) */
 	cfg->mcp.jwks_cache_s = 300;
-	config__strv_push(&cfg->mcp.scopes_supported, "stockade:execute");
-	config__strv_push(&cfg->mcp.scopes_supported, "stockade:sandbox");
+	config__strv_push(&cfg->mcp.scopes_supported, "execute");
+	config__strv_push(&cfg->mcp.scopes_supported, "sandbox:read");
+	config__strv_push(&cfg->mcp.scopes_supported, "sandbox:write");
 
 	config__derive(cfg, NULL);
 }
@@ -872,8 +873,9 @@ json_t *config_to_json(const struct stockade_config *cfg, bool redact)
 	json_object_set_new(oauth, "scopesSupported", jstrv(&m->scopes_supported));
 	json_object_set_new(oauth, "requiredScopes", jstrv(&m->required_scopes));
 	json_object_set_new(o, "mcp",
-	                    json_pack("{s:b, s:o, s:o, s:o}", "enabled", m->enabled, "resource",
-	                              jstr(m->resource), "oauth", oauth, "staticToken",
-	                              jsecret(m->static_token, redact)));
+	                    json_pack("{s:b, s:o, s:o, s:o, s:b}", "enabled", m->enabled,
+	                              "resource", jstr(m->resource), "oauth", oauth, "staticToken",
+	                              jsecret(m->static_token, redact), "allowUnauthenticated",
+	                              m->allow_unauthenticated));
 	return o;
 }

@@ -279,9 +279,11 @@ struct config_mcp {
 	char *jwks_file; /* local JWKS JSON document */
 	char *jwks_url; /* fetched and cached; http(s) */
 	uint32_t jwks_cache_s; /* default 300 */
-	struct config_strv scopes_supported; /* default ["stockade:execute","stockade:sandbox"] */
+	struct config_strv
+	    scopes_supported; /* default ["execute","sandbox:read","sandbox:write"] */
 	struct config_strv required_scopes; /* every tool call needs these; default none */
 	char *static_token; /* dev only: a bearer token accepted without OAuth (warned about) */
+	bool allow_unauthenticated; /* dev only, loopback listeners only: no auth at all */
 };
 
 struct config_http {

@@ -47,6 +47,14 @@ static int runsc_run(const char *runsc, const char *root, const char *platform,
 	argv[n++] = platarg;
 	argv[n++] = "--network=none";
 	argv[n++] = "--host-uds=all";
+	/* Operators chasing a runtime problem: runsc's own debug logs into this directory. */
+	const char *dbg = getenv("STOCKADE_RUNSC_DEBUG_LOG");
+	char dbgarg[4200];
+	if (dbg && *dbg) {
+		snprintf(dbgarg, sizeof(dbgarg), "--debug-log=%s/", dbg);
+		argv[n++] = "--debug";
+		argv[n++] = dbgarg;
+	}
 	for (size_t i = 0; args[i] && n + 1 < ST_ARRAY_SIZE(argv); i++)
 		argv[n++] = args[i];
 	argv[n] = NULL;
@@ -306,14 +314,20 @@ static json_t *bundle_spec(struct sandbox_mgr *m, struct sandbox *sb)
 		json_object_set_new(
 		    res, "memory",
 		    json_pack("{s:I,s:I}", "limit", (json_int_t)mem, "swap", (json_int_t)mem));
+	/* `pids` bounds the sandbox's own processes (RLIMIT_NPROC, applied by the agent to every
+	 * command). The host cgroup also holds the sentry's threads and, on the ptrace platform,
+	 * stub processes for address spaces (released lazily), so its limit leaves generous room:
+	 * a sentry that cannot create a stub panics and takes the whole sandbox down. */
 	if (m->o.pids > 0)
 		json_object_set_new(res, "pids",
-		                    json_pack("{s:I}", "limit", (json_int_t)m->o.pids));
+		                    json_pack("{s:I}", "limit", (json_int_t)m->o.pids * 8 + 4096));
 	if (quota > 0)
 		json_object_set_new(res, "cpu",
 		                    json_pack("{s:I,s:I}", "quota", (json_int_t)quota, "period",
 		                              (json_int_t)period));
 	cleanup_free char *cg = st_xasprintf("/stockade/%s", sb->id);
+	char procs[24];
+	snprintf(procs, sizeof(procs), "%u", m->o.pids ? m->o.pids : 0);
 	/* The agent (root inside) needs to switch to the sandbox user and manage its processes;
 	 * commands lose every capability when they switch. Nothing else is granted. */
 	static const char *const caps[] = {"CAP_SETUID",          "CAP_SETGID",       "CAP_KILL",
@@ -327,19 +341,19 @@ static json_t *bundle_spec(struct sandbox_mgr *m, struct sandbox *sb)
 	json_decref(capset);
 
 	json_t *spec = json_pack(
-	    "{s:s, s:{s:b, s:{s:i,s:i}, s:[sssssss], s:[s], s:s, s:[{s:s,s:i,s:i}], s:b},"
+	    "{s:s, s:{s:b, s:{s:i,s:i}, s:[sssssssss], s:[s], s:s, s:[{s:s,s:i,s:i}], s:b},"
 	    " s:{s:s,s:b}, s:s, s:o,"
 	    " s:{s:[{s:s},{s:s},{s:s},{s:s},{s:s}], s:o, s:s, s:[ss], s:[ssss]}}",
 	    "ociVersion", "1.0.0", "process", "terminal", 0, "user", "uid", 0, "gid", 0, "args",
 	    "/opt/stockade/agent", "--listen", AGENT_CHAN_DIR "/" AGENT_SOCK_NAME, "--workspace",
-	    AGENT_WORKSPACE, "--egress-sock", AGENT_CHAN_DIR "/" AGENT_EGRESS_SOCK_NAME, "env",
-	    "PATH=/usr/local/bin:/usr/bin:/bin", "cwd", "/", "rlimits", "type", "RLIMIT_NOFILE",
-	    "hard", 4096, "soft", 4096, "noNewPrivileges", 1, "root", "path",
-	    m->o.rootfs ? m->o.rootfs : m->rootfs, "readonly", 1, "hostname", "sandbox", "mounts",
-	    mounts, "linux", "namespaces", "type", "pid", "type", "network", "type", "ipc", "type",
-	    "uts", "type", "mount", "resources", res, "cgroupsPath", cg, "maskedPaths",
-	    "/proc/kcore", "/sys/firmware", "readonlyPaths", "/proc/sys", "/proc/sysrq-trigger",
-	    "/proc/irq", "/proc/bus");
+	    AGENT_WORKSPACE, "--egress-sock", AGENT_CHAN_DIR "/" AGENT_EGRESS_SOCK_NAME,
+	    "--max-procs", procs, "env", "PATH=/usr/local/bin:/usr/bin:/bin", "cwd", "/", "rlimits",
+	    "type", "RLIMIT_NOFILE", "hard", 4096, "soft", 4096, "noNewPrivileges", 1, "root",
+	    "path", m->o.rootfs ? m->o.rootfs : m->rootfs, "readonly", 1, "hostname", "sandbox",
+	    "mounts", mounts, "linux", "namespaces", "type", "pid", "type", "network", "type",
+	    "ipc", "type", "uts", "type", "mount", "resources", res, "cgroupsPath", cg,
+	    "maskedPaths", "/proc/kcore", "/sys/firmware", "readonlyPaths", "/proc/sys",
+	    "/proc/sysrq-trigger", "/proc/irq", "/proc/bus");
 	if (spec)
 		json_object_set_new(json_object_get(spec, "process"), "capabilities", capobj);
 	else

@@ -13,8 +13,9 @@
  * the workspace. Extraction refuses absolute paths, "..", and writing through symlinks, and
  * forces ownership to the sandbox user with no set-id bits.
  *
- * Keys: snapshots/<first 16 hex of sha256(owner)>/<snapshot id>: another owner's id simply
- * does not exist for a caller.
+ * Keys: <first 16 hex of sha256(owner)>/<snapshot id> in the snapshots blob store (whose own
+ * prefix, "snapshots/" by default, keeps them apart from other subsystems), or
+ * state_dir/snapshots/<same> without one: another owner's id simply does not exist for a caller.
  */
 #include <archive.h>
 #include <archive_entry.h>
@@ -25,11 +26,6 @@
 #include "blob/blob.h"
 #include "crypto/crypto.h"
 #include "sandbox/sandbox-internal.h"
-
-/* Until every build carries the blob store, a missing implementation falls back to the
- * local directory. */
-#pragma weak blob_put_fd
-#pragma weak blob_get_to_fd
 
 static char *owner_prefix(const char *owner)
 {
@@ -245,11 +241,11 @@ int sandbox__snapshot_save(struct sandbox_mgr *m, const char *owner, const char 
 	cleanup_free char *hex = crypto_hex_encode(rnd, sizeof(rnd));
 	cleanup_free char *id = st_xasprintf("snap-%s", hex);
 	cleanup_free char *pre = owner_prefix(owner);
-	cleanup_free char *key = st_xasprintf("snapshots/%s/%s", pre, id);
-	if (m->o.blob && blob_put_fd) {
+	cleanup_free char *key = st_xasprintf("%s/%s", pre, id);
+	if (m->o.blob) {
 		r = blob_put_fd(m->o.blob, key, sealed, NULL, 0, err);
 	} else {
-		cleanup_free char *path = st_xasprintf("%s/%s", m->state_dir, key);
+		cleanup_free char *path = st_xasprintf("%s/snapshots/%s", m->state_dir, key);
 		cleanup_free char *dir = st_xasprintf("%s/snapshots/%s", m->state_dir, pre);
 		if ((r = st_mkdir_p(dir, 0700, err)) < 0)
 			return r;
@@ -291,9 +287,9 @@ int sandbox__snapshot_restore(struct sandbox_mgr *m, const char *owner, const ch
 	if (r < 0)
 		return r;
 	cleanup_free char *pre = owner_prefix(owner);
-	cleanup_free char *key = st_xasprintf("snapshots/%s/%s", pre, snap_id);
+	cleanup_free char *key = st_xasprintf("%s/%s", pre, snap_id);
 	cleanup_close int sealed = -1;
-	if (m->o.blob && blob_get_to_fd) {
+	if (m->o.blob) {
 		sealed = tmpfile_in(tmpdir, err);
 		if (sealed < 0)
 			return sealed;
@@ -307,7 +303,7 @@ int sandbox__snapshot_restore(struct sandbox_mgr *m, const char *owner, const ch
 		if (lseek(sealed, 0, SEEK_SET) < 0)
 			return st_error_make(err, errno, "lseek");
 	} else {
-		cleanup_free char *path = st_xasprintf("%s/%s", m->state_dir, key);
+		cleanup_free char *path = st_xasprintf("%s/snapshots/%s", m->state_dir, key);
 		sealed = open(path, O_RDONLY | O_CLOEXEC);
 		if (sealed < 0)
 			return st_error_make(err, errno == ENOENT ? ENOENT : errno,

@@ -766,6 +766,31 @@ static void sb_put(struct sandbox_mgr *m, struct sandbox *sb)
 	pthread_mutex_unlock(&m->lock);
 }
 
+/*
+ * Connect to a sandbox's agent. When that fails, ask the runtime: a sandbox whose runtime has
+ * exited (its memory limit reached, a sentry crash) is cleaned up at once and reported as
+ * gone (-ESRCH) instead of failing every later request the same way.
+ */
+static int sb_connect(struct sandbox_mgr *m, struct sandbox *sb, int *fd, struct st_error **err)
+{
+	int r = sandbox__agent_connect(sb->sock, fd, err);
+	if (r == 0)
+		return 0;
+	cleanup_free char *state = sandbox__runsc_state(m, sb->id);
+	if (state && (!strcmp(state, "running") || !strcmp(state, "paused")))
+		return r;
+	st_error_release(err);
+	st_log(ST_LOG_WARN, "sandbox '%s' lost: its runtime is %s", sb->id, state ? state : "gone");
+	sb_kill(m, sb, "runtime exited (memory limit reached or crash)");
+	st_error_make(err, 0,
+	              "sandbox '%s' stopped: its runtime exited (memory limit reached or a crash); "
+	              "it has been cleaned up, create a new one",
+	              sb->id);
+	if (err && *err)
+		(*err)->code = ESRCH;
+	return -ESRCH;
+}
+
 /* ---- create / get / list / destroy -------------------------------------------------------------- */
 
 int sandbox_create(struct sandbox_mgr *m, const struct sandbox_create_opts *o, json_t **out,
@@ -994,8 +1019,10 @@ int sandbox_exec(struct sandbox_mgr *m, const char *owner, const char *id,
 	if (rq->env)
 		add_env(&q, rq->env);
 	char num[32];
-	snprintf(num, sizeof(num), "%llu",
-	         (unsigned long long)(rq->timeout_ms ? rq->timeout_ms : m->o.exec_timeout_ms));
+	/* Background commands (dev servers) run until the sandbox ends unless the request
+	 * asked for a timeout; foreground ones always have one. */
+	uint64_t tmo = rq->timeout_ms ? rq->timeout_ms : rq->background ? 0 : m->o.exec_timeout_ms;
+	snprintf(num, sizeof(num), "%llu", (unsigned long long)tmo);
 	sandbox__kv_add(&q, "timeout_ms", num);
 	if (rq->stdin_data)
 		sandbox__kv_add(&q, "stdin", "1");
@@ -1011,7 +1038,7 @@ int sandbox_exec(struct sandbox_mgr *m, const char *owner, const char *id,
 	cleanup_free char *buf = st_xmalloc(AGENT_FRAME_MAX + 1);
 	cleanup_close int fd = -1;
 	uint32_t n = 0;
-	r = sandbox__agent_connect(sb->sock, &fd, err);
+	r = sb_connect(m, sb, &fd, err);
 	if (r == 0)
 		r = sandbox__agent_call(fd, &q, buf, &n, err);
 	st_buf_release(&q);
@@ -1082,7 +1109,7 @@ static int file_call(struct sandbox_mgr *m, const char *owner, const char *id, s
 	int r = sb_get(m, owner, id, true, sbp, err);
 	if (r < 0)
 		return r;
-	r = sandbox__agent_connect((*sbp)->sock, fdp, err);
+	r = sb_connect(m, *sbp, fdp, err);
 	if (r == 0)
 		r = sandbox__agent_call(*fdp, q, buf, n, err);
 	if (r < 0) {
@@ -1164,7 +1191,7 @@ static int file_write_src(struct sandbox_mgr *m, const char *owner, const char *
 		st_buf_release(&q);
 		return r;
 	}
-	r = sandbox__agent_connect(sb->sock, &fd, err);
+	r = sb_connect(m, sb, &fd, err);
 	if (r == 0 && (r = sandbox__frame_write(fd, AGENT_F_REQ, q.data, q.len)) < 0)
 		r = st_error_make(err, -r, "cannot send to the sandbox agent");
 	st_buf_release(&q);
@@ -1381,7 +1408,7 @@ int sandbox_port_open(struct sandbox_mgr *m, const char *id, unsigned port, int 
 	cleanup_free char *buf = st_xmalloc(AGENT_FRAME_MAX + 1);
 	int fd = -1;
 	uint32_t n;
-	r = sandbox__agent_connect(sb->sock, &fd, err);
+	r = sb_connect(m, sb, &fd, err);
 	if (r == 0)
 		r = sandbox__agent_call(fd, &q, buf, &n, err);
 	st_buf_release(&q);

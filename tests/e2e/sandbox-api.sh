@@ -34,6 +34,7 @@ fi
 ok "service starts with the agent sandbox"
 
 # ---- lifecycle ------------------------------------------------------------------------------
+echo "# t=${SECONDS}s lifecycle"
 create || not_ok "create"
 A=$SBX_ID
 A_TOK=$SBX_TOK
@@ -50,6 +51,7 @@ SBX_TOKEN=$TOKB api GET "/api/v1/sandboxes/$A" >/dev/null
 check_eq "another principal gets 404" "$(status)" 404
 
 # ---- exec -------------------------------------------------------------------------------------
+echo "# t=${SECONDS}s exec"
 out=$(run "$A" echo '["hi"]')
 check_eq "exec echo: stdout" "$(json_get "$out" .stdout)" "hi"
 check_eq "exec echo: exit 0" "$(json_get "$out" .exitCode)" 0
@@ -75,6 +77,7 @@ check_contains "stream sse: stdout event" "$out" "event: stdout"
 check_contains "stream sse: exit event" "$out" "event: exit"
 
 # ---- files -------------------------------------------------------------------------------------
+echo "# t=${SECONDS}s files"
 head -c 50000000 /dev/urandom >"$SBX_D/big.bin"
 api PUT "/api/v1/sandboxes/$A/files?path=data/big.bin" --data-binary @"$SBX_D/big.bin" >/dev/null
 check_eq "upload 50 MB: 201" "$(status)" 201
@@ -99,6 +102,7 @@ api DELETE "/api/v1/sandboxes/$A/files?path=d1&recursive=true" >/dev/null
 check_eq "delete dir recursive: 200" "$(status)" 200
 
 # ---- pause / resume ----------------------------------------------------------------------------
+echo "# t=${SECONDS}s pause / resume"
 api POST "/api/v1/sandboxes/$A/pause" >/dev/null
 check_eq "pause: 200" "$(status)" 200
 run "$A" true >/dev/null
@@ -108,6 +112,7 @@ out=$(run "$A" echo '["back"]')
 check_eq "resume: exec works again" "$(json_get "$out" .stdout)" "back"
 
 # ---- snapshots -----------------------------------------------------------------------------------
+echo "# t=${SECONDS}s snapshots"
 api PUT "/api/v1/sandboxes/$A/files?path=proj/a.txt" --data-binary "alpha" >/dev/null
 head -c 3000000 /dev/urandom >"$SBX_D/b.bin"
 api PUT "/api/v1/sandboxes/$A/files?path=proj/sub/b.bin" --data-binary @"$SBX_D/b.bin" >/dev/null
@@ -142,6 +147,7 @@ api POST /api/v1/sandboxes -d '{"fromSnapshot":"snap-0000000000000000000000"}' >
 check_eq "unknown snapshot: 404" "$(status)" 404
 
 # ---- preview proxy -------------------------------------------------------------------------------
+echo "# t=${SECONDS}s preview proxy"
 api PUT "/api/v1/sandboxes/$A/files?path=site/index.html" --data-binary "preview-ok" >/dev/null
 api POST "/api/v1/sandboxes/$A/exec" -d '{"cmd":"python3","args":["-m","http.server","8000","--bind","127.0.0.1","--directory","site"],"background":true}' >/dev/null
 check_eq "background server started" "$(status)" 200
@@ -165,6 +171,7 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $A_TOK" 
 check_eq "preview: closed port 502" "$code" 502
 
 # ---- egress ----------------------------------------------------------------------------------------
+echo "# t=${SECONDS}s egress"
 create '{"network":{"allowEgress":true}}' || not_ok "create with egress"
 B=$SBX_ID
 B_TOK=$SBX_TOK
@@ -187,6 +194,7 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $B_TOK" 
 check_eq "preview: another sandbox's token 401" "$code" 401
 
 # ---- limits ------------------------------------------------------------------------------------------
+echo "# t=${SECONDS}s limits"
 create || not_ok "third sandbox"
 C=$SBX_ID
 out=$(api POST /api/v1/sandboxes -d '{}')
@@ -204,6 +212,7 @@ api GET "/api/v1/sandboxes/$C" >/dev/null
 check_eq "destroyed sandbox: 404" "$(status)" 404
 
 # ---- idle and lifetime expiry -------------------------------------------------------------------------
+echo "# t=${SECONDS}s idle and lifetime expiry"
 SBX_TOKEN=$TOKB create '{"timeouts":{"lifetimeMs":2500}}' || not_ok "create lifetime"
 L=$SBX_ID
 create '{"timeouts":{"idleTimeoutMs":1500}}' || not_ok "create idle"
@@ -219,6 +228,7 @@ SBX_TOKEN=$TOKB api GET "/api/v1/sandboxes/$L" >/dev/null
 check_eq "lifetime reached: reaped" "$(status)" 404
 
 # ---- restart recovery ------------------------------------------------------------------------------------
+echo "# t=${SECONDS}s restart recovery"
 api PUT "/api/v1/sandboxes/$A/files?path=keep.txt" --data-binary "survives" >/dev/null
 kill -9 "$SBX_PID"; wait "$SBX_PID" 2>/dev/null; SBX_PID=
 # B's runtime dies while the service is down: it must come back as lost, not leak.

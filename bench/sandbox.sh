@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# bench/sandbox.sh - agent sandbox speed, against `runsc do true` measured in the same run:
+# warm-pool create (a claim), cold create, `echo hi` exec through the API, snapshot and restore
+# of a 100 MB workspace, and the idle memory of one sandbox (sentry + gofer, agent included).
+# Needs root and runsc. Prints a Markdown table. Not a test: nothing here fails on slowness.
+#   N=20 bash bench/sandbox.sh
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+export STOCKADE_BIN=${STOCKADE_BIN:-$ROOT/build/stockade}
+export STOCKADE_ROOT=$ROOT
+N=${N:-15}
+. "$ROOT/tests/e2e/sandbox-lib.sh"
+sbx_can_run >/dev/null || { echo "needs root and runsc"; exit 1; }
+trap sbx_cleanup EXIT
+
+p50() { sort -n | awk '{a[NR]=$1} END {if (NR==0) print "n/a"; else printf "%.1f", a[int((NR+1)/2)]}'; }
+ms_of() { awk '{printf "%.2f\n", $1*1000}'; }
+
+# Baseline: runsc start-up for a trivial command, same flags as the service.
+base_root=$SBX_D/base-root
+for _ in $(seq 1 5); do
+  s=$(date +%s%N)
+  runsc --root="$base_root" --platform=ptrace --network=none do true >/dev/null 2>&1
+  echo $(( ($(date +%s%N) - s) / 1000 ))
+done | awk '{print $1/1000}' >"$SBX_D/base"
+base=$(p50 <"$SBX_D/base")
+
+sbx_config "    scaling: {prewarmPoolSize: 2, maxTotalJobs: 20, maxConcurrentCreates: 2, perUserSandboxLimit: 20}" \
+  "workspaceSizeMb: 512, memoryMb: 1024"
+sbx_start || exit 1
+
+wait_pool() { # wait until the pool has $1 ready sandboxes (containers minus claimed ones)
+  local want=$1 claimed=$2
+  for _ in $(seq 1 300); do
+    local n
+    n=$(runsc --root "$SBX_STATE/runsc" list -quiet 2>/dev/null | grep -c '^sb-')
+    [ $((n - claimed)) -ge "$want" ] && sleep 0.3 && return 0
+    sleep 0.1
+  done
+}
+
+# Warm create: the pool holds 2; claim, delete, let it refill.
+wait_pool 2 0
+for _ in $(seq 1 "$N"); do
+  t=$(curl -s -o "$SBX_D/c" -w '%{time_total}' -X POST -H "Authorization: Bearer $TOKA" "$SBX_U/api/v1/sandboxes" -d '{}')
+  id=$(jq -r .id <"$SBX_D/c")
+  echo "$t" | ms_of >>"$SBX_D/warm"
+  curl -s -o /dev/null -X DELETE -H "Authorization: Bearer $TOKA" "$SBX_U/api/v1/sandboxes/$id"
+  wait_pool 2 0
+done
+warm=$(p50 <"$SBX_D/warm")
+
+# exec `echo hi` through the API (HTTP + agent + fork/exec inside gVisor).
+create
+A=$SBX_ID
+for _ in $(seq 1 "$((N * 2))"); do
+  curl -s -o /dev/null -w '%{time_total}\n' -X POST -H "Authorization: Bearer $TOKA" \
+    "$SBX_U/api/v1/sandboxes/$A/exec" -d '{"cmd":"echo","args":["hi"]}' | ms_of
+done >"$SBX_D/exec"
+exec_p50=$(p50 <"$SBX_D/exec")
+# The agent's own view: wall time of the command from fork to exit inside the sandbox.
+for _ in $(seq 1 "$N"); do
+  api POST "/api/v1/sandboxes/$A/exec" -d '{"cmd":"echo","args":["hi"]}' | jq -r .wallMs
+done >"$SBX_D/execin"
+execin=$(p50 <"$SBX_D/execin")
+
+# Idle memory of one sandbox: PSS of its runsc processes (the agent runs inside the sentry).
+sleep 2
+pss=0
+for pid in $(pgrep -f "runsc.*$A"); do
+  v=$(awk '/^Pss:/ {print $2}' "/proc/$pid/smaps_rollup" 2>/dev/null)
+  pss=$((pss + ${v:-0}))
+done
+rss=0
+for pid in $(pgrep -f "runsc.*$A"); do
+  v=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null)
+  rss=$((rss + ${v:-0}))
+done
+
+# Snapshot and restore of a 100 MB workspace (incompressible data: the worst case for zstd).
+head -c 100000000 /dev/urandom >"$SBX_D/100m"
+api PUT "/api/v1/sandboxes/$A/files?path=big/100m.bin" --data-binary @"$SBX_D/100m" >/dev/null
+snap_t=$(curl -s -o "$SBX_D/s" -w '%{time_total}' -X POST -H "Authorization: Bearer $TOKA" "$SBX_U/api/v1/sandboxes/$A/snapshots" | ms_of)
+SNAP=$(jq -r .id <"$SBX_D/s")
+snap_size=$(jq -r .sizeBytes <"$SBX_D/s")
+rest_t=$(curl -s -o "$SBX_D/r" -w '%{time_total}' -X POST -H "Authorization: Bearer $TOKA" "$SBX_U/api/v1/sandboxes" -d "{\"fromSnapshot\":\"$SNAP\"}" | ms_of)
+R=$(jq -r .id <"$SBX_D/r")
+same=$(api POST "/api/v1/sandboxes/$R/exec" -d '{"cmd":"md5sum","args":["big/100m.bin"]}' | jq -r .stdout | cut -d' ' -f1)
+[ "$same" = "$(md5sum <"$SBX_D/100m" | cut -d' ' -f1)" ] && same=identical || same=DIFFERENT
+api DELETE "/api/v1/sandboxes/$R" >/dev/null
+api DELETE "/api/v1/sandboxes/$A" >/dev/null
+
+# Cold create: an empty pool (restart with prewarmPoolSize 0).
+sbx_stop
+sed -i 's/prewarmPoolSize: 2/prewarmPoolSize: 0/' "$SBX_D/cfg.yaml"
+sbx_start || exit 1
+for _ in $(seq 1 "$((N / 2 + 1))"); do
+  t=$(curl -s -o "$SBX_D/c" -w '%{time_total}' -X POST -H "Authorization: Bearer $TOKA" "$SBX_U/api/v1/sandboxes" -d '{}')
+  id=$(jq -r .id <"$SBX_D/c")
+  echo "$t" | ms_of >>"$SBX_D/cold"
+  curl -s -o /dev/null -X DELETE -H "Authorization: Bearer $TOKA" "$SBX_U/api/v1/sandboxes/$id"
+done
+cold=$(p50 <"$SBX_D/cold")
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "n/a" }'; }
+cat <<EOF
+## Agent sandbox ($(date -u +%Y-%m-%d), $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg), runsc $(runsc --version | head -1 | awk '{print $3}'), platform ptrace)
+
+| measure | p50 | vs \`runsc do true\` ($base ms) | goal |
+|---|---|---|---|
+| create from the warm pool (HTTP, claim + token) | $warm ms | $(ratio "$warm" "$base") | ≤ 20 ms |
+| cold create (boot + agent ready, HTTP) | $cold ms | $(ratio "$cold" "$base") | reported |
+| \`echo hi\` exec through the API (HTTP round trip) | $exec_p50 ms | $(ratio "$exec_p50" "$base") | ≤ 10 ms |
+| \`echo hi\` fork → exit inside the sandbox (agent's wallMs) | $execin ms | | |
+| snapshot of a 100 MB workspace (pause, tar+zstd, AES-GCM, store) | $snap_t ms | | reported |
+| restore of it (create fromSnapshot: verify, extract) | $rest_t ms ($same) | | reported |
+| sealed snapshot size | $snap_size bytes | | |
+| idle sandbox memory, PSS (sentry + gofer + agent) | $((pss / 1024)) MiB (RSS $((rss / 1024)) MiB) | | reported |
+EOF
