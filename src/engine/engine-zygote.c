@@ -340,6 +340,18 @@ static __attribute__((noreturn)) void child_main(int exec_fd)
 
 /* ---- the zygote ----------------------------------------------------------------------------- */
 
+/* Is setgroups(2) denied in this user namespace (/proc/self/setgroups says "deny")? */
+static bool setgroups_denied(void)
+{
+	char buf[16] = "";
+	int fd = open("/proc/self/setgroups", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	ssize_t n = st_read_all(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	return n > 0 && strncmp(buf, "deny", 4) == 0;
+}
+
 static __attribute__((noreturn)) void zygote_fail(const char *fmt, ...)
 {
 	struct engine_ctl_msg m = {.type = ENGINE_CTL_FAIL};
@@ -596,7 +608,10 @@ static __attribute__((noreturn)) void zygote_main(const char *spec)
 	}
 	unsetenv(ENGINE_JSDIR_ENV);
 	if (Z.jailed) {
-		if (setgroups(0, NULL) < 0)
+		/* A user namespace made by a non-root service has setgroups denied (the kernel's
+		   rule for unprivileged gid maps); its supplementary groups are then unmapped
+		   (nogroup) inside and cannot grant anything, so that is not an error. */
+		if (setgroups(0, NULL) < 0 && !(errno == EPERM && setgroups_denied()))
 			zygote_fail("cannot clear supplementary groups: %s", strerror(errno));
 		zygote_build_root();
 	}
