@@ -412,6 +412,17 @@ static void zygote_build_root(void)
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		zygote_fail("cannot make the mounts private: %s", strerror(errno));
 	const char *root = "/tmp";
+	/* The new root is built on a tmpfs over /tmp, which hides the host's /tmp: a modules dir
+	   that lives there (a checkout under /tmp) is opened first and bound through its fd. */
+	int jsfd = -1;
+	char jsfd_path[64] = "";
+	if (Z.js_modules != NULL) {
+		jsfd = open(Z.js_modules, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (jsfd < 0)
+			zygote_fail("cannot open the JavaScript modules dir '%s': %s", Z.js_modules,
+			            strerror(errno));
+		snprintf(jsfd_path, sizeof(jsfd_path), "/proc/self/fd/%d", jsfd);
+	}
 	if (mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755") < 0)
 		zygote_fail("cannot mount the root tmpfs: %s", strerror(errno));
 	static const char *const dirs[] = {"/tmp/usr", "/tmp/etc", "/tmp/dev",    "/tmp/proc",
@@ -475,10 +486,11 @@ static void zygote_build_root(void)
 	if (Z.js_modules != NULL) {
 		if (st_mkdir_p("/tmp" ENGINE_JAIL_JS_MODULES, 0755, NULL) < 0)
 			zygote_fail("cannot create the modules mount point");
-		r = bind_ro(Z.js_modules, "/tmp" ENGINE_JAIL_JS_MODULES, true);
+		r = bind_ro(jsfd_path, "/tmp" ENGINE_JAIL_JS_MODULES, true);
 		if (r < 0)
 			zygote_fail("cannot bind the JavaScript modules dir '%s': %s", Z.js_modules,
 			            strerror(-r));
+		close(jsfd);
 		Z.js_modules = ENGINE_JAIL_JS_MODULES;
 	}
 	if (mount("proc", "/tmp/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
