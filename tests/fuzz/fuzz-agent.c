@@ -165,7 +165,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	while (got < sizeof(reply) - 1 && (r = read(sv[1], reply + got, sizeof(reply) - 1 - got)) > 0)
 		got += (size_t)r;
 	reply[got] = '\0';
-	if (memmem(reply, got, SECRET, strlen(SECRET)))
+	/* (an input that itself holds the marker may get it echoed in an error message) */
+	if (memmem(reply, got, SECRET, strlen(SECRET)) && !memmem(data, size, SECRET, strlen(SECRET)))
 		abort(); /* a file outside the workspace was read */
 	close(sv[1]);
 	check_outside();

@@ -20,13 +20,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static char *g_buf;
 
-static void drain(int fd)
-{
-	char tmp[4096];
-	while (read(fd, tmp, sizeof(tmp)) > 0)
-		;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size > FUZZ_MAX_INPUT)
@@ -86,7 +79,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort(); /* a failure without a message */
 	}
 	st_error_free(err);
-	drain(sv[1]);
 	close(sv[0]);
 	close(sv[1]);
 	return 0;

@@ -34,7 +34,7 @@ make --no-print-directory -j"$JOBS" CC="$CC" OUT="$OUT" \
   "$OUT/libstockade.a" || { echo "fuzz: library build failed" >&2; exit 1; }
 
 # shellcheck disable=SC2086
-CFLAGS="-std=gnu17 -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE -g -O1 $SAN -Isrc $(pkg-config --cflags $PKGS)"
+CFLAGS="-std=gnu17 -Wall -Wextra -Werror -Wno-unused-parameter -Wno-string-concatenation -D_GNU_SOURCE -g -O1 $SAN -Isrc $(pkg-config --cflags $PKGS)"
 # shellcheck disable=SC2086
 LIBS="$(pkg-config --libs $PKGS) -lpthread -lm -ldl"
 
