@@ -162,11 +162,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static char reply[8 * FUZZ_MAX_INPUT + 1];
 	size_t got = 0;
 	ssize_t r;
-	while (got < sizeof(reply) - 1 && (r = read(sv[1], reply + got, sizeof(reply) - 1 - got)) > 0)
+	while (got < sizeof(reply) - 1 &&
+	       (r = read(sv[1], reply + got, sizeof(reply) - 1 - got)) > 0)
 		got += (size_t)r;
 	reply[got] = '\0';
 	/* (an input that itself holds the marker may get it echoed in an error message) */
-	if (memmem(reply, got, SECRET, strlen(SECRET)) && !memmem(data, size, SECRET, strlen(SECRET)))
+	if (memmem(reply, got, SECRET, strlen(SECRET)) &&
+	    !memmem(data, size, SECRET, strlen(SECRET)))
 		abort(); /* a file outside the workspace was read */
 	close(sv[1]);
 	check_outside();

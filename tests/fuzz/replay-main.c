@@ -114,8 +114,9 @@ static int run_dir(const char *dir)
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		fprintf(stderr, "usage: %s FILE-OR-DIR...\n"
-		                "Runs each input once through the fuzz target it is linked with.\n",
+		fprintf(stderr,
+		        "usage: %s FILE-OR-DIR...\n"
+		        "Runs each input once through the fuzz target it is linked with.\n",
 		        argv[0]);
 		return 2;
 	}
