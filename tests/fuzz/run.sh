@@ -65,7 +65,7 @@ for t in "${targets[@]}"; do
     -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$crashes/" ${FUZZ_ARGS:-} \
     "$work" "tests/fuzz/corpus/$t" >"$OUT/fuzz/$t.log" 2>&1
   rc=$?
-  grep -E '^#[0-9]+ +DONE|stat::number_of_executed_units|stat::average_exec_per_sec|stat::peak_rss_mb' \
+  grep -E '^#[0-9]+[[:space:]]+DONE|stat::number_of_executed_units|stat::average_exec_per_sec|stat::peak_rss_mb' \
     "$OUT/fuzz/$t.log" | sed 's/^/  /'
   if [ $rc -ne 0 ]; then
     failed+=("$t")
