@@ -366,7 +366,7 @@ static void *egress_conn_main(void *arg)
 	       up >= 0 ? "allowed" : "denied", sb->id, method, host, port, up >= 0 ? "" : ": ",
 	       up >= 0 ? "" : why);
 	if (up < 0) {
-		char msg[512];
+		char msg[1024];
 		snprintf(msg, sizeof(msg), "egress to %s denied: %s", host, why);
 		reply_status(fd, 403, msg);
 		goto out;

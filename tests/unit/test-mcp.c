@@ -18,10 +18,11 @@ static struct mcp_server *server(void)
 	CHECK(mcp_server_new(NULL, &s, NULL) == 0);
 	struct mcp_tool t = {.name = "echo",
 	                     .description = "echo",
-	                     .input_schema = "{\"type\":\"object\",\"properties\":{\"n\":{\"type\":"
-	                                     "\"integer\",\"minimum\":0},\"s\":{\"type\":\"string\","
-	                                     "\"enum\":[\"a\",\"b\"]}},\"required\":[\"n\"],"
-	                                     "\"additionalProperties\":false}",
+	                     .input_schema =
+	                         "{\"type\":\"object\",\"properties\":{\"n\":{\"type\":"
+	                         "\"integer\",\"minimum\":0},\"s\":{\"type\":\"string\","
+	                         "\"enum\":[\"a\",\"b\"]}},\"required\":[\"n\"],"
+	                         "\"additionalProperties\":false}",
 	                     .scope = "execute",
 	                     .fn = echo_tool};
 	CHECK(mcp_add_tool(s, &t, NULL) == 0);
@@ -37,8 +38,8 @@ static char *init_session(struct mcp_server *s, const char *who)
 	struct mcp_post_result out;
 	mcp_handle_post(s, &in, &out);
 	CHECK_EQ_INT(out.status, 200);
-	CHECK_STREQ(json_string_value(json_object_get(json_object_get(out.body, "result"),
-	                                              "protocolVersion")),
+	CHECK_STREQ(json_string_value(
+	                json_object_get(json_object_get(out.body, "result"), "protocolVersion")),
 	            "2025-06-18");
 	char *sid = st_xstrdup(out.new_session_id);
 	mcp_post_result_release(&out);
@@ -48,8 +49,8 @@ static char *init_session(struct mcp_server *s, const char *who)
 static struct mcp_post_result post(struct mcp_server *s, const char *sid, const char *who,
                                    const char *body)
 {
-	struct mcp_post in = {.session_id = sid, .principal = who, .body = body,
-	                      .body_len = strlen(body)};
+	struct mcp_post in = {
+	    .session_id = sid, .principal = who, .body = body, .body_len = strlen(body)};
 	struct mcp_post_result out;
 	mcp_handle_post(s, &in, &out);
 	return out;
@@ -65,7 +66,8 @@ TEST(sessions_and_dispatch)
 	struct mcp_server *s = server();
 	char *sid = init_session(s, "alice");
 	CHECK_EQ_INT(mcp_session_count(s), 1);
-	struct mcp_post_result r = post(s, sid, "alice", "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}");
+	struct mcp_post_result r =
+	    post(s, sid, "alice", "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}");
 	CHECK_EQ_INT(r.status, 200);
 	CHECK(json_object_size(json_object_get(r.body, "result")) == 0);
 	mcp_post_result_release(&r);
@@ -120,9 +122,10 @@ TEST(tool_call_args_and_progress)
 	notes = json_array();
 	struct mcp_call call = {.principal = "alice", .notify = collect};
 	json_t *resp = mcp_run_call(s, r.request, &call);
-	CHECK_EQ_INT(json_integer_value(json_object_get(
-	                 json_object_get(json_object_get(resp, "result"), "structuredContent"), "n")),
-	             3);
+	CHECK_EQ_INT(
+	    json_integer_value(json_object_get(
+	        json_object_get(json_object_get(resp, "result"), "structuredContent"), "n")),
+	    3);
 	CHECK_EQ_INT(json_array_size(notes), 2);
 	json_t *p2 = json_object_get(json_array_get(notes, 1), "params");
 	CHECK(json_number_value(json_object_get(p2, "progress")) == 1.0);
@@ -131,8 +134,12 @@ TEST(tool_call_args_and_progress)
 	json_decref(notes);
 	mcp_post_result_release(&r);
 
-	static const char *const bad[] = {"{}", "{\"n\":\"x\"}", "{\"n\":-1}", "{\"n\":1,\"s\":\"c\"}",
-	                                  "{\"n\":1,\"zzz\":1}", "{\"n\":1.5}"};
+	static const char *const bad[] = {"{}",
+	                                  "{\"n\":\"x\"}",
+	                                  "{\"n\":-1}",
+	                                  "{\"n\":1,\"s\":\"c\"}",
+	                                  "{\"n\":1,\"zzz\":1}",
+	                                  "{\"n\":1.5}"};
 	for (size_t i = 0; i < ST_ARRAY_SIZE(bad); i++) {
 		json_t *args = json_loads(bad[i], 0, NULL);
 		cleanup_error struct st_error *err = NULL;
@@ -140,7 +147,8 @@ TEST(tool_call_args_and_progress)
 		json_decref(args);
 	}
 	r = post(s, sid, "alice",
-	         "{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"tools/call\",\"params\":{\"name\":\"nope\"}}");
+	         "{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"tools/"
+	         "call\",\"params\":{\"name\":\"nope\"}}");
 	CHECK_EQ_INT(error_code(r.body), MCP_INVALID_PARAMS);
 	mcp_post_result_release(&r);
 	free(sid);
