@@ -28,8 +28,8 @@ PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm -ldl
 
 ifeq ($(FLAVOUR),asan)
 OUT := build-asan
-OPT := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
-LDSAN := -fsanitize=address,undefined
+OPT := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=undefined
+LDSAN := -fsanitize=address,undefined,float-cast-overflow
 else
 OUT := build
 OPT := -O2
