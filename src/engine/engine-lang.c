@@ -25,16 +25,18 @@ static int lang_path(char *out, size_t size, struct st_error **err)
 	const char *env = getenv(ENGINE_LANG_LIB_ENV);
 	if (env != NULL && *env != '\0') {
 		if (!st_strlcpy(out, env, size))
-			return st_error_make(err, ENAMETOOLONG, "%s is too long", ENGINE_LANG_LIB_ENV);
+			return st_error_make(err, ENAMETOOLONG, "%s is too long",
+			                     ENGINE_LANG_LIB_ENV);
 		return 0;
 	}
 	char exe[PATH_MAX];
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	if (n < 0)
-		return st_error_make(err, errno,
-		                     "cannot find the language runtimes: cannot read '/proc/self/exe' "
-		                     "(set %s to the path of %s)",
-		                     ENGINE_LANG_LIB_ENV, ENGINE_LANG_LIB_NAME);
+		return st_error_make(
+		    err, errno,
+		    "cannot find the language runtimes: cannot read '/proc/self/exe' "
+		    "(set %s to the path of %s)",
+		    ENGINE_LANG_LIB_ENV, ENGINE_LANG_LIB_NAME);
 	exe[n] = '\0';
 	int w = snprintf(out, size, "%s/%s", dirname(exe), ENGINE_LANG_LIB_NAME);
 	if (w < 0 || (size_t)w >= size)
@@ -52,11 +54,12 @@ const struct engine_lang_ops *engine__lang_load(struct st_error **err)
 	if (lang_path(path, sizeof(path), err) < 0)
 		return NULL;
 	if (access(path, R_OK) < 0) {
-		st_error_make(err, errno,
-		              "cannot load the language runtimes: '%s' is missing or unreadable "
-		              "(it is built next to the stockade binary by 'make build'; set %s to "
-		              "its path if it lives elsewhere)",
-		              path, ENGINE_LANG_LIB_ENV);
+		int e = errno;
+		st_error_make(err, 0,
+		              "cannot load the language runtimes from '%s': %s (%s is built next "
+		              "to the stockade binary by 'make build'; set %s to its path if it "
+		              "lives elsewhere)",
+		              path, strerror(e), ENGINE_LANG_LIB_NAME, ENGINE_LANG_LIB_ENV);
 		return NULL;
 	}
 	/* RTLD_GLOBAL: CPython's extension modules (numpy's) are not linked against libpython
