@@ -32,8 +32,8 @@ LANG_LIBS = $(shell pkg-config --libs $(LANG_PKGS) jansson 2>/dev/null) -lpthrea
 
 ifeq ($(FLAVOUR),asan)
 OUT := build-asan
-OPT := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
-LDSAN := -fsanitize=address,undefined
+OPT := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=undefined,float-cast-overflow
+LDSAN := -fsanitize=address,undefined,float-cast-overflow
 else
 OUT := build
 OPT := -O2

@@ -56,6 +56,8 @@ load py4 "$PY_TRIVIAL" 4 "$N"
 load pd1 "$PY_PANDAS" 1 "$((N / 4))"
 load pd4 "$PY_PANDAS" 4 "$((N / 4))"
 
+# the HTTP layer's own floor: a request that runs no code (health checks included)
+"$TMP/httpload" -u "http://127.0.0.1:$PORT/healthz" -c 1 -n "$((N * 5))" -w 50 >"$TMP/hz.json" || true
 mem=$(curl -s -H "Authorization: Bearer $TOKEN" -d "$PY_PANDAS" "$URL" | jq -r .stats.maxRssKb)
 memjs=$(curl -s -H "Authorization: Bearer $TOKEN" -d "$JS_TRIVIAL" "$URL" | jq -r .stats.maxRssKb)
 metrics=$(curl -s "http://127.0.0.1:$PORT/metrics")
@@ -98,13 +100,14 @@ b() { jq -r "$1" "$TMP/base.json"; }
 ratio() { python3 -c "print(f'{$1 / $2:.1f}x')"; }
 date_s=$(date -u +%Y-%m-%dT%H:%MZ)
 report=$(cat <<MD
-### exec-http ($date_s, $(nproc) cores, N=$N, baseline runs=$BN)
+### exec-http ($date_s, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), N=$N, baseline runs=$BN)
 
 | case | p50 ms | p99 ms | exec/s (1 conn) | exec/s (4 conns) |
 |---|---|---|---|---|
 | Stockade JS \`return 1+1\` | $(j js1 .p50_ms) | $(j js1 .p99_ms) | $(j js1 .rps) | $(j js4 .rps) |
 | Stockade Python \`return 1+1\` | $(j py1 .p50_ms) | $(j py1 .p99_ms) | $(j py1 .rps) | $(j py4 .rps) |
 | Stockade Python pandas | $(j pd1 .p50_ms) | $(j pd1 .p99_ms) | $(j pd1 .rps) | $(j pd4 .rps) |
+| HTTP floor: \`GET /healthz\` (no execution) | $(j hz .p50_ms) | $(j hz .p99_ms) | $(j hz .rps) | |
 | bwrap + \`node -e\` | $(b '.node.p50_ms*1000|round/1000') | $(b '.node.p99_ms*1000|round/1000') | $(b '.node.rps*10|round/10') | |
 | bwrap + \`python3 -c\` | $(b '.python.p50_ms*1000|round/1000') | $(b '.python.p99_ms*1000|round/1000') | $(b '.python.rps*10|round/10') | |
 | bwrap + python3 importing pandas | $(b '.pandas.p50_ms*1000|round/1000') | $(b '.pandas.p99_ms*1000|round/1000') | $(b '.pandas.rps*10|round/10') | |

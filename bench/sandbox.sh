@@ -9,7 +9,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export STOCKADE_BIN=${STOCKADE_BIN:-$ROOT/build/stockade}
 export STOCKADE_ROOT=$ROOT
 N=${N:-15}
-. "$ROOT/tests/e2e/sandbox-lib.sh"
+. "$ROOT/tests/e2e/sandbox-lib.bash"
 sbx_can_run >/dev/null || { echo "needs root and runsc"; exit 1; }
 trap sbx_cleanup EXIT
 

@@ -276,6 +276,13 @@ bool api_get_uint(struct http_request *req, json_t *obj, const char *field, bool
 	if (json_is_integer(v)) {
 		i = json_integer_value(v);
 	} else if (json_is_real(v) &&
+	           !(json_real_value(v) > -9.2e18 && json_real_value(v) < 9.2e18)) {
+		/* out of json_int_t range: converting it would be undefined behaviour */
+		http_reply_bad_field(
+		    req, field, "field '%s' is %g: it must be between %llu and %llu", field,
+		    json_real_value(v), (unsigned long long)min, (unsigned long long)max);
+		return false;
+	} else if (json_is_real(v) &&
 	           json_real_value(v) == (double)(json_int_t)json_real_value(v)) {
 		i = (json_int_t)json_real_value(v);
 	} else {

@@ -112,6 +112,15 @@ static size_t header_cb(char *line, size_t size, size_t nmemb, void *ud)
 			if (st_parse_u64(tmp, &n) == 0) {
 				r->content_length = n;
 				r->has_content_length = true;
+				/* Refuse an object over the caller's cap before downloading it. */
+				long code = 0;
+				curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &code);
+				struct blob__sink *sink = x->req->sink;
+				if (code >= 200 && code < 300 && sink && sink->buf &&
+				    n > sink->buf->max && strcmp(x->req->method, "HEAD") != 0) {
+					x->sink_overflow = true;
+					return 0;
+				}
 			}
 		}
 	} else if (hdr_is(line, len, "last-modified", &v, &vl)) {

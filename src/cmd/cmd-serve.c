@@ -49,13 +49,6 @@ static void usage(FILE *out)
 	    "usage errors.\n");
 }
 
-static int replace_str(char **slot, const char *v)
-{
-	free(*slot);
-	*slot = st_xstrdup(v);
-	return 0;
-}
-
 /* Returns the token file path we used (heap) or NULL. */
 static char *ensure_token_file(const char *data_dir, char **token_out, struct st_error **err)
 {
@@ -100,24 +93,17 @@ static char *ensure_token_file(const char *data_dir, char **token_out, struct st
 
 static int open_store(struct stockade_config *cfg, struct store **out, struct st_error **err)
 {
-	char *conninfo = config_backend_pg_conninfo(cfg);
-	int r;
-	if (conninfo) {
-		r = store_open_pg(conninfo, "stockade", out, err);
-		free(conninfo);
-	} else {
-		char *path = cfg->sqlite_path ? st_xstrdup(cfg->sqlite_path)
-		                              : config_data_path(cfg, "stockade.db");
-		r = store_open_sqlite(path, "stockade", out, err);
-		free(path);
-	}
+	/* store_open_config honours postgresql.schema exactly as `stockade migrate --config`. */
+	int r = store_open_config(cfg, "stockade", out, err);
 	if (r < 0)
 		return st_error_wrap(err, "cannot open the state store");
+	/* Data migrations are registered before the gate, so it sees every one of them. */
+	if (store_register_builtin_data_migrations(*out, err) < 0)
+		return st_error_wrap(err, "cannot register data migrations");
 	r = store_check_upgrade_gate(*out, NULL, 0, err);
 	if (r < 0)
 		return r;
-	if (store_register_builtin_data_migrations(*out, err) < 0 ||
-	    store_data_migrations_start(*out, err) < 0)
+	if (store_data_migrations_start(*out, err) < 0)
 		return st_error_wrap(err, "cannot start data migrations");
 	return 0;
 }
@@ -219,14 +205,19 @@ int cmd_serve(int argc, char **argv)
 	for (size_t i = 0; i < probs.n; i++)
 		st_log(ST_LOG_WARN, "config: %s: %s", probs.items[i].key_path,
 		       probs.items[i].message);
-	if (listen_arg)
-		replace_str(&cfg.listen, listen_arg);
-	if (data_dir) {
-		replace_str(&cfg.data_dir, data_dir);
-		if (!cfg.postgresql.present) {
-			free(cfg.sqlite_path);
-			cfg.sqlite_path = config_data_path(&cfg, "stockade.db");
-		}
+	/* The chart runs the MCP server alone on port 4010. */
+	char mcp_listen[300];
+	if (!listen_arg && role && strcmp(role, "mcp") == 0 && cfg.listen &&
+	    strcmp(cfg.listen, "127.0.0.1:8080") == 0) {
+		snprintf(mcp_listen, sizeof(mcp_listen), "%s:4010",
+		         cfg.listen_host ? cfg.listen_host : "127.0.0.1");
+		listen_arg = mcp_listen;
+	}
+	/* Derived paths (SQLite file, blob and sandbox dirs) follow --data-dir. */
+	if ((listen_arg || data_dir) &&
+	    config_apply_overrides(&cfg, listen_arg, data_dir, &err) < 0) {
+		fprintf(stderr, "stockade serve: %s\n", st_error_msg(err));
+		goto out;
 	}
 	if (st_mkdir_p(cfg.data_dir, 0700, &err) < 0) {
 		fprintf(stderr, "stockade serve: %s\n", st_error_msg(err));
@@ -239,6 +230,13 @@ int cmd_serve(int argc, char **argv)
 			fprintf(stderr, "stockade serve: %s\n", st_error_msg(err));
 			goto out;
 		}
+		/* The embedded default's MCP endpoint takes the development API token as its static
+		 * token; when that token came from STOCKADE_API_TOKEN no file was generated, so
+		 * hand it over here. */
+		const char *envt = getenv("STOCKADE_API_TOKEN");
+		if (cfg.mcp.enabled && !cfg.mcp.static_token && !cfg.mcp.jwks_file &&
+		    !cfg.mcp.jwks_url && envt && strlen(envt) >= 16)
+			cfg.mcp.static_token = st_xstrdup(envt);
 	}
 
 	/* HTTP server */

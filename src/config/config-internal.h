@@ -74,6 +74,7 @@ void config__strv_push(struct config_strv *s, const char *v);
 void config__strv_release(struct config_strv *s);
 void config__strv_copy(struct config_strv *dst, const struct config_strv *src);
 void config__set_str(char **dst, const char *v);
+char *config__default_workspace_dir(const struct stockade_config *cfg);
 void config__blob_release(struct config_blob *b);
 void config__blob_copy(struct config_blob *dst, const struct config_blob *src);
 void config__pg_release(struct config_postgres *pg);

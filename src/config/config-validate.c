@@ -104,7 +104,7 @@ void config__derive(struct stockade_config *cfg, struct config__pending *pd)
 	free(cfg->sqlite_path);
 	cfg->sqlite_path = be->present ? NULL : config_data_path(cfg, "stockade.db");
 	if (!rr->agent_sandbox.sandbox.workspace_dir)
-		rr->agent_sandbox.sandbox.workspace_dir = config_data_path(cfg, "sandboxes");
+		rr->agent_sandbox.sandbox.workspace_dir = config__default_workspace_dir(cfg);
 	derive_agent_pg(cfg, pd);
 
 	if (cfg->mcp.resource == NULL && cfg->http.public_url) {

@@ -450,6 +450,8 @@ static int load_common(const char *yaml, size_t len, const char *name, const cha
 		cfg->rr.enabled = false;
 		cfg->mcp.enabled = false;
 		cfg->source_path = path ? st_xstrdup(path) : NULL;
+		/* Paths derived from the default dataDir are derived again from the file's. */
+		config__set_str(&cfg->rr.agent_sandbox.sandbox.workspace_dir, NULL);
 		if (config__parse_yaml(yaml, len, name, cfg, &pend, problems) < 0)
 			goto out; /* syntax error: nothing else is meaningful */
 	}
@@ -501,7 +503,7 @@ int config_apply_overrides(struct stockade_config *cfg, const char *listen, cons
 	if (data_dir && *data_dir == '\0')
 		return st_error_make(err, EINVAL, "--data-dir must not be empty");
 	if (data_dir) {
-		char *old_ws = config_data_path(cfg, "sandboxes");
+		char *old_ws = config__default_workspace_dir(cfg);
 		char *old_blobs = config_data_path(cfg, "blobs");
 		config__set_str(&cfg->data_dir, data_dir);
 		char *ws = cfg->rr.agent_sandbox.sandbox.workspace_dir;
@@ -523,7 +525,7 @@ int config_apply_overrides(struct stockade_config *cfg, const char *listen, cons
 	free(cfg->sqlite_path);
 	cfg->sqlite_path = cfg->postgresql.present ? NULL : config_data_path(cfg, "stockade.db");
 	if (!cfg->rr.agent_sandbox.sandbox.workspace_dir)
-		cfg->rr.agent_sandbox.sandbox.workspace_dir = config_data_path(cfg, "sandboxes");
+		cfg->rr.agent_sandbox.sandbox.workspace_dir = config__default_workspace_dir(cfg);
 	if (listen) {
 		struct config_problems pr;
 		config_problems_init(&pr);
@@ -563,6 +565,23 @@ char *config__path_near(const struct stockade_config *cfg, const char *path)
 char *config_data_path(const struct stockade_config *cfg, const char *name)
 {
 	return st_xasprintf("%s/%s", cfg->data_dir, name);
+}
+
+/*
+ * Sandbox state holds the agents' unix sockets, whose paths must fit sun_path (108 bytes) with
+ * room for the sandbox id and socket name. When <dataDir>/sandboxes is too long for that, the
+ * default moves to a short directory named after the data dir (same data dir, same place).
+ */
+char *config__default_workspace_dir(const struct stockade_config *cfg)
+{
+	char *p = config_data_path(cfg, "sandboxes");
+	if (strlen(p) <= 40)
+		return p;
+	uint8_t h[CRYPTO_SHA256_BYTES];
+	crypto_sha256(p, strlen(p), h);
+	free(p);
+	const char *base = geteuid() == 0 ? "/run/stockade" : "/tmp/stockade";
+	return st_xasprintf("%s/sbx-%02x%02x%02x%02x", base, h[0], h[1], h[2], h[3]);
 }
 
 /* libpq conninfo value quoting: single quotes, backslash-escaped ' and \. */

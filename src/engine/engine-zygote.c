@@ -342,6 +342,18 @@ static __attribute__((noreturn)) void child_main(int exec_fd)
 
 /* ---- the zygote ----------------------------------------------------------------------------- */
 
+/* Is setgroups(2) denied in this user namespace (/proc/self/setgroups says "deny")? */
+static bool setgroups_denied(void)
+{
+	char buf[16] = "";
+	int fd = open("/proc/self/setgroups", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	ssize_t n = st_read_all(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	return n > 0 && strncmp(buf, "deny", 4) == 0;
+}
+
 static __attribute__((noreturn)) void zygote_fail(const char *fmt, ...)
 {
 	struct engine_ctl_msg m = {.type = ENGINE_CTL_FAIL};
@@ -402,6 +414,17 @@ static void zygote_build_root(void)
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		zygote_fail("cannot make the mounts private: %s", strerror(errno));
 	const char *root = "/tmp";
+	/* The new root is built on a tmpfs over /tmp, which hides the host's /tmp: a modules dir
+	   that lives there (a checkout under /tmp) is opened first and bound through its fd. */
+	int jsfd = -1;
+	char jsfd_path[64] = "";
+	if (Z.js_modules != NULL) {
+		jsfd = open(Z.js_modules, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (jsfd < 0)
+			zygote_fail("cannot open the JavaScript modules dir '%s': %s", Z.js_modules,
+			            strerror(errno));
+		snprintf(jsfd_path, sizeof(jsfd_path), "/proc/self/fd/%d", jsfd);
+	}
 	if (mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755") < 0)
 		zygote_fail("cannot mount the root tmpfs: %s", strerror(errno));
 	static const char *const dirs[] = {"/tmp/usr", "/tmp/etc", "/tmp/dev",    "/tmp/proc",
@@ -465,10 +488,11 @@ static void zygote_build_root(void)
 	if (Z.js_modules != NULL) {
 		if (st_mkdir_p("/tmp" ENGINE_JAIL_JS_MODULES, 0755, NULL) < 0)
 			zygote_fail("cannot create the modules mount point");
-		r = bind_ro(Z.js_modules, "/tmp" ENGINE_JAIL_JS_MODULES, true);
+		r = bind_ro(jsfd_path, "/tmp" ENGINE_JAIL_JS_MODULES, true);
 		if (r < 0)
 			zygote_fail("cannot bind the JavaScript modules dir '%s': %s", Z.js_modules,
 			            strerror(-r));
+		close(jsfd);
 		Z.js_modules = ENGINE_JAIL_JS_MODULES;
 	}
 	if (mount("proc", "/tmp/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
@@ -606,7 +630,10 @@ static __attribute__((noreturn)) void zygote_main(const char *spec)
 	if (Z.ops == NULL)
 		zygote_fail("%s", st_error_msg(lerr));
 	if (Z.jailed) {
-		if (setgroups(0, NULL) < 0)
+		/* A user namespace made by a non-root service has setgroups denied (the kernel's
+		   rule for unprivileged gid maps); its supplementary groups are then unmapped
+		   (nogroup) inside and cannot grant anything, so that is not an error. */
+		if (setgroups(0, NULL) < 0 && !(errno == EPERM && setgroups_denied()))
 			zygote_fail("cannot clear supplementary groups: %s", strerror(errno));
 		zygote_build_root();
 	}

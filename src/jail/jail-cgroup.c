@@ -256,11 +256,15 @@ static bool parent_name_ok(const char *p)
    base/name (must be new) and open it. */
 static int make_cgroup(const char *base, const char *name, char **path_out, int *fd_out)
 {
-	struct st_error *e = NULL;
-	int r = st_mkdir_p(base, 0755, &e);
-	st_error_free(e);
-	if (r < 0)
-		return r;
+	/* The parent usually exists already: one mkdir, and the walk only when it is missing. */
+	int r = 0;
+	if (mkdir(base, 0755) < 0 && errno != EEXIST) {
+		struct st_error *e = NULL;
+		r = st_mkdir_p(base, 0755, &e);
+		st_error_free(e);
+		if (r < 0)
+			return r;
+	}
 	char *path = st_xasprintf("%s/%s", base, name);
 	if (mkdir(path, 0755) < 0) {
 		r = -errno;
@@ -379,19 +383,30 @@ int jail_cgroup_create(const char *name, const struct jail_limits *limits, struc
 		   delegate to the parent). Failures only mean fewer controllers: checked below. */
 		char *own = join_base(h->v2_mount, h->v2_own, "");
 		int ofd = open(own, O_PATH | O_DIRECTORY | O_CLOEXEC);
-		struct st_error *e = NULL;
-		(void)st_mkdir_p(base, 0755, &e);
-		st_error_free(e);
+		if (mkdir(base, 0755) < 0 && errno != EEXIST) {
+			struct st_error *e = NULL;
+			(void)st_mkdir_p(base, 0755, &e);
+			st_error_free(e);
+		}
 		int bfd = open(base, O_PATH | O_DIRECTORY | O_CLOEXEC);
-		char avail[512] = "";
+		char avail[512] = "", own_avail[512] = "", enabled[512] = "";
 		if (bfd >= 0 && read_small(bfd, "cgroup.controllers", avail, sizeof(avail)) < 0)
 			avail[0] = '\0';
+		if (bfd >= 0 &&
+		    read_small(bfd, "cgroup.subtree_control", enabled, sizeof(enabled)) < 0)
+			enabled[0] = '\0';
+		if (ofd >= 0 &&
+		    read_small(ofd, "cgroup.controllers", own_avail, sizeof(own_avail)) < 0)
+			own_avail[0] = '\0';
+		/* Only what exists and is not enabled yet: no writes on the common path. */
 		for (int i = 0; i < JAIL__CG_NRES; i++) {
-			if (!wanted(i, limits) || i == JAIL__CG_CPUACCT)
+			const char *cn = v2_ctrl_name[i];
+			if (!wanted(i, limits) || i == JAIL__CG_CPUACCT || list_has(enabled, cn) ||
+			    !list_has(own_avail, cn))
 				continue;
 			char cmd[32];
-			snprintf(cmd, sizeof(cmd), "+%s", v2_ctrl_name[i]);
-			if (!list_has(avail, v2_ctrl_name[i]) && ofd >= 0)
+			snprintf(cmd, sizeof(cmd), "+%s", cn);
+			if (!list_has(avail, cn) && ofd >= 0)
 				(void)jail__cg_write(ofd, "cgroup.subtree_control", cmd);
 			if (bfd >= 0)
 				(void)jail__cg_write(bfd, "cgroup.subtree_control", cmd);

@@ -655,16 +655,13 @@ int jail_seccomp_load(const char *policy, struct st_error **err)
 int jail_seccomp_notify_handle(int notify_fd, int *syscall_nr, struct st_error **err)
 {
 	struct seccomp_notif req;
-	struct seccomp_notif_resp resp;
 	memset(&req, 0, sizeof(req));
 	if (ioctl(notify_fd, SECCOMP_IOCTL_NOTIF_RECV, &req) < 0)
 		return st_error_make(err, errno, "seccomp notification");
 	*syscall_nr = req.data.nr;
-	memset(&resp, 0, sizeof(resp));
-	resp.id = req.id;
-	resp.error = -EPERM;
-	/* The process may already be gone (ENOENT): fine, we only wanted the number. */
-	(void)ioctl(notify_fd, SECCOMP_IOCTL_NOTIF_SEND, &resp);
+	/* No answer: the trapped thread stays blocked in the refused syscall until the caller has
+	   killed the jail. Answering first (even with an error) let the program run on and print
+	   before the kill landed. */
 	return 0;
 }
 

@@ -159,6 +159,11 @@ static int prepare(struct prep *p, const struct jail_spec *spec, struct st_error
 			if ((r = add_mnt(p, JAIL_MOUNT_RO_BIND, opt_ro[i], opt_ro[i], 0, true,
 			                 err)) < 0)
 				return r;
+		/* Name resolution only matters when the policy lets the program open INET sockets. */
+		if (spec->seccomp_policy && strcmp(spec->seccomp_policy, "egress") == 0 &&
+		    (r = add_mnt(p, JAIL_MOUNT_RO_BIND, "/etc/resolv.conf", "/etc/resolv.conf", 0,
+		                 true, err)) < 0)
+			return r;
 		char lt[256];
 		ssize_t n = readlink("/etc/localtime", lt, sizeof(lt) - 1);
 		if (n > 0) {

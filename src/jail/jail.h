@@ -188,8 +188,9 @@ int jail_seccomp_load(const char *policy, struct st_error **err);
  */
 int jail_seccomp_load_ex(const char *policy, const char *const *extra_allow, int *notify_fd,
                          struct st_error **err);
-/* Supervisor side: receive one notification from a listener, answer it with EPERM and store
-   the syscall number (name it with jail_syscall_name). */
+/* Supervisor side: receive one notification from a listener and store the syscall number
+   (name it with jail_syscall_name). It is not answered: the caller kills the jail, so the
+   refused syscall never returns to the program. */
 int jail_seccomp_notify_handle(int notify_fd, int *syscall_nr, struct st_error **err);
 /* Human-readable form of a policy (libseccomp PFC), for review and tests. */
 int jail_seccomp_export_pfc(const char *policy, int fd, struct st_error **err);

@@ -386,6 +386,9 @@ int api_register_mcp(struct http_server *srv, struct app *app, struct st_error *
 	if (c && c->mcp.resource)
 		m->resource = st_xstrdup(c->mcp.resource);
 
+	/* Declared before the first goto: the error paths jump past this point, and the cleanup
+	   must never see an uninitialised pointer. */
+	cleanup_free char *aud = NULL;
 	struct mcp_options o;
 	mcp_options_init(&o);
 	o.instructions = instructions;
@@ -402,8 +405,7 @@ int api_register_mcp(struct http_server *srv, struct app *app, struct st_error *
 		    c->listen ? c->listen : "?");
 		goto fail_auth;
 	}
-	cleanup_free char *aud =
-	    m->resource ? st_xstrdup(m->resource) : (pub ? st_xasprintf("%s/mcp", pub) : NULL);
+	aud = m->resource ? st_xstrdup(m->resource) : (pub ? st_xasprintf("%s/mcp", pub) : NULL);
 	r = mcp__auth_init(&m->auth, c ? &c->mcp : &none, aud, allow_anon, err);
 	if (r < 0)
 		goto fail_auth;

@@ -117,7 +117,11 @@ int sandbox__agent_call(int fd, const struct st_buf *req, char *buf, uint32_t *l
 	int64_t code = 0;
 	if (e)
 		st_parse_i64(e, &code);
-	/* errno 0 from the agent means a policy refusal (a path escaping the workspace). */
+	/* errno 0 from the agent means a policy refusal (a path escaping the workspace). The
+	 * sandbox controls these bytes: a value no errno can have (it would truncate in the int
+	 * cast, even to a positive "success" return) is a protocol error. */
+	if (code < 0 || code > 4095)
+		code = EPROTO;
 	int rc = code > 0 ? -(int)code : -EPERM;
 	st_error_make(err, 0, "%s", msg ? msg : "the sandbox agent refused the request");
 	if (err && *err)

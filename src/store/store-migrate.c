@@ -61,13 +61,15 @@ int store__bootstrap(struct store *s, struct st_error **err)
 	if (r < 0)
 		return r;
 	int64_t key = store__lock_key(s->pg_schema ? s->pg_schema : s->ns, "bootstrap");
+	/* Before the first goto: the error paths jump past its assignment. */
+	cleanup_free char *sql = NULL;
 	if (s->ops->lock && (r = s->ops->lock(s, c, key, err)) < 0)
 		goto out;
 	if (s->ops->create_ns && (r = s->ops->create_ns(s, c, err)) < 0)
 		goto unlock;
 	if ((r = s->ops->begin(c, err)) < 0)
 		goto unlock;
-	cleanup_free char *sql = store__expand(s->backend, s->ns, bookkeeping_sql);
+	sql = store__expand(s->backend, s->ns, bookkeeping_sql);
 	r = s->ops->exec(s, c, sql, NULL, 0, NULL, true, err);
 	if (r == 0)
 		r = s->ops->commit(c, err);
@@ -226,6 +228,8 @@ static int apply_one(struct store *view, const char *component, const struct sto
 	int r = root->ops->begin(c, err);
 	if (r < 0)
 		return r;
+	/* Before the first goto: the error paths jump past its assignment. */
+	cleanup_free char *x = NULL;
 	struct checksum_row cr = {0};
 	struct store_value key[] = {store_text(component), store_int(m->version)};
 	r = store_query(view,
@@ -245,7 +249,7 @@ static int apply_one(struct store *view, const char *component, const struct sto
 		root->ops->rollback(c);
 		return 0;
 	}
-	cleanup_free char *x = store__expand(view->backend, view->ns, sql);
+	x = store__expand(view->backend, view->ns, sql);
 	r = root->ops->exec(root, c, x, NULL, 0, NULL, true, err);
 	if (r < 0) {
 		st_error_wrap(err, "schema migration %s/%lld '%s' failed", component,

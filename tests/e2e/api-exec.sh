@@ -206,12 +206,18 @@ kill -KILL $(descendants "$SERVER_PID") 2>/dev/null
 wait $cpid
 check_eq "execution whose zygote died: internal" "$(jq -r .status "$_serve_tmp/zk.json")" internal
 ok_after=
-for i in $(seq 1 100); do
+for i in $(seq 1 300); do
   exec_js 'return "alive"'
   [ "$(json_get "$REQ_BODY" .result)" = alive ] && { ok_after=1; break; }
   sleep 0.2
 done
 check_eq "the next request works after the zygote is replaced" "$ok_after" 1
+for i in $(seq 1 300); do # every zygote back (readiness) before the next section
+  REQ_TOKEN=none req GET /readyz
+  [ "$REQ_STATUS" = 200 ] && break
+  sleep 0.2
+done
+check_eq "ready again after the zygote was replaced" "$REQ_STATUS" 200
 
 # ---- graceful shutdown with an execution in flight --------------------------------------------
 curl -s --max-time 60 -H "Authorization: Bearer $TOKEN" -o "$_serve_tmp/gs.json" \

@@ -4,7 +4,7 @@
 # mkdir, delete), pause/resume, snapshots (round trip, tampering), preview proxy and tokens,
 # egress (allowed, denied, blocked after resolution), limits (429s), idle and lifetime expiry,
 # and recovery after kill -9. SBX_RUNTIME=jail runs the same suite on the jail runtime.
-. "$(dirname "$0")/sandbox-lib.sh"
+. "$(dirname "$0")/sandbox-lib.bash"
 
 if ! why=$(sbx_can_run); then
   skip "agent sandbox e2e" "$why"; rm -rf "$SBX_D"; done_testing; exit 0

@@ -13,7 +13,7 @@ check_eq "unknown role is a usage error" "$rc" 2
 check_contains "unknown role is named" "$out" "unknown role 'nope'"
 out=$("$STOCKADE_BIN" serve --listen nonsense 2>&1); rc=$?
 check_eq "bad --listen fails to start" "$rc" 1
-check_contains "bad --listen says HOST:PORT" "$out" "HOST:PORT"
+check_contains "bad --listen says host:port" "$out" "must be host:port"
 
 start_server || { not_ok "server starts"; done_testing; exit 1; }
 ok "server starts (embedded default)"

@@ -3,7 +3,7 @@
 # inside: path escapes through the files API (.., absolute, symlinks, a symlink swap racing the
 # reads), reading host files, reaching or signalling another sandbox, resource exhaustion in one
 # sandbox while another keeps answering, and forged preview tokens. The service must stay up.
-. "$(dirname "$0")/../e2e/sandbox-lib.sh"
+. "$(dirname "$0")/../e2e/sandbox-lib.bash"
 
 if ! why=$(sbx_can_run); then
   skip "agent sandbox hostile" "$why"; rm -rf "$SBX_D"; done_testing; exit 0

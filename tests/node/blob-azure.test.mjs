@@ -91,6 +91,9 @@ try {
     r = await blob(['get', 'big/object.bin', out]);
     eq(r.code, 0, r.stderr);
     eq(sha(fs.readFileSync(out)), sha(data), 'bytes');
+    r = await blob(['get', 'big/object.bin', '--max-size', '1M']);
+    eq(r.code, 1, 'over the cap');
+    assert(r.stderr.includes('larger than the 1048576 bytes allowed'), r.stderr);
   });
 
   await test('stream from a pipe (unknown size)', async () => {

@@ -83,6 +83,9 @@ try {
     eq(got.len, data.length, 'length');
     eq(sha(got.body), sha(data), 'bytes');
     eq(got.meta.kind, 'multipart', 'metadata on a multipart object');
+    const capped = await blob(['get', 'big/object.bin', '--max-size', '1M']);
+    eq(capped.code, 1, 'over the cap');
+    assert(capped.stderr.includes('larger than the 1048576 bytes allowed'), capped.stderr);
   });
 
   await test('an object streamed from a pipe (unknown size) is also multipart', async () => {

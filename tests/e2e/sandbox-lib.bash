@@ -1,4 +1,4 @@
-# tests/e2e/sandbox-lib.sh - shared setup for the agent sandbox suites (sourced, not run):
+# tests/e2e/sandbox-lib.bash - shared setup for the agent sandbox suites (sourced, not run):
 # a private state dir, generated keys, a config with small limits and timeouts, a service on a
 # free port, helpers for API calls, and a cleanup that leaves no container, mount or process.
 # Needs root and a working runsc; otherwise every suite skips.
