@@ -3,6 +3,9 @@
 # Layout the build relies on (add files, not rules):
 #   src/<subsystem>/*.c   -> the library (build*/libstockade.a)
 #   src/cmd/*.c           -> the `stockade` binary (thin commands over the library)
+#   src/engine/engine-js*.c, engine-py*.c, engine-lang-ops.c
+#                         -> build*/libstockade-lang.so, JavaScriptCore + CPython, which the
+#                            engine's zygotes dlopen (the binary itself does not link them)
 #   src/agent/*.c         -> `stockade-agent`, the in-sandbox agent (its own small program)
 #   tests/unit/test-*.c   -> one unit-test binary per module
 #   tests/hostile/*.c     -> attack programs run *inside* jails (plain build, no sanitizers)
@@ -91,9 +94,7 @@ $(OUT)/libstockade.a: $(LIB_OBJ)
 	@echo "  AR      $@"
 	@ar rcs $@ $^
 
-# The executable exports to the runtimes' object exactly what it calls back (engine__*, st_*,
-# jail_*...): the symbols its objects leave undefined that the library defines. -u makes sure
-# those archive members are linked in even where the executable itself does not use them.
+# The language runtimes' object: position-independent, only engine_lang_ops exported.
 $(OUT)/obj-lang/%.o: %.c
 	@mkdir -p $(@D)
 	@echo "  CC      $< (shared)"
@@ -103,6 +104,9 @@ $(OUT)/libstockade-lang.so: $(LANG_OBJ)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -shared -o $@ $(LANG_OBJ) $(LANG_LIBS)
 
+# The executable exports to the runtimes' object exactly what it calls back (engine__*, st_*,
+# jail_*...): the symbols its objects leave undefined that the library defines. -u makes sure
+# those archive members are linked in even where the executable itself does not use them.
 $(OUT)/lang-exports.ld: $(LANG_OBJ) $(OUT)/libstockade.a
 	@nm -u $(LANG_OBJ) | awk 'NF == 2 { print $$2 }' | sort -u >$@.undef
 	@nm -g --defined-only $(OUT)/libstockade.a | awk 'NF == 3 { print $$3 }' | sort -u >$@.def
