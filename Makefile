@@ -3,6 +3,9 @@
 # Layout the build relies on (add files, not rules):
 #   src/<subsystem>/*.c   -> the library (build*/libstockade.a)
 #   src/cmd/*.c           -> the `stockade` binary (thin commands over the library)
+#   src/engine/engine-js*.c, engine-py*.c, engine-lang-ops.c
+#                         -> build*/libstockade-lang.so, JavaScriptCore + CPython, which the
+#                            engine's zygotes dlopen (the binary itself does not link them)
 #   src/agent/*.c         -> `stockade-agent`, the in-sandbox agent (its own small program)
 #   tests/unit/test-*.c   -> one unit-test binary per module
 #   tests/hostile/*.c     -> attack programs run *inside* jails (plain build, no sanitizers)
@@ -13,7 +16,10 @@
 SHELL := /bin/bash
 CC ?= gcc
 PKGS := libseccomp libcap jansson yaml-0.1 openssl libcurl sqlite3 libpq libarchive libzstd \
-        libmicrohttpd javascriptcoregtk-4.1 python3-embed
+        libmicrohttpd
+# The language runtimes are linked into build*/libstockade-lang.so only, which a zygote loads
+# on demand (src/engine/engine-lang.c); the executable never maps them (see docs/engines.md).
+LANG_PKGS := javascriptcoregtk-4.1 python3-embed
 
 # Deliberate warning list (bubblewrap/crun style): everything -Wall -Wextra has, plus shadowing,
 # prototypes, switch defaults, format safety, casts that drop qualifiers, and VLAs.
@@ -23,8 +29,9 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes -Wstrict-prototypes 
         -Wno-unused-parameter -Wno-format-nonliteral
 CFLAGS_BASE := -std=gnu17 $(WARN) -D_GNU_SOURCE -fno-strict-aliasing -fstack-protector-strong \
         -D_FORTIFY_SOURCE=2 -g -MMD -MP -Isrc
-PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) $(LANG_PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm -ldl
+LANG_LIBS = $(shell pkg-config --libs $(LANG_PKGS) jansson 2>/dev/null) -lpthread -lm -ldl
 
 ifeq ($(FLAVOUR),asan)
 OUT := build-asan
@@ -39,13 +46,16 @@ endif
 CFLAGS := $(CFLAGS_BASE) $(OPT) $(PKG_CFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS += $(LDSAN)
 
-LIB_SRC := $(filter-out src/cmd/% src/agent/%,$(wildcard src/*/*.c))
+# Sources of the language runtimes' shared object (everything that touches JSC or CPython).
+LANG_SRC := $(wildcard src/engine/engine-js*.c src/engine/engine-py*.c) src/engine/engine-lang-ops.c
+LIB_SRC := $(filter-out src/cmd/% src/agent/% $(LANG_SRC),$(wildcard src/*/*.c))
 CMD_SRC := $(wildcard src/cmd/*.c)
 AGENT_SRC := $(wildcard src/agent/*.c)
 UNIT_SRC := $(wildcard tests/unit/test-*.c)
 HOSTILE_SRC := $(wildcard tests/hostile/*.c)
 
 LIB_OBJ := $(LIB_SRC:%.c=$(OUT)/obj/%.o)
+LANG_OBJ := $(LANG_SRC:%.c=$(OUT)/obj-lang/%.o)
 CMD_OBJ := $(CMD_SRC:%.c=$(OUT)/obj/%.o)
 AGENT_OBJ := $(AGENT_SRC:%.c=$(OUT)/obj/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(OUT)/tests/%)
@@ -73,7 +83,8 @@ build: deps
 asan: deps
 	@$(MAKE) --no-print-directory FLAVOUR=asan binaries
 
-binaries: $(OUT)/stockade $(if $(AGENT_SRC),$(OUT)/stockade-agent) $(UNIT_BIN) hostile
+binaries: $(OUT)/stockade $(OUT)/libstockade-lang.so $(if $(AGENT_SRC),$(OUT)/stockade-agent) \
+          $(UNIT_BIN) hostile
 
 hostile: $(HOSTILE_BIN)
 
@@ -83,18 +94,41 @@ $(OUT)/libstockade.a: $(LIB_OBJ)
 	@echo "  AR      $@"
 	@ar rcs $@ $^
 
-$(OUT)/stockade: $(CMD_OBJ) $(OUT)/libstockade.a
+# The language runtimes' object: position-independent, only engine_lang_ops exported.
+$(OUT)/obj-lang/%.o: %.c
+	@mkdir -p $(@D)
+	@echo "  CC      $< (shared)"
+	@$(CC) $(CFLAGS) -fPIC -fvisibility=hidden -c -o $@ $<
+
+$(OUT)/libstockade-lang.so: $(LANG_OBJ)
 	@echo "  LD      $@"
-	@$(CC) $(LDFLAGS) -o $@ $(CMD_OBJ) $(OUT)/libstockade.a $(PKG_LIBS)
+	@$(CC) $(LDFLAGS) -shared -o $@ $(LANG_OBJ) $(LANG_LIBS)
+
+# The executable exports to the runtimes' object exactly what it calls back (engine__*, st_*,
+# jail_*...): the symbols its objects leave undefined that the library defines. -u makes sure
+# those archive members are linked in even where the executable itself does not use them.
+$(OUT)/lang-exports.ld: $(LANG_OBJ) $(OUT)/libstockade.a
+	@nm -u $(LANG_OBJ) | awk 'NF == 2 { print $$2 }' | sort -u >$@.undef
+	@nm -g --defined-only $(OUT)/libstockade.a | awk 'NF == 3 { print $$3 }' | sort -u >$@.def
+	@comm -12 $@.undef $@.def >$@.syms
+	@{ echo '{'; sed 's/.*/  &;/' $@.syms; echo '};'; } >$@.list
+	@{ echo "-Wl,--dynamic-list=$@.list"; sed 's/.*/-Wl,-u,&/' $@.syms; } >$@
+	@rm -f $@.undef $@.def
+
+$(OUT)/stockade: $(CMD_OBJ) $(OUT)/libstockade.a $(OUT)/lang-exports.ld
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) @$(OUT)/lang-exports.ld -o $@ $(CMD_OBJ) $(OUT)/libstockade.a $(PKG_LIBS)
 
 $(OUT)/stockade-agent: $(AGENT_OBJ)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $(AGENT_OBJ) -lpthread
 
-$(OUT)/tests/test-%: $(OUT)/obj/tests/unit/test-%.o $(OUT)/obj/tests/unit/unit-main.o $(OUT)/libstockade.a
+$(OUT)/tests/test-%: $(OUT)/obj/tests/unit/test-%.o $(OUT)/obj/tests/unit/unit-main.o $(OUT)/libstockade.a \
+                    $(OUT)/lang-exports.ld
 	@mkdir -p $(@D)
 	@echo "  LD      $@"
-	@$(CC) $(LDFLAGS) -o $@ $< $(OUT)/obj/tests/unit/unit-main.o $(OUT)/libstockade.a $(PKG_LIBS)
+	@$(CC) $(LDFLAGS) @$(OUT)/lang-exports.ld -o $@ $< $(OUT)/obj/tests/unit/unit-main.o \
+	    $(OUT)/libstockade.a $(PKG_LIBS)
 
 $(OUT)/obj/%.o: %.c
 	@mkdir -p $(@D)

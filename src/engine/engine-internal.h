@@ -98,6 +98,32 @@ void engine__child_finish(enum engine_status status, json_t *result, const char 
                           const char *emsg, const char *estack, int eline)
     __attribute__((noreturn));
 
+/*
+ * The language runtimes (engine-js*.c, engine-py.c) live in a shared object next to the
+ * executable, built by the Makefile and linked against JavaScriptCore and libpython; only a
+ * zygote loads it (engine-lang.c), so every other stockade process starts without mapping
+ * either runtime. The object calls back into the executable (engine__capture_write,
+ * engine__child_finish, st_*...), which exports exactly those symbols. Its entry points are
+ * reached through one table, exported under ENGINE_LANG_OPS_SYMBOL and checked by abi.
+ */
+#define ENGINE_LANG_LIB_ENV "STOCKADE_LANG_LIB"
+#define ENGINE_LANG_LIB_NAME "libstockade-lang.so"
+#define ENGINE_LANG_OPS_SYMBOL "engine_lang_ops"
+#define ENGINE_LANG_ABI 1
+
+struct engine_child_request;
+struct engine_lang_ops {
+	uint32_t abi; /* ENGINE_LANG_ABI of the object */
+	int (*js_zygote_init)(const char *modules_dir, struct st_error **err);
+	int (*py_zygote_init)(const char *const *modules, struct st_error **err);
+	void (*py_after_fork)(void);
+	void (*js_run)(const struct engine_child_request *req) __attribute__((noreturn));
+	void (*py_run)(const struct engine_child_request *req) __attribute__((noreturn));
+};
+/* Load the object once (dlopen RTLD_GLOBAL: CPython extension modules resolve libpython's
+   symbols globally); NULL with an error naming the path it tried. */
+const struct engine_lang_ops *engine__lang_load(struct st_error **err);
+
 /* Zygote-time initialisation (runtime loaded, modules imported); 0 or an error message. */
 int engine__js_zygote_init(const char *modules_dir, struct st_error **err);
 int engine__py_zygote_init(const char *const *modules, struct st_error **err);

@@ -9,7 +9,8 @@
  *   STARTING  jailed mode: it is pid 1 of fresh user/pid/mount/net/ipc/uts namespaces; it builds
  *             a read-only root (tmpfs with read-only binds of /usr and a few /etc files, /dev
  *             nodes, a fresh /proc, the JS modules dir) and pivots into it
- *   INIT      loads the language runtime and imports the configured modules
+ *             (before that it loads the language runtimes' shared object, engine-lang.c)
+ *   INIT      initialises the language runtime and imports the configured modules
  *   READY     sends READY on the control socket, then loops: EXEC -> clone a child
  *   EXIT      on control-socket EOF (the supervisor went away or shut us down): kills its
  *             children and exits; as pid 1 of its namespace the kernel kills whatever is left
@@ -178,6 +179,7 @@ struct zygote_state {
 	int ctl_fd;
 	int sig_fd;
 	const char *js_modules;
+	const struct engine_lang_ops *ops; /* the runtimes (libstockade-lang.so) */
 	struct {
 		pid_t pid;
 		int fd;
@@ -322,7 +324,7 @@ static __attribute__((noreturn)) void child_main(int exec_fd)
 	(void)setsid();
 
 	if (Z.lang == ENGINE_LANG_PYTHON)
-		engine__py_after_fork();
+		Z.ops->py_after_fork();
 
 	child_rlimits(cr.timeout_ms);
 	int r = child_drop_privileges(Z.jailed);
@@ -334,8 +336,8 @@ static __attribute__((noreturn)) void child_main(int exec_fd)
 		child_die(st_error_msg(err), 0);
 
 	if (Z.lang == ENGINE_LANG_JAVASCRIPT)
-		engine__js_run(&cr);
-	engine__py_run(&cr);
+		Z.ops->js_run(&cr);
+	Z.ops->py_run(&cr);
 }
 
 /* ---- the zygote ----------------------------------------------------------------------------- */
@@ -619,6 +621,14 @@ static __attribute__((noreturn)) void zygote_main(const char *spec)
 		Z.js_modules = jsdir;
 	}
 	unsetenv(ENGINE_JSDIR_ENV);
+	/* The runtimes are loaded while the host's file system is still in view (the object sits
+	   next to the binary, which the jailed root does not contain); their own later loads
+	   (CPython modules, ICU data) come from /usr, which the root binds. */
+	struct st_error *lerr = NULL;
+	Z.ops = engine__lang_load(&lerr);
+	unsetenv(ENGINE_LANG_LIB_ENV);
+	if (Z.ops == NULL)
+		zygote_fail("%s", st_error_msg(lerr));
 	if (Z.jailed) {
 		/* A user namespace made by a non-root service has setgroups denied (the kernel's
 		   rule for unprivileged gid maps); its supplementary groups are then unmapped
@@ -635,7 +645,7 @@ static __attribute__((noreturn)) void zygote_main(const char *spec)
 	if (r < 0)
 		zygote_fail("%s", st_error_msg(err));
 	if (Z.lang == ENGINE_LANG_JAVASCRIPT) {
-		r = engine__js_zygote_init(Z.js_modules, &err);
+		r = Z.ops->js_zygote_init(Z.js_modules, &err);
 	} else {
 		const char *mods = getenv(ENGINE_PYMODULES_ENV);
 		char *copy = st_xstrdup(mods ? mods : "");
@@ -646,7 +656,7 @@ static __attribute__((noreturn)) void zygote_main(const char *spec)
 		     t = strtok_r(NULL, ",", &save))
 			list[n++] = t;
 		list[n] = NULL;
-		r = engine__py_zygote_init(list, &err);
+		r = Z.ops->py_zygote_init(list, &err);
 	}
 	unsetenv(ENGINE_PYMODULES_ENV);
 	if (r < 0)

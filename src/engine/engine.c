@@ -264,7 +264,7 @@ static int zygote_start(struct engine_pool *pool, struct zygote *z, struct st_er
 	    /* No BLAS/OpenMP threads: the zygote must be single-threaded when it forks. */
 	    "OPENBLAS_NUM_THREADS=1", "OMP_NUM_THREADS=1", "MKL_NUM_THREADS=1",
 	    "NUMEXPR_NUM_THREADS=1", "PYTHONDONTWRITEBYTECODE=1", "PYTHONNOUSERSITE=1"};
-	char *envp[ST_ARRAY_SIZE(fixed_env) + 6];
+	char *envp[ST_ARRAY_SIZE(fixed_env) + 7];
 	size_t ne = 0;
 	envp[ne++] = zenv;
 	envp[ne++] = jsenv;
@@ -279,6 +279,11 @@ static int zygote_start(struct engine_pool *pool, struct zygote *z, struct st_er
 	const char *u = getenv("UBSAN_OPTIONS");
 	if (u)
 		envp[ne++] = ubsan_env = st_xasprintf("UBSAN_OPTIONS=%s", u);
+	/* Where the runtimes' shared object is, when the operator (or a test) says. */
+	char *lang_env = NULL;
+	const char *ll = getenv(ENGINE_LANG_LIB_ENV);
+	if (ll && *ll)
+		envp[ne++] = lang_env = st_xasprintf("%s=%s", ENGINE_LANG_LIB_ENV, ll);
 	envp[ne] = NULL;
 	char arg0[32];
 	snprintf(arg0, sizeof(arg0), "stockade-zygote-%s", engine_language_name(z->lang));
@@ -321,6 +326,7 @@ static int zygote_start(struct engine_pool *pool, struct zygote *z, struct st_er
 	free(jsenv);
 	free(asan_env);
 	free(ubsan_env);
+	free(lang_env);
 	if (pid < 0) {
 		close(ctl[0]);
 		close(sync[1]);

@@ -41,6 +41,29 @@ void unit_skip(const char *why)
 	exit(SKIP_STATUS);
 }
 
+/*
+ * Test binaries live in <build>/tests/, the language runtimes' object in <build>/ (the
+ * executable looks next to itself): point the engine at it unless the caller already did.
+ */
+static void find_lang_lib(void)
+{
+	const char *set = getenv("STOCKADE_LANG_LIB");
+	if (set != NULL && *set != '\0')
+		return;
+	char exe[4096];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return;
+	exe[n] = '\0';
+	char *slash = strrchr(exe, '/');
+	if (slash == NULL)
+		return;
+	*slash = '\0';
+	char path[4200];
+	snprintf(path, sizeof(path), "%s/../libstockade-lang.so", exe);
+	setenv("STOCKADE_LANG_LIB", path, 1);
+}
+
 static int selected(const char *name, int argc, char **argv)
 {
 	if (argc < 2)
@@ -54,6 +77,7 @@ static int selected(const char *name, int argc, char **argv)
 int main(int argc, char **argv)
 {
 	const char *prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+	find_lang_lib();
 	char reason_path[] = "/tmp/unit-skip-XXXXXX";
 	int rfd = mkstemp(reason_path);
 	if (rfd >= 0) {
