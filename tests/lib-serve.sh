@@ -22,6 +22,14 @@ _serve_tmp=
 
 _serve_cleanup() {
   stop_server >/dev/null 2>&1 || true
+  # A data dir too long for socket paths keeps its sandbox state in /run/stockade/sbx-<hash>
+  # (see config__default_workspace_dir); remove the ones this run's data dirs used.
+  local d h
+  for d in "$_serve_tmp"/data-*; do
+    [ -d "$d" ] || continue
+    h=$(printf '%s' "$d/sandboxes" | sha256sum | cut -c1-8)
+    rm -rf "/run/stockade/sbx-$h" "/tmp/stockade/sbx-$h" 2>/dev/null
+  done
   [ -n "$_serve_tmp" ] && rm -rf "$_serve_tmp"
   _serve_tmp=
 }
