@@ -78,12 +78,23 @@ static int t_execute(void *ctx, struct mcp_call *call, json_t *args, json_t **re
 
 /* ---- sandboxes ----------------------------------------------------------------------------- */
 
-static struct sandbox_mgr *mgr(struct st_error **err)
+/* Sandbox tools get the manager from one place, which also says when there is none. */
+typedef int (*sandbox_tool_fn)(struct sandbox_mgr *m, struct mcp_call *call, json_t *args,
+                               json_t **result, struct st_error **err);
+struct sandbox_tool {
+	struct mcp_tool tool;
+	sandbox_tool_fn fn;
+};
+
+static int t_sandbox(void *ctx, struct mcp_call *call, json_t *args, json_t **result,
+                     struct st_error **err)
 {
+	const struct sandbox_tool *st = ctx;
 	struct sandbox_mgr *m = api_sandbox_mgr();
 	if (!m)
-		st_error_make(err, ENODEV, "the agent sandbox is not running in this process");
-	return m;
+		return st_error_make(err, ENODEV,
+		                     "the agent sandbox is not running in this process");
+	return st->fn(m, call, args, result, err);
 }
 
 static const char *str_arg(json_t *args, const char *k)
@@ -112,12 +123,9 @@ static int json_reply(json_t **result, const char *summary, json_t *obj)
 	return 0;
 }
 
-static int t_create(void *ctx, struct mcp_call *call, json_t *args, json_t **result,
+static int t_create(struct sandbox_mgr *m, struct mcp_call *call, json_t *args, json_t **result,
                     struct st_error **err)
 {
-	struct sandbox_mgr *m = mgr(err);
-	if (!m)
-		return -ENODEV;
 	struct sandbox_create_opts o = {.owner = call->principal,
 	                                .env = json_object_get(args, "env"),
 	                                .allow_egress =
@@ -131,12 +139,9 @@ static int t_create(void *ctx, struct mcp_call *call, json_t *args, json_t **res
 	return json_reply(result, "sandbox created; use its id with the other sandbox tools", out);
 }
 
-static int t_restore(void *ctx, struct mcp_call *call, json_t *args, json_t **result,
+static int t_restore(struct sandbox_mgr *m, struct mcp_call *call, json_t *args, json_t **result,
                      struct st_error **err)
 {
-	struct sandbox_mgr *m = mgr(err);
-	if (!m)
-		return -ENODEV;
 	struct sandbox_create_opts o = {.owner = call->principal,
 	                                .env = json_object_get(args, "env"),
 	                                .from_snapshot = str_arg(args, "snapshotId")};
@@ -146,22 +151,16 @@ static int t_restore(void *ctx, struct mcp_call *call, json_t *args, json_t **re
 	return json_reply(result, "sandbox restored from the snapshot", out);
 }
 
-static int t_list(void *ctx, struct mcp_call *call, json_t *args, json_t **result,
+static int t_list(struct sandbox_mgr *m, struct mcp_call *call, json_t *args, json_t **result,
                   struct st_error **err)
 {
-	struct sandbox_mgr *m = mgr(err);
-	if (!m)
-		return -ENODEV;
 	return json_reply(result, NULL,
 	                  json_pack("{s:o}", "sandboxes", sandbox_list(m, call->principal)));
 }
 
-static int t_destroy(void *ctx, struct mcp_call *call, json_t *args, json_t **result,
+static int t_destroy(struct sandbox_mgr *m, struct mcp_call *call, json_t *args, json_t **result,
                      struct st_error **err)
 {
-	struct sandbox_mgr *m = mgr(err);
-	if (!m)
-		return -ENODEV;
 	const char *id = str_arg(args, "sandboxId");
 	if (sandbox_destroy(m, call->principal, id, err) < 0)
 		return tool_error(result, err, "cannot destroy the sandbox");
@@ -169,12 +168,9 @@ static int t_destroy(void *ctx, struct mcp_call *call, json_t *args, json_t **re
 	                  json_pack("{s:s, s:b}", "id", id, "destroyed", 1));
 }
 
-static int t_snapshot(void *ctx, struct mcp_call *call, json_t *args, json_t **result,
+static int t_snapshot(struct sandbox_mgr *m, struct mcp_call *call, json_t *args, json_t **result,
                       struct st_error **err)
 {
-	struct sandbox_mgr *m = mgr(err);
-	if (!m)
-		return -ENODEV;
 	json_t *out = NULL;
 	mcp_call_progress(call, 0, 1, "archiving the workspace");
 	if (sandbox_snapshot(m, call->principal, str_arg(args, "sandboxId"), &out, err) < 0)
@@ -208,12 +204,9 @@ static int on_output(void *ctx, int stream, const void *data, size_t n)
 	return 0;
 }
 
-static int t_exec(void *ctx, struct mcp_call *call, json_t *args, json_t **result,
+static int t_exec(struct sandbox_mgr *m, struct mcp_call *call, json_t *args, json_t **result,
                   struct st_error **err)
 {
-	struct sandbox_mgr *m = mgr(err);
-	if (!m)
-		return -ENODEV;
 	json_t *jargs = json_object_get(args, "args");
 	size_t n = json_array_size(jargs);
 	const char **argv = st_xcalloc(n + 1, sizeof(char *));
@@ -297,12 +290,9 @@ static int on_data(void *ctx, const void *data, size_t n)
 	return st_buf_append(ctx, data, n) == 0 ? 0 : -EFBIG;
 }
 
-static int t_read(void *ctx, struct mcp_call *call, json_t *args, json_t **result,
+static int t_read(struct sandbox_mgr *m, struct mcp_call *call, json_t *args, json_t **result,
                   struct st_error **err)
 {
-	struct sandbox_mgr *m = mgr(err);
-	if (!m)
-		return -ENODEV;
 	struct st_buf b;
 	st_buf_init(&b, FILE_READ_CAP);
 	uint64_t size = 0;
@@ -344,12 +334,9 @@ static int t_read(void *ctx, struct mcp_call *call, json_t *args, json_t **resul
 	return 0;
 }
 
-static int t_write(void *ctx, struct mcp_call *call, json_t *args, json_t **result,
+static int t_write(struct sandbox_mgr *m, struct mcp_call *call, json_t *args, json_t **result,
                    struct st_error **err)
 {
-	struct sandbox_mgr *m = mgr(err);
-	if (!m)
-		return -ENODEV;
 	const char *path = str_arg(args, "path");
 	const char *content = str_arg(args, "content");
 	const char *enc = str_arg(args, "encoding");
@@ -370,12 +357,9 @@ static int t_write(void *ctx, struct mcp_call *call, json_t *args, json_t **resu
 	                  json_pack("{s:s, s:I}", "path", path, "size", (json_int_t)len));
 }
 
-static int t_list_files(void *ctx, struct mcp_call *call, json_t *args, json_t **result,
+static int t_list_files(struct sandbox_mgr *m, struct mcp_call *call, json_t *args, json_t **result,
                         struct st_error **err)
 {
-	struct sandbox_mgr *m = mgr(err);
-	if (!m)
-		return -ENODEV;
 	const char *path = str_arg(args, "path");
 	json_t *out = NULL;
 	if (sandbox_file_list(m, call->principal, str_arg(args, "sandboxId"), path ? path : ".",
@@ -414,99 +398,139 @@ static const struct mcp_tool exec_tools[] = {
      .fn = t_execute},
 };
 
-static const struct mcp_tool sandbox_tools[] = {
-    {.name = "sandbox_create",
-     .title = "Create a sandbox",
-     .description =
-         "Create a persistent, isolated Linux sandbox (gVisor) with a writable workspace. Returns "
-         "its id (pass it to the other sandbox tools) and a preview token. Optionally start from "
-         "a snapshot, set environment variables, or allow outbound HTTP(S) to allow-listed "
-         "domains. Sandboxes expire when idle; destroy them when done.",
-     .input_schema = SCHEMA("\"env\":{\"type\":\"object\",\"additionalProperties\":{\"type\":"
-                            "\"string\"}},"
-                            "\"allowEgress\":{\"type\":\"boolean\"},"
-                            "\"fromSnapshot\":{\"type\":\"string\"}",
-                            ""),
-     .scope = "sandbox:write",
+static struct sandbox_tool sandbox_tools[] = {
+    {.tool =
+         {
+             .name = "sandbox_create",
+             .title = "Create a sandbox",
+             .description =
+                 "Create a persistent, isolated Linux sandbox (gVisor) with a writable workspace. "
+                 "Returns "
+                 "its id (pass it to the other sandbox tools) and a preview token. Optionally "
+                 "start from "
+                 "a snapshot, set environment variables, or allow outbound HTTP(S) to allow-listed "
+                 "domains. Sandboxes expire when idle; destroy them when done.",
+             .input_schema =
+                 SCHEMA("\"env\":{\"type\":\"object\",\"additionalProperties\":{\"type\":"
+                        "\"string\"}},"
+                        "\"allowEgress\":{\"type\":\"boolean\"},"
+                        "\"fromSnapshot\":{\"type\":\"string\"}",
+                        ""),
+             .scope = "sandbox:write",
+         },
      .fn = t_create},
-    {.name = "sandbox_list",
-     .title = "List sandboxes",
-     .description = "List your sandboxes with their ids, states and expiry times.",
-     .input_schema = SCHEMA("", ""),
-     .scope = "sandbox:read",
-     .read_only = true,
+    {.tool =
+         {
+             .name = "sandbox_list",
+             .title = "List sandboxes",
+             .description = "List your sandboxes with their ids, states and expiry times.",
+             .input_schema = SCHEMA("", ""),
+             .scope = "sandbox:read",
+             .read_only = true,
+         },
      .fn = t_list},
-    {.name = "sandbox_exec",
-     .title = "Run a command in a sandbox",
-     .description =
-         "Run a command in a sandbox's workspace and get its exit code, stdout and stderr. cmd "
-         "is the program (e.g. \"bash\") and args its arguments (e.g. [\"-c\", \"ls -la\"]). "
-         "Use background: true to start a long-running server and return at once. Output is "
-         "streamed as progress when the client asks for progress.",
-     .input_schema = SCHEMA(
-         ID_PROP ",\"cmd\":{\"type\":\"string\"},"
+    {.tool =
+         {
+             .name = "sandbox_exec",
+             .title = "Run a command in a sandbox",
+             .description = "Run a command in a sandbox's workspace and get its exit code, stdout "
+                            "and stderr. cmd "
+                            "is the program (e.g. \"bash\") and args its arguments (e.g. [\"-c\", "
+                            "\"ls -la\"]). "
+                            "Use background: true to start a long-running server and return at "
+                            "once. Output is "
+                            "streamed as progress when the client asks for progress.",
+             .input_schema = SCHEMA(
+                 ID_PROP
+                 ",\"cmd\":{\"type\":\"string\"},"
                  "\"args\":{\"type\":\"array\",\"items\":{\"type\":\"string\"}},"
                  "\"cwd\":{\"type\":\"string\",\"description\":\"Relative to the workspace.\"},"
                  "\"env\":{\"type\":\"object\",\"additionalProperties\":{\"type\":\"string\"}},"
                  "\"stdin\":{\"type\":\"string\"},"
                  "\"timeoutMs\":{\"type\":\"integer\",\"minimum\":1},"
                  "\"background\":{\"type\":\"boolean\"}",
-         "\"sandboxId\",\"cmd\""),
-     .scope = "sandbox:write",
+                 "\"sandboxId\",\"cmd\""),
+             .scope = "sandbox:write",
+         },
      .fn = t_exec},
-    {.name = "sandbox_read_file",
-     .title = "Read a file",
-     .description = "Read a file from a sandbox's workspace (up to 1 MiB). Text comes back as is; "
-                    "binary content as base64.",
-     .input_schema = SCHEMA(ID_PROP ",\"path\":{\"type\":\"string\",\"description\":\"Relative "
-                                    "to the workspace.\"}",
-                            "\"sandboxId\",\"path\""),
-     .scope = "sandbox:read",
-     .read_only = true,
+    {.tool =
+         {
+             .name = "sandbox_read_file",
+             .title = "Read a file",
+             .description =
+                 "Read a file from a sandbox's workspace (up to 1 MiB). Text comes back as is; "
+                 "binary content as base64.",
+             .input_schema =
+                 SCHEMA(ID_PROP ",\"path\":{\"type\":\"string\",\"description\":\"Relative "
+                                "to the workspace.\"}",
+                        "\"sandboxId\",\"path\""),
+             .scope = "sandbox:read",
+             .read_only = true,
+         },
      .fn = t_read},
-    {.name = "sandbox_write_file",
-     .title = "Write a file",
-     .description = "Create or replace a file in a sandbox's workspace; missing parent "
-                    "directories are created. encoding is utf8 (default) or base64 for binary "
-                    "content.",
-     .input_schema = SCHEMA(ID_PROP ",\"path\":{\"type\":\"string\"},"
-                                    "\"content\":{\"type\":\"string\"},"
-                                    "\"encoding\":{\"type\":\"string\",\"enum\":[\"utf8\","
-                                    "\"base64\"]}",
-                            "\"sandboxId\",\"path\",\"content\""),
-     .scope = "sandbox:write",
+    {.tool =
+         {
+             .name = "sandbox_write_file",
+             .title = "Write a file",
+             .description =
+                 "Create or replace a file in a sandbox's workspace; missing parent "
+                 "directories are created. encoding is utf8 (default) or base64 for binary "
+                 "content.",
+             .input_schema = SCHEMA(ID_PROP ",\"path\":{\"type\":\"string\"},"
+                                            "\"content\":{\"type\":\"string\"},"
+                                            "\"encoding\":{\"type\":\"string\",\"enum\":[\"utf8\","
+                                            "\"base64\"]}",
+                                    "\"sandboxId\",\"path\",\"content\""),
+             .scope = "sandbox:write",
+         },
      .fn = t_write},
-    {.name = "sandbox_list_files",
-     .title = "List a directory",
-     .description = "List a directory of a sandbox's workspace with names, types and sizes.",
-     .input_schema = SCHEMA(ID_PROP ",\"path\":{\"type\":\"string\",\"description\":\"Relative "
-                                    "to the workspace; default the workspace itself.\"}",
-                            "\"sandboxId\""),
-     .scope = "sandbox:read",
-     .read_only = true,
+    {.tool =
+         {
+             .name = "sandbox_list_files",
+             .title = "List a directory",
+             .description =
+                 "List a directory of a sandbox's workspace with names, types and sizes.",
+             .input_schema =
+                 SCHEMA(ID_PROP ",\"path\":{\"type\":\"string\",\"description\":\"Relative "
+                                "to the workspace; default the workspace itself.\"}",
+                        "\"sandboxId\""),
+             .scope = "sandbox:read",
+             .read_only = true,
+         },
      .fn = t_list_files},
-    {.name = "sandbox_snapshot",
-     .title = "Snapshot a sandbox",
-     .description = "Save the sandbox's workspace as an encrypted snapshot and return its id. "
-                    "Restore it later with sandbox_restore.",
-     .input_schema = SCHEMA(ID_PROP, "\"sandboxId\""),
-     .scope = "sandbox:write",
+    {.tool =
+         {
+             .name = "sandbox_snapshot",
+             .title = "Snapshot a sandbox",
+             .description =
+                 "Save the sandbox's workspace as an encrypted snapshot and return its id. "
+                 "Restore it later with sandbox_restore.",
+             .input_schema = SCHEMA(ID_PROP, "\"sandboxId\""),
+             .scope = "sandbox:write",
+         },
      .fn = t_snapshot},
-    {.name = "sandbox_restore",
-     .title = "Restore a snapshot",
-     .description = "Create a new sandbox whose workspace is the content of a snapshot.",
-     .input_schema = SCHEMA("\"snapshotId\":{\"type\":\"string\"},"
-                            "\"env\":{\"type\":\"object\",\"additionalProperties\":{\"type\":"
-                            "\"string\"}}",
-                            "\"snapshotId\""),
-     .scope = "sandbox:write",
+    {.tool =
+         {
+             .name = "sandbox_restore",
+             .title = "Restore a snapshot",
+             .description = "Create a new sandbox whose workspace is the content of a snapshot.",
+             .input_schema =
+                 SCHEMA("\"snapshotId\":{\"type\":\"string\"},"
+                        "\"env\":{\"type\":\"object\",\"additionalProperties\":{\"type\":"
+                        "\"string\"}}",
+                        "\"snapshotId\""),
+             .scope = "sandbox:write",
+         },
      .fn = t_restore},
-    {.name = "sandbox_destroy",
-     .title = "Destroy a sandbox",
-     .description = "Stop a sandbox and delete its workspace. Snapshots are kept.",
-     .input_schema = SCHEMA(ID_PROP, "\"sandboxId\""),
-     .scope = "sandbox:write",
-     .destructive = true,
+    {.tool =
+         {
+             .name = "sandbox_destroy",
+             .title = "Destroy a sandbox",
+             .description = "Stop a sandbox and delete its workspace. Snapshots are kept.",
+             .input_schema = SCHEMA(ID_PROP, "\"sandboxId\""),
+             .scope = "sandbox:write",
+             .destructive = true,
+         },
      .fn = t_destroy},
 };
 
@@ -527,8 +551,9 @@ int mcp__register_tools(struct mcp_server *s, struct app *app, struct st_error *
 	}
 	if (api_sandbox_mgr()) {
 		for (size_t i = 0; i < ST_ARRAY_SIZE(sandbox_tools); i++) {
-			struct mcp_tool t = sandbox_tools[i];
-			t.ctx = app;
+			struct mcp_tool t = sandbox_tools[i].tool;
+			t.fn = t_sandbox;
+			t.ctx = &sandbox_tools[i];
 			int r = mcp_add_tool(s, &t, err);
 			if (r < 0)
 				return r;
