@@ -366,7 +366,11 @@ static int h_exec(struct http_request *req, void *ctx)
 	struct sandbox_exec_result res;
 	struct st_error *err = NULL;
 	int r = sandbox_exec(g_mgr, j->owner, j->id, &j->rq, collect_out, j, &res, &err);
-	if (r < 0 && r != -ENOENT && st_str_has_prefix(st_error_msg(err), "cannot run")) {
+	if (r == -EAGAIN && st_str_has_prefix(st_error_msg(err), "cannot run")) {
+		/* The sandbox's own process limit is full (e.g. a fork bomb inside): not the
+		   request's fault, and it may pass once those processes are gone. */
+		api_reply_busy(req, 503, 2, "sandbox_process_limit", st_error_msg(err));
+	} else if (r < 0 && r != -ENOENT && st_str_has_prefix(st_error_msg(err), "cannot run")) {
 		http_reply_error(req, 400, "command_not_runnable", st_error_msg(err), NULL);
 	} else if (r < 0 && st_str_has_prefix(st_error_msg(err), "cannot run")) {
 		http_reply_error(req, 400, "command_not_found", st_error_msg(err), NULL);
