@@ -12,10 +12,17 @@
  *   POST   /api/v1/sandboxes/{id}/files/mkdir?path=
  *   GET    /api/v1/sandboxes/{id}/files/list?path=
  *   POST   /api/v1/sandboxes/{id}/pause | /resume | /snapshots
+ *   GET    /api/v1/sandboxes/{id}/snapshots       that sandbox's snapshots (the caller's)
+ *   GET    /api/v1/snapshots                      the caller's snapshots (?sandboxId= narrows)
+ *   GET    /api/v1/snapshots/{id}
+ *   DELETE /api/v1/snapshots/{id}                 record and object
+ *   POST   /sandboxes/{id}/exec                   direct exec with that sandbox's token
  *   *      /sandboxes/{id}/ports/{port}/...       preview proxy (sandbox token, not API token)
  *
- * The API principal (token name / JWT sub) owns the sandboxes it creates; another principal
- * gets 404 for them. The preview proxy authenticates with the sandbox's ES256 token from
+ * The API principal (token name / JWT sub) owns the sandboxes and snapshots it creates; another
+ * principal gets 404 for them. Direct exec accepts only `Authorization: Bearer <sandbox token>`
+ * (never the query parameter or the cookie, so a page served by the preview cannot run
+ * commands through a browser's cookie). The preview proxy authenticates with the sandbox's ES256 token from
  * `Authorization: Bearer`, the `stockade_token` query parameter (which also sets a cookie
  * scoped to that sandbox's path and is stripped before forwarding), or that cookie.
  */
@@ -27,12 +34,14 @@
 #include "blob/blob.h"
 #include "config/config.h"
 #include "sandbox/sandbox.h"
+#include "store/store.h"
 
 #define OUTPUT_CAP (1024 * 1024)
 #define TOKEN_COOKIE "stockade_sandbox_token"
 
 static struct sandbox_mgr *g_mgr;
 static struct blob_store *g_blob_owned;
+static struct store *g_store; /* namespace agent_executor */
 
 /* ---- error mapping ----------------------------------------------------------------------- */
 
@@ -215,6 +224,53 @@ static int h_snapshot(struct http_request *req, void *ctx)
 	return 0;
 }
 
+static int h_snapshot_list(struct http_request *req, void *ctx)
+{
+	/* ctx set: /sandboxes/{id}/snapshots; else /snapshots with an optional ?sandboxId= */
+	const char *sid = ctx ? http_param(req, "id") : http_query(req, "sandboxId");
+	json_t *list = NULL;
+	struct st_error *err = NULL;
+	int r = sandbox_snapshot_list(g_mgr, owner_of(req), sid, &list, &err);
+	if (r < 0)
+		reply_err(req, r, err);
+	else
+		http_reply_json(req, 200, json_pack("{s:o}", "snapshots", list));
+	st_error_free(err);
+	return 0;
+}
+
+static int h_snapshot_get(struct http_request *req, void *ctx)
+{
+	(void)ctx;
+	json_t *out = NULL;
+	struct st_error *err = NULL;
+	int r = sandbox_snapshot_get(g_mgr, owner_of(req), http_param(req, "id"), &out, &err);
+	if (r < 0)
+		reply_err(req, r, err);
+	else
+		http_reply_json(req, 200, out);
+	st_error_free(err);
+	return 0;
+}
+
+static int h_snapshot_delete(struct http_request *req, void *ctx)
+{
+	(void)ctx;
+	struct st_error *err = NULL;
+	const char *id = http_param(req, "id");
+	int r = sandbox_snapshot_delete(g_mgr, owner_of(req), id, &err);
+	if (r == -EBUSY) {
+		http_reply_header(req, "Retry-After", "5");
+		http_reply_error(req, 409, "snapshot_busy", st_error_msg(err), NULL);
+	} else if (r < 0) {
+		reply_err(req, r, err);
+	} else {
+		http_reply_json(req, 200, json_pack("{s:s,s:b}", "id", id, "deleted", 1));
+	}
+	st_error_free(err);
+	return 0;
+}
+
 /* ---- exec ---------------------------------------------------------------------------------- */
 
 struct exec_job {
@@ -300,9 +356,9 @@ static void exec_stream_thread(struct http_stream *s, void *ctx)
 	job_free(j);
 }
 
-static int h_exec(struct http_request *req, void *ctx)
+/* owner NULL: direct exec, already authorised by the sandbox's own token. */
+static int exec_as(struct http_request *req, const char *owner)
 {
-	(void)ctx;
 	json_t *body = http_body_json(req);
 	if (!body)
 		return 0;
@@ -310,7 +366,7 @@ static int h_exec(struct http_request *req, void *ctx)
 	j->body = body;
 	st_buf_init(&j->out, OUTPUT_CAP);
 	st_buf_init(&j->errb, OUTPUT_CAP);
-	j->owner = st_xstrdup(owner_of(req));
+	j->owner = owner ? st_xstrdup(owner) : NULL;
 	j->id = st_xstrdup(http_param(req, "id"));
 	const char *cmd = NULL, *cwd = NULL, *in = NULL;
 	uint64_t timeout = 0;
@@ -390,6 +446,31 @@ static int h_exec(struct http_request *req, void *ctx)
 fail:
 	job_free(j);
 	return 0;
+}
+
+static int h_exec(struct http_request *req, void *ctx)
+{
+	(void)ctx;
+	return exec_as(req, owner_of(req));
+}
+
+/* POST /sandboxes/{id}/exec: the same request and reply as the API route, authenticated by that
+ * sandbox's ES256 token (SPEC: sandbox access, direct exec) instead of an API token. */
+static int h_exec_direct(struct http_request *req, void *ctx)
+{
+	(void)ctx;
+	const char *tok = http_bearer_token(req);
+	struct st_error *err = NULL;
+	if (!tok || sandbox_token_check(g_mgr, http_param(req, "id"), tok, &err) < 0) {
+		int r = http_reply_error(req, 401, "invalid_sandbox_token",
+		                         tok ? st_error_msg(err)
+		                             : "missing sandbox token: send 'Authorization: Bearer "
+		                               "<the token create returned>'",
+		                         NULL);
+		st_error_free(err);
+		return r;
+	}
+	return exec_as(req, NULL);
 }
 
 /* ---- files --------------------------------------------------------------------------------- */
@@ -792,6 +873,9 @@ static void on_shutdown(void *ctx, int64_t deadline_ms)
 	(void)deadline_ms;
 	sandbox_mgr_free(g_mgr);
 	g_mgr = NULL;
+	if (g_store)
+		store_free(g_store);
+	g_store = NULL;
 	if (g_blob_owned)
 		blob_close(g_blob_owned);
 	g_blob_owned = NULL;
@@ -867,12 +951,26 @@ int api_register_sandbox(struct http_server *srv, struct app *app, struct st_err
 		state = st_xasprintf("%s/sandboxes", app->data_dir ? app->data_dir : "./data");
 	o.state_dir = state;
 	o.blob = g_blob_owned;
-	int r = sandbox_mgr_open(&o, &g_mgr, err);
+	int r;
+	/* Sandbox and snapshot records: the agent sandbox's own database (rr.agentSandbox.postgres,
+	 * else inherited from postgresql on schema agent_executor, else the SQLite file). */
+	if (app->config && (r = store_open_config(app->config, "agent_executor", &g_store, err)) < 0) {
+		free(allowed);
+		free(backend);
+		free(blocked);
+		return st_error_wrap(err, "agent sandbox: cannot open its state store");
+	}
+	o.store = g_store;
+	r = sandbox_mgr_open(&o, &g_mgr, err);
 	free(allowed);
 	free(backend);
 	free(blocked);
-	if (r < 0)
+	if (r < 0) {
+		if (g_store)
+			store_free(g_store);
+		g_store = NULL;
 		return st_error_wrap(err, "agent sandbox");
+	}
 
 	static const struct {
 		const char *method, *pattern;
@@ -895,6 +993,12 @@ int api_register_sandbox(struct http_server *srv, struct app *app, struct st_err
 	    {"POST", "/api/v1/sandboxes/{id}/pause", h_state, (void *)1, HTTP_AUTH_API_TOKEN},
 	    {"POST", "/api/v1/sandboxes/{id}/resume", h_state, NULL, HTTP_AUTH_API_TOKEN},
 	    {"POST", "/api/v1/sandboxes/{id}/snapshots", h_snapshot, NULL, HTTP_AUTH_API_TOKEN},
+	    {"GET", "/api/v1/sandboxes/{id}/snapshots", h_snapshot_list, (void *)1,
+	     HTTP_AUTH_API_TOKEN},
+	    {"GET", "/api/v1/snapshots", h_snapshot_list, NULL, HTTP_AUTH_API_TOKEN},
+	    {"GET", "/api/v1/snapshots/{id}", h_snapshot_get, NULL, HTTP_AUTH_API_TOKEN},
+	    {"DELETE", "/api/v1/snapshots/{id}", h_snapshot_delete, NULL, HTTP_AUTH_API_TOKEN},
+	    {"POST", "/sandboxes/{id}/exec", h_exec_direct, NULL, HTTP_AUTH_CUSTOM},
 	    {"*", "/sandboxes/{id}/ports/{port}/*", h_preview, NULL, HTTP_AUTH_CUSTOM},
 	};
 	for (size_t i = 0; i < ST_ARRAY_SIZE(routes); i++)

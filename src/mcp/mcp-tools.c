@@ -179,6 +179,25 @@ static int t_snapshot(struct sandbox_mgr *m, struct mcp_call *call, json_t *args
 	return json_reply(result, "snapshot stored; restore it with sandbox_restore", out);
 }
 
+static int t_snapshot_list(struct sandbox_mgr *m, struct mcp_call *call, json_t *args,
+                           json_t **result, struct st_error **err)
+{
+	json_t *list = NULL;
+	if (sandbox_snapshot_list(m, call->principal, str_arg(args, "sandboxId"), &list, err) < 0)
+		return tool_error(result, err, "cannot list snapshots");
+	return json_reply(result, NULL, json_pack("{s:o}", "snapshots", list));
+}
+
+static int t_snapshot_delete(struct sandbox_mgr *m, struct mcp_call *call, json_t *args,
+                             json_t **result, struct st_error **err)
+{
+	const char *id = str_arg(args, "snapshotId");
+	if (sandbox_snapshot_delete(m, call->principal, id, err) < 0)
+		return tool_error(result, err, "cannot delete the snapshot");
+	return json_reply(result, "snapshot deleted",
+	                  json_pack("{s:s, s:b}", "id", id, "deleted", 1));
+}
+
 struct exec_out {
 	struct mcp_call *call;
 	struct st_buf out, err;
@@ -522,6 +541,27 @@ static struct sandbox_tool sandbox_tools[] = {
              .scope = "sandbox:write",
          },
      .fn = t_restore},
+    {.tool =
+         {
+             .name = "sandbox_snapshot_list",
+             .title = "List snapshots",
+             .description = "List your snapshots (newest first) with their ids, sizes and the "
+                            "sandbox each was taken from; give sandboxId for one sandbox's.",
+             .input_schema = SCHEMA("\"sandboxId\":{\"type\":\"string\"}", ""),
+             .scope = "sandbox:read",
+             .read_only = true,
+         },
+     .fn = t_snapshot_list},
+    {.tool =
+         {
+             .name = "sandbox_snapshot_delete",
+             .title = "Delete a snapshot",
+             .description = "Delete a snapshot for good (its stored archive too).",
+             .input_schema = SCHEMA("\"snapshotId\":{\"type\":\"string\"}", "\"snapshotId\""),
+             .scope = "sandbox:write",
+             .destructive = true,
+         },
+     .fn = t_snapshot_delete},
     {.tool =
          {
              .name = "sandbox_destroy",

@@ -13,6 +13,8 @@
 #include "common/common.h"
 #include "sandbox/sandbox.h"
 
+struct sandbox_records;
+
 #define SANDBOX_ID_LEN 24 /* "sb-" + 20 hex + NUL fits in 24 */
 
 /*
@@ -41,6 +43,7 @@ struct sandbox {
 	pthread_t egress_thread;
 	bool egress_running;
 	void *egress_mgr; /* struct sandbox_mgr *, for the egress threads */
+	int64_t stored_active_ms; /* last_active_ms as last written to the state store */
 	struct sandbox *next;
 };
 
@@ -60,6 +63,7 @@ struct sandbox_mgr {
 	bool stopping;
 	pthread_t sweeper;
 	bool sweeper_running;
+	struct sandbox_records *st; /* the records in the state store (sandbox-state.c) */
 };
 
 /* ---- agent protocol client (sandbox-agentproto.c) ----------------------------------------- */
@@ -101,12 +105,65 @@ void sandbox__sb_unref(struct sandbox_mgr *m, struct sandbox *sb);
 
 /* ---- snapshots (sandbox-snapshot.c) ------------------------------------------------------ */
 
-/* Archive dir into a sealed blob; *snap_id is new (heap). */
-int sandbox__snapshot_save(struct sandbox_mgr *m, const char *owner, const char *ws_dir,
-                           char **snap_id, uint64_t *bytes, struct st_error **err);
+/* Archive dir into a sealed blob recorded in the state store; *snap_id is new (heap). */
+int sandbox__snapshot_save(struct sandbox_mgr *m, const char *owner, const char *sandbox_id,
+                           const char *ws_dir, char **snap_id, uint64_t *bytes, char sha256[65],
+                           struct st_error **err);
 /* Verify and extract snapshot into ws_dir (which must be empty). */
 int sandbox__snapshot_restore(struct sandbox_mgr *m, const char *owner, const char *snap_id,
                               const char *ws_dir, struct st_error **err);
+
+/* ---- records in the state store and recovery (sandbox-state.c) ---------------------------- */
+
+/* Open (or adopt m->o.store) and migrate the agent_sandbox tables. */
+int sandbox__state_open(struct sandbox_mgr *m, struct st_error **err);
+void sandbox__state_close(struct sandbox_mgr *m);
+/* A new sandbox's row (state pool, no owner), written before anything exists on the host. */
+int sandbox__state_boot(struct sandbox_mgr *m, struct sandbox *sb, struct st_error **err);
+/* The claim: owner, timeouts, env, network policy, snapshot; state running. */
+int sandbox__state_claim(struct sandbox_mgr *m, struct sandbox *sb, struct st_error **err);
+/* running / paused (failures are logged). */
+void sandbox__state_set(struct sandbox_mgr *m, const char *id, const char *state);
+/* The end: destroyed / expired / lost / failed from `why` (pool rows are deleted). */
+void sandbox__state_end(struct sandbox_mgr *m, const char *id, const char *why);
+/* Write changed last-activity times (the sweeper; at most every 2 s). */
+void sandbox__state_flush_activity(struct sandbox_mgr *m, bool force);
+/* 0 when owner has (or had) sandbox id, else -ENOENT. */
+int sandbox__state_owned(struct sandbox_mgr *m, const char *owner, const char *id,
+                         struct st_error **err);
+/* Re-adopt or clean up what a previous process left (at open, before the sweeper). */
+void sandbox__recover(struct sandbox_mgr *m);
+/* Remove what the host may still hold for a sandbox id: mounts under dir (may be NULL) and
+ * its cgroups (processes left in them are killed). */
+void sandbox__host_cleanup(const char *id, const char *dir);
+
+/* One snapshot record as the snapshot code needs it. */
+struct sandbox_snaprec {
+	char *key; /* blob key (or path under state_dir/snapshots) */
+	bool local;
+	uint64_t size;
+	char sha256[65]; /* of the sealed object */
+	int64_t created_at; /* wall ms */
+	bool reading; /* a reader is registered (sandbox__snaprec_close releases it) */
+};
+/* Record a snapshot about to be uploaded (state saving; hashes sealed_fd by pread). */
+int sandbox__snaprec_begin(struct sandbox_mgr *m, const char *owner, const char *sandbox_id,
+                           const char *snap_id, const char *key, int sealed_fd,
+                           struct sandbox_snaprec *rec, struct st_error **err);
+/* stored: the upload completed (ready); else the row is dropped. */
+int sandbox__snaprec_finish(struct sandbox_mgr *m, const char *snap_id, bool stored,
+                            struct st_error **err);
+/* 1: found and a reader registered; 0: no record of that id at all (legacy); <0 -ENOENT... */
+int sandbox__snaprec_open(struct sandbox_mgr *m, const char *owner, const char *snap_id,
+                          struct sandbox_snaprec *rec, struct st_error **err);
+void sandbox__snaprec_close(struct sandbox_mgr *m, const char *snap_id,
+                            struct sandbox_snaprec *rec);
+int sandbox__sha256_fd(int fd, char out[65]);
+
+/* Record helpers of sandbox.c used by recovery. */
+struct sandbox *sandbox__sb_new(struct sandbox_mgr *m, const char *id);
+void sandbox__sb_free(struct sandbox *sb);
+void sandbox__sb_teardown(struct sandbox_mgr *m, struct sandbox *sb);
 
 /* ---- tokens and egress (sandbox-proxy.c) ------------------------------------------------- */
 

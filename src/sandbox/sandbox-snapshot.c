@@ -16,6 +16,12 @@
  * Keys: <first 16 hex of sha256(owner)>/<snapshot id> in the snapshots blob store (whose own
  * prefix, "snapshots/" by default, keeps them apart from other subsystems), or
  * state_dir/snapshots/<same> without one: another owner's id simply does not exist for a caller.
+ *
+ * Records: each snapshot has a row in the state store (sandbox-state.c) written before the
+ * upload (saving -> ready), with the object's size and SHA-256; restore finds the object through
+ * the row (owner checked there), registers as a reader so a concurrent delete waits, and checks
+ * size and hash before decrypting. A snapshot from before the state store (no row at all) is
+ * still restored from its owner-derived key.
  */
 #include <archive.h>
 #include <archive_entry.h>
@@ -51,6 +57,9 @@ static int tmpfile_in(const char *dir, struct st_error **err)
 		return st_error_make(err, errno, "cannot create a temp file in '%s'", dir);
 	return fd;
 }
+
+static int store_object(struct sandbox_mgr *m, const char *key, const char *pre, int sealed,
+                        struct st_error **err);
 
 static int archive_dir(const char *dir, int out_fd, struct st_error **err)
 {
@@ -206,8 +215,9 @@ out:
 	return r;
 }
 
-int sandbox__snapshot_save(struct sandbox_mgr *m, const char *owner, const char *ws_dir,
-                           char **snap_id, uint64_t *bytes, struct st_error **err)
+int sandbox__snapshot_save(struct sandbox_mgr *m, const char *owner, const char *sandbox_id,
+                           const char *ws_dir, char **snap_id, uint64_t *bytes, char sha256[65],
+                           struct st_error **err)
 {
 	if (!m->has_key)
 		return st_error_make(
@@ -242,6 +252,36 @@ int sandbox__snapshot_save(struct sandbox_mgr *m, const char *owner, const char 
 	cleanup_free char *id = st_xasprintf("snap-%s", hex);
 	cleanup_free char *pre = owner_prefix(owner);
 	cleanup_free char *key = st_xasprintf("%s/%s", pre, id);
+	struct sandbox_snaprec rec;
+	if ((r = sandbox__snaprec_begin(m, owner, sandbox_id, id, key, sealed, &rec, err)) < 0)
+		return r;
+	r = store_object(m, key, pre, sealed, err);
+	struct st_error *e2 = NULL;
+	int f = sandbox__snaprec_finish(m, id, r == 0, &e2);
+	if (r == 0 && f < 0) {
+		/* Not recorded as stored: the object goes too, or it would be invisible. */
+		r = f;
+		*err = e2;
+		e2 = NULL;
+		sandbox__snaprec_finish(m, id, false, NULL);
+		if (m->o.blob)
+			blob_delete(m->o.blob, key, NULL);
+	}
+	st_error_free(e2);
+	if (r < 0)
+		return st_error_wrap(err, "cannot store the snapshot");
+	*snap_id = steal_pointer(&id);
+	*bytes = (uint64_t)st.st_size;
+	memcpy(sha256, rec.sha256, 65);
+	st_log(ST_LOG_INFO, "snapshot '%s' of sandbox '%s' stored (%llu bytes)", *snap_id,
+	       sandbox_id, (unsigned long long)st.st_size);
+	return 0;
+}
+
+static int store_object(struct sandbox_mgr *m, const char *key, const char *pre, int sealed,
+                        struct st_error **err)
+{
+	int r = 0;
 	if (m->o.blob) {
 		r = blob_put_fd(m->o.blob, key, sealed, NULL, 0, err);
 	} else {
@@ -266,30 +306,30 @@ int sandbox__snapshot_save(struct sandbox_mgr *m, const char *owner, const char 
 		if (r < 0)
 			unlink(part);
 	}
-	if (r < 0)
-		return st_error_wrap(err, "cannot store the snapshot");
-	*snap_id = steal_pointer(&id);
-	*bytes = (uint64_t)st.st_size;
-	st_log(ST_LOG_INFO, "snapshot '%s' stored (%llu bytes)", *snap_id,
-	       (unsigned long long)st.st_size);
-	return 0;
+	return r;
 }
 
-int sandbox__snapshot_restore(struct sandbox_mgr *m, const char *owner, const char *snap_id,
-                              const char *ws_dir, struct st_error **err)
+/*
+ * Get the sealed object into a private fd (a temp copy from blob storage, or the local file,
+ * which an open fd keeps whole even if it is deleted meanwhile) and, when the record has them,
+ * check its size and hash. rec NULL: a snapshot from before the state store.
+ */
+static int fetch_object(struct sandbox_mgr *m, const char *owner, const char *snap_id,
+                        const struct sandbox_snaprec *rec, const char *tmpdir, int *out,
+                        struct st_error **err)
 {
-	if (!snap_id_valid(snap_id))
-		return st_error_make(err, ENOENT, "no snapshot '%s'", snap_id ? snap_id : "");
-	if (!m->has_key)
-		return st_error_make(err, EACCES, "snapshots need rr.agentSandbox.encryptionKey");
-	cleanup_free char *tmpdir = st_xasprintf("%s/tmp", m->state_dir);
-	int r = st_mkdir_p(tmpdir, 0700, err);
-	if (r < 0)
-		return r;
 	cleanup_free char *pre = owner_prefix(owner);
-	cleanup_free char *key = st_xasprintf("%s/%s", pre, snap_id);
+	cleanup_free char *legacy = st_xasprintf("%s/%s", pre, snap_id);
+	const char *key = rec && rec->key ? rec->key : legacy;
+	bool local = rec ? rec->local : !m->o.blob;
 	cleanup_close int sealed = -1;
-	if (m->o.blob) {
+	int r = 0;
+	if (!local) {
+		if (!m->o.blob)
+			return st_error_make(err, 0,
+			                     "snapshot '%s' is in blob storage, but no snapshot blob "
+			                     "store is configured",
+			                     snap_id);
 		sealed = tmpfile_in(tmpdir, err);
 		if (sealed < 0)
 			return sealed;
@@ -309,6 +349,46 @@ int sandbox__snapshot_restore(struct sandbox_mgr *m, const char *owner, const ch
 			return st_error_make(err, errno == ENOENT ? ENOENT : errno,
 			                     "no snapshot '%s'", snap_id);
 	}
+	if (rec && rec->sha256[0]) {
+		struct stat sb;
+		char sha[65] = "";
+		if (fstat(sealed, &sb) < 0)
+			return st_error_make(err, errno, "fstat");
+		if ((r = sandbox__sha256_fd(sealed, sha)) < 0)
+			return st_error_make(err, -r, "cannot hash snapshot '%s'", snap_id);
+		if ((uint64_t)sb.st_size != rec->size || strcmp(sha, rec->sha256) != 0)
+			return st_error_make(
+			    err, EACCES,
+			    "snapshot '%s' failed its integrity check (tampered, truncated or "
+			    "sealed with another key): the stored object is %llu bytes with "
+			    "SHA-256 %.12s..., the record says %llu bytes, %.12s...",
+			    snap_id, (unsigned long long)sb.st_size, sha,
+			    (unsigned long long)rec->size, rec->sha256);
+	}
+	*out = steal_fd(&sealed);
+	return 0;
+}
+
+int sandbox__snapshot_restore(struct sandbox_mgr *m, const char *owner, const char *snap_id,
+                              const char *ws_dir, struct st_error **err)
+{
+	if (!snap_id_valid(snap_id))
+		return st_error_make(err, ENOENT, "no snapshot '%s'", snap_id ? snap_id : "");
+	if (!m->has_key)
+		return st_error_make(err, EACCES, "snapshots need rr.agentSandbox.encryptionKey");
+	cleanup_free char *tmpdir = st_xasprintf("%s/tmp", m->state_dir);
+	int r = st_mkdir_p(tmpdir, 0700, err);
+	if (r < 0)
+		return r;
+	struct sandbox_snaprec rec;
+	int found = sandbox__snaprec_open(m, owner, snap_id, &rec, err);
+	if (found < 0)
+		return found;
+	cleanup_close int sealed = -1;
+	r = fetch_object(m, owner, snap_id, found ? &rec : NULL, tmpdir, &sealed, err);
+	sandbox__snaprec_close(m, snap_id, &rec);
+	if (r < 0)
+		return r;
 	cleanup_close int plain = tmpfile_in(tmpdir, err);
 	if (plain < 0)
 		return plain;

@@ -12,11 +12,11 @@
  *
  * Invariants: m->lock guards the list, every field of every sandbox except the immutable ones
  * (id, dir, sock) and the counters. No runsc command or agent request runs under the lock.
- * Each claimed sandbox has sb/<id>/meta.json on disk (written before the claim returns); the
- * runsc root and that directory are the only record recovery needs: at open, a sandbox whose
- * runtime still runs and whose agent answers is re-adopted, anything else is deleted (runtime,
- * mount, directory) and logged as lost. Snapshots live in blob storage, never under sb/, so
- * cleaning a lost sandbox never loses one.
+ * Every sandbox has a row in the state store (sandbox-state.c) from before its boot touches the
+ * host until its teardown is done; the claim is recorded before create returns. At open,
+ * recovery re-adopts from those rows a sandbox whose runtime still runs and whose agent
+ * answers, and deletes anything else (runtime, cgroups, mounts, directory), marking it lost.
+ * Snapshots live in blob storage, never under sb/, so cleaning a lost sandbox never loses one.
  *
  * Limits: maxTotalJobs bounds claimed sandboxes; the pool fills only into the room left;
  * maxConcurrentCreates bounds boots in flight (pool refills included); perUserSandboxLimit
@@ -216,21 +216,6 @@ static json_t *sb_json_locked(struct sandbox_mgr *m, struct sandbox *sb)
 	return j;
 }
 
-static int meta_write(struct sandbox_mgr *m, struct sandbox *sb, struct st_error **err)
-{
-	pthread_mutex_lock(&m->lock);
-	json_t *j = json_pack("{s:s,s:s?,s:I,s:I,s:I,s:b,s:O?,s:s?}", "id", sb->id, "owner",
-	                      sb->owner, "createdWallS", (json_int_t)sb->created_wall_s,
-	                      "lifetimeMs", (json_int_t)sb->lifetime_ms, "idleTimeoutMs",
-	                      (json_int_t)sb->idle_timeout_ms, "allowEgress", sb->allow_egress,
-	                      "env", sb->env, "fromSnapshot", sb->from_snapshot);
-	pthread_mutex_unlock(&m->lock);
-	cleanup_free char *text = json_dumps(j, JSON_COMPACT);
-	json_decref(j);
-	cleanup_free char *p = st_xasprintf("%s/meta.json", sb->dir);
-	return st_write_file_atomic(p, text, strlen(text), 0600, err);
-}
-
 /* ---- boot and teardown ------------------------------------------------------------------- */
 
 static int workspace_mount(struct sandbox_mgr *m, struct sandbox *sb, struct st_error **err)
@@ -276,7 +261,23 @@ static void sb_teardown(struct sandbox_mgr *m, struct sandbox *sb)
 		st_log(ST_LOG_WARN, "sandbox '%s': %s", sb->id, st_error_msg(e));
 	st_error_free(e);
 	workspace_umount(sb);
+	sandbox__host_cleanup(sb->id, sb->dir);
 	rm_tree(sb->dir);
+}
+
+struct sandbox *sandbox__sb_new(struct sandbox_mgr *m, const char *id)
+{
+	return sb_new(m, id);
+}
+
+void sandbox__sb_free(struct sandbox *sb)
+{
+	sb_free(sb);
+}
+
+void sandbox__sb_teardown(struct sandbox_mgr *m, struct sandbox *sb)
+{
+	sb_teardown(m, sb);
 }
 
 static int sb_boot(struct sandbox_mgr *m, struct sandbox *sb, struct st_error **err)
@@ -310,7 +311,11 @@ static int sb_create_booted(struct sandbox_mgr *m, struct sandbox **out, struct 
 	sb->next = m->list;
 	m->list = sb;
 	pthread_mutex_unlock(&m->lock);
-	int r = sb_boot(m, sb, err);
+	/* The record comes first: whatever the boot leaves on the host, recovery finds it. */
+	int r = sandbox__state_boot(m, sb, err);
+	bool recorded = r == 0;
+	if (r == 0)
+		r = sb_boot(m, sb, err);
 	pthread_mutex_lock(&m->lock);
 	m->creating--;
 	if (r < 0 || m->stopping) {
@@ -320,6 +325,8 @@ static int sb_create_booted(struct sandbox_mgr *m, struct sandbox **out, struct 
 		pthread_cond_broadcast(&m->cond);
 		pthread_mutex_unlock(&m->lock);
 		sb_teardown(m, sb);
+		if (recorded)
+			sandbox__state_end(m, sb->id, "boot failed");
 		sb_unref(m, sb);
 		if (r >= 0)
 			r = st_error_make(err, ESHUTDOWN, "the sandbox service is stopping");
@@ -349,6 +356,7 @@ static void sb_kill(struct sandbox_mgr *m, struct sandbox *sb, const char *why)
 	pthread_mutex_unlock(&m->lock);
 	st_log(ST_LOG_INFO, "sandbox '%s' destroyed (%s)", sb->id, why);
 	sb_teardown(m, sb);
+	sandbox__state_end(m, sb->id, why);
 	sb_unref(m, sb);
 }
 
@@ -434,6 +442,11 @@ static void *sweeper_main(void *arg)
 			pthread_mutex_lock(&m->lock);
 			continue;
 		}
+		pthread_mutex_unlock(&m->lock);
+		sandbox__state_flush_activity(m, false);
+		pthread_mutex_lock(&m->lock);
+		if (m->stopping)
+			break;
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_nsec += 200 * 1000 * 1000;
@@ -445,93 +458,6 @@ static void *sweeper_main(void *arg)
 	}
 	pthread_mutex_unlock(&m->lock);
 	return NULL;
-}
-
-/* ---- recovery ---------------------------------------------------------------------------------- */
-
-static void recover(struct sandbox_mgr *m)
-{
-	cleanup_free char *sbdir = st_xasprintf("%s/sb", m->state_dir);
-	DIR *d = opendir(sbdir);
-	char **adopted = st_xcalloc(1, sizeof(char *));
-	size_t nad = 0;
-	if (d) {
-		struct dirent *de;
-		while ((de = readdir(d))) {
-			if (!id_is_valid(de->d_name))
-				continue;
-			struct sandbox *sb = sb_new(m, de->d_name);
-			cleanup_free char *mp = st_xasprintf("%s/meta.json", sb->dir);
-			json_t *meta = json_load_file(mp, 0, NULL);
-			const char *owner =
-			    meta ? json_string_value(json_object_get(meta, "owner")) : NULL;
-			cleanup_free char *state = owner ? sandbox__runsc_state(m, sb->id) : NULL;
-			bool alive = false;
-			if (state && !strcmp(state, "running"))
-				alive = sandbox__agent_wait_ready(sb->sock, st_now_ms() + 2000,
-				                                  NULL) == 0;
-			else if (state && !strcmp(state, "paused"))
-				alive = true;
-			if (alive) {
-				sb->owner = st_xstrdup(owner);
-				sb->state = !strcmp(state, "paused") ? SB_PAUSED : SB_READY;
-				sb->created_wall_s =
-				    json_integer_value(json_object_get(meta, "createdWallS"));
-				int64_t age_ms = (st_wall_s() - sb->created_wall_s) * 1000;
-				sb->created_ms = sb->claimed_ms = st_now_ms() - age_ms;
-				sb->lifetime_ms = (uint64_t)json_integer_value(
-				    json_object_get(meta, "lifetimeMs"));
-				sb->idle_timeout_ms = (uint64_t)json_integer_value(
-				    json_object_get(meta, "idleTimeoutMs"));
-				sb->allow_egress =
-				    json_is_true(json_object_get(meta, "allowEgress"));
-				json_t *env = json_object_get(meta, "env");
-				sb->env = json_is_object(env) ? json_incref(env) : NULL;
-				const char *fs =
-				    json_string_value(json_object_get(meta, "fromSnapshot"));
-				sb->from_snapshot = fs ? st_xstrdup(fs) : NULL;
-				sb->last_active_ms = st_now_ms();
-				struct st_error *e = NULL;
-				if (sb->allow_egress && sandbox__egress_start(m, sb, &e) < 0)
-					st_log(ST_LOG_WARN, "sandbox '%s': %s", sb->id,
-					       st_error_msg(e));
-				st_error_free(e);
-				sb->next = m->list;
-				m->list = sb;
-				adopted = realloc(adopted, (nad + 2) * sizeof(char *));
-				if (!adopted)
-					abort();
-				adopted[nad++] = st_xstrdup(sb->id);
-				adopted[nad] = NULL;
-				st_log(ST_LOG_INFO, "sandbox '%s' re-adopted after restart",
-				       sb->id);
-			} else {
-				st_log(owner ? ST_LOG_WARN : ST_LOG_INFO,
-				       "sandbox '%s' %s: cleaning up", sb->id,
-				       owner ? "lost (runtime gone or agent not answering)"
-				             : "was a warm-pool sandbox of a previous process");
-				sb_teardown(m, sb);
-				sb_free(sb);
-			}
-			json_decref(meta);
-		}
-		closedir(d);
-	}
-	/* Containers runsc still knows about without a directory of ours: delete them. */
-	char **ids = sandbox__runsc_list(m);
-	for (size_t i = 0; ids[i]; i++) {
-		bool known = false;
-		for (size_t j = 0; j < nad; j++)
-			if (!strcmp(ids[i], adopted[j]))
-				known = true;
-		if (!known) {
-			st_log(ST_LOG_WARN, "runsc container '%s' has no sandbox record: deleting",
-			       ids[i]);
-			sandbox__runsc_destroy(m, ids[i], NULL);
-		}
-	}
-	strv_free(ids);
-	strv_free(adopted);
 }
 
 /* ---- open / free ----------------------------------------------------------------------------- */
@@ -642,7 +568,9 @@ int sandbox_mgr_open(const struct sandbox_options *o, struct sandbox_mgr **out,
 	}
 	if ((r = sandbox__prepare_rootfs(m, err)) < 0)
 		goto fail;
-	recover(m);
+	if ((r = sandbox__state_open(m, err)) < 0)
+		goto fail;
+	sandbox__recover(m);
 	m->sweeper_running = pthread_create(&m->sweeper, NULL, sweeper_main, m) == 0;
 	*out = m;
 	return 0;
@@ -678,6 +606,8 @@ void sandbox_mgr_free(struct sandbox_mgr *m)
 		sb_kill(m, victim, "service stopping (warm pool)");
 		sb_unref(m, victim);
 	}
+	if (m->st)
+		sandbox__state_flush_activity(m, true);
 	pthread_mutex_lock(&m->lock);
 	while (m->list) {
 		struct sandbox *s = m->list;
@@ -686,6 +616,7 @@ void sandbox_mgr_free(struct sandbox_mgr *m)
 		sb_unref_locked(s);
 	}
 	pthread_mutex_unlock(&m->lock);
+	sandbox__state_close(m);
 	sandbox__keys_release(m);
 	free(m->state_dir);
 	free(m->runsc);
@@ -867,7 +798,7 @@ int sandbox_create(struct sandbox_mgr *m, const struct sandbox_create_opts *o, j
 	sb->active_ops++;
 	pthread_mutex_unlock(&m->lock);
 
-	int r = meta_write(m, sb, err);
+	int r = sandbox__state_claim(m, sb, err);
 	if (r == 0 && o->from_snapshot) {
 		cleanup_free char *ws = sandbox__workspace_path(sb);
 		r = sandbox__snapshot_restore(m, o->owner, o->from_snapshot, ws, err);
@@ -955,6 +886,8 @@ static int sb_set_paused(struct sandbox_mgr *m, const char *owner, const char *i
 		if (sb->state != SB_DEAD)
 			sb->state = pause ? SB_PAUSED : SB_READY;
 		pthread_mutex_unlock(&m->lock);
+		if (!already)
+			sandbox__state_set(m, sb->id, pause ? "paused" : "running");
 	}
 	sb_put(m, sb);
 	return r;
@@ -1371,9 +1304,10 @@ int sandbox_snapshot(struct sandbox_mgr *m, const char *owner, const char *id, j
 		r = sandbox__runsc_pause(m, sb->id, true, err);
 	cleanup_free char *snap = NULL;
 	uint64_t bytes = 0;
+	char sha[65] = "";
 	if (r == 0) {
 		cleanup_free char *ws = sandbox__workspace_path(sb);
-		r = sandbox__snapshot_save(m, owner, ws, &snap, &bytes, err);
+		r = sandbox__snapshot_save(m, owner, sb->id, ws, &snap, &bytes, sha, err);
 		struct st_error *e2 = NULL;
 		if (!was_paused && sandbox__runsc_pause(m, sb->id, false, &e2) < 0)
 			st_log(ST_LOG_WARN, "sandbox '%s': cannot resume after snapshot: %s",
@@ -1383,8 +1317,8 @@ int sandbox_snapshot(struct sandbox_mgr *m, const char *owner, const char *id, j
 	sb_put(m, sb);
 	if (r < 0)
 		return r;
-	*out = json_pack("{s:s,s:s,s:I,s:I}", "id", snap, "sandboxId", id, "sizeBytes",
-	                 (json_int_t)bytes, "createdAt", (json_int_t)st_wall_s());
+	*out = json_pack("{s:s,s:s,s:I,s:s,s:I}", "id", snap, "sandboxId", id, "sizeBytes",
+	                 (json_int_t)bytes, "sha256", sha, "createdAt", (json_int_t)st_wall_s());
 	return 0;
 }
 

@@ -61,6 +61,9 @@ struct sandbox_options {
 
 	/* Snapshot storage: a blob store (struct blob_store *) when set, else state_dir/snapshots. */
 	void *blob;
+	/* The state store (struct store *, namespace agent_executor) holding the sandbox and
+	 * snapshot records; NULL: a private SQLite file, state_dir/state.db. Not owned. */
+	void *store;
 
 	/* Egress proxy policy. */
 	const char *const *allowed_domains; /* NULL-terminated suffixes; NULL/empty: none */
@@ -158,6 +161,18 @@ int sandbox_file_list(struct sandbox_mgr *m, const char *owner, const char *id, 
 /* Archive (zstd tar), seal (AES-256-GCM) and store the workspace; *out {id, sizeBytes, ...}. */
 int sandbox_snapshot(struct sandbox_mgr *m, const char *owner, const char *id, json_t **out,
                      struct st_error **err);
+
+/* The owner's snapshots, newest first: [{id, sandboxId, sizeBytes, sha256, createdAt,
+ * createdAtMs}]; sandbox_id (may be NULL) narrows to one sandbox of the owner (-ENOENT when the
+ * owner never had it). */
+int sandbox_snapshot_list(struct sandbox_mgr *m, const char *owner, const char *sandbox_id,
+                          json_t **out, struct st_error **err);
+int sandbox_snapshot_get(struct sandbox_mgr *m, const char *owner, const char *snap_id,
+                         json_t **out, struct st_error **err);
+/* Remove the record and the object. A restore reading it finishes first (new ones get
+ * -ENOENT); -EBUSY when that takes minutes. Another owner's snapshot: -ENOENT. */
+int sandbox_snapshot_delete(struct sandbox_mgr *m, const char *owner, const char *snap_id,
+                            struct st_error **err);
 
 /* ---- preview ports ----------------------------------------------------------------------- */
 

@@ -216,7 +216,19 @@ try {
     const { client: cb } = await connect(await token({ sub: "bob" }));
     res = await cb.callTool({ name: "sandbox_read_file", arguments: { sandboxId: id2, path: "notes/a.txt" } });
     check("another subject cannot read the sandbox", res.isError === true, JSON.stringify(res));
+    res = await cb.callTool({ name: "sandbox_snapshot_list", arguments: {} });
+    check("another subject does not see the snapshot", !res.isError && !JSON.stringify(res.structuredContent).includes(snap), JSON.stringify(res).slice(0, 500));
+    res = await cb.callTool({ name: "sandbox_snapshot_delete", arguments: { snapshotId: snap } });
+    check("another subject cannot delete the snapshot", res.isError === true, JSON.stringify(res).slice(0, 500));
     await cb.close();
+    res = await client.callTool({ name: "sandbox_snapshot_list", arguments: {} });
+    check("sandbox_snapshot_list: has it", (res.structuredContent?.snapshots || []).some((s) => s.id === snap && s.sandboxId === id), JSON.stringify(res).slice(0, 500));
+    res = await client.callTool({ name: "sandbox_snapshot_list", arguments: { sandboxId: id } });
+    eq("sandbox_snapshot_list for the sandbox: just it", (res.structuredContent?.snapshots || []).map((s) => s.id).join(","), snap);
+    res = await client.callTool({ name: "sandbox_snapshot_delete", arguments: { snapshotId: snap } });
+    check("sandbox_snapshot_delete", !res.isError, JSON.stringify(res).slice(0, 500));
+    res = await client.callTool({ name: "sandbox_restore", arguments: { snapshotId: snap } });
+    check("a deleted snapshot cannot be restored", res.isError === true, JSON.stringify(res).slice(0, 500));
     res = await client.callTool({ name: "sandbox_destroy", arguments: { sandboxId: id2 } });
     check("destroy the restored sandbox", !res.isError, JSON.stringify(res));
   }
