@@ -954,7 +954,8 @@ int api_register_sandbox(struct http_server *srv, struct app *app, struct st_err
 	int r;
 	/* Sandbox and snapshot records: the agent sandbox's own database (rr.agentSandbox.postgres,
 	 * else inherited from postgresql on schema agent_executor, else the SQLite file). */
-	if (app->config && (r = store_open_config(app->config, "agent_executor", &g_store, err)) < 0) {
+	if (app->config &&
+	    (r = store_open_config(app->config, "agent_executor", &g_store, err)) < 0) {
 		free(allowed);
 		free(backend);
 		free(blocked);

@@ -326,10 +326,11 @@ static int fetch_object(struct sandbox_mgr *m, const char *owner, const char *sn
 	int r = 0;
 	if (!local) {
 		if (!m->o.blob)
-			return st_error_make(err, 0,
-			                     "snapshot '%s' is in blob storage, but no snapshot blob "
-			                     "store is configured",
-			                     snap_id);
+			return st_error_make(
+			    err, 0,
+			    "snapshot '%s' is in blob storage, but no snapshot blob "
+			    "store is configured",
+			    snap_id);
 		sealed = tmpfile_in(tmpdir, err);
 		if (sealed < 0)
 			return sealed;

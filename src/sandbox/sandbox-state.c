@@ -140,8 +140,8 @@ int sandbox__state_open(struct sandbox_mgr *m, struct st_error **err)
 			return st_error_wrap(err, "cannot open the sandbox state store");
 		st->owned = true;
 	}
-	if ((r = store_migrate(st->store, "agent_sandbox", sandbox_migrations, ST_ARRAY_SIZE(sandbox_migrations),
-	                       NULL, err)) < 0)
+	if ((r = store_migrate(st->store, "agent_sandbox", sandbox_migrations,
+	                       ST_ARRAY_SIZE(sandbox_migrations), NULL, err)) < 0)
 		return st_error_wrap(err, "cannot migrate the sandbox state store");
 	return 0;
 }
@@ -188,12 +188,13 @@ int sandbox__state_boot(struct sandbox_mgr *m, struct sandbox *sb, struct st_err
 	    store_int((int64_t)m->o.pids),
 	    store_int((int64_t)m->o.workspace_bytes),
 	};
-	int r = store_exec(S(m),
-	                   "INSERT INTO {ns}sandboxes (id, node, owner, state, runtime, created_at, "
-	                   "last_active_at, idle_timeout_ms, lifetime_ms, memory_bytes, cpu_millis, "
-	                   "pids, workspace_bytes) VALUES (?, ?, NULL, 'pool', ?, ?, ?, ?, ?, ?, ?, "
-	                   "?, ?)",
-	                   p, ST_ARRAY_SIZE(p), NULL, err);
+	int r =
+	    store_exec(S(m),
+	               "INSERT INTO {ns}sandboxes (id, node, owner, state, runtime, created_at, "
+	               "last_active_at, idle_timeout_ms, lifetime_ms, memory_bytes, cpu_millis, "
+	               "pids, workspace_bytes) VALUES (?, ?, NULL, 'pool', ?, ?, ?, ?, ?, ?, ?, "
+	               "?, ?)",
+	               p, ST_ARRAY_SIZE(p), NULL, err);
 	if (r < 0)
 		return st_error_wrap(err, "cannot record sandbox '%s' in the state store", sb->id);
 	return 0;
@@ -263,10 +264,9 @@ int sandbox__state_claim(struct sandbox_mgr *m, struct sandbox *sb, struct st_er
 	json_decref(env);
 	json_decref(dom);
 	struct store_value p[] = {
-	    store_text(owner),        store_int(claimed),      store_int(active),
-	    store_int(claimed + life), store_int(idle),        store_int(life),
-	    store_int(egress),        store_text(doms),        store_text(envs),
-	    store_int(sealed),        store_text(snap),        store_text(sb->id),
+	    store_text(owner), store_int(claimed), store_int(active), store_int(claimed + life),
+	    store_int(idle),   store_int(life),    store_int(egress), store_text(doms),
+	    store_text(envs),  store_int(sealed),  store_text(snap),  store_text(sb->id),
 	};
 	int64_t changes = 0;
 	int r = store_exec(S(m),
@@ -452,7 +452,8 @@ static void cgroup_remove(const char *path)
 		bool any = false;
 		if (st_read_file(procs, 1 << 20, &data, &len, NULL) == 0) {
 			char *save = NULL;
-			for (char *l = strtok_r(data, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+			for (char *l = strtok_r(data, "\n", &save); l;
+			     l = strtok_r(NULL, "\n", &save)) {
 				int64_t pid = 0;
 				if (st_parse_i64(l, &pid) == 0 && pid > 1) {
 					kill((pid_t)pid, SIGKILL);
@@ -485,7 +486,8 @@ void sandbox__host_cleanup(const char *id, const char *dir)
 	while ((de = readdir(d))) {
 		if (de->d_name[0] == '.' || !strcmp(de->d_name, "stockade"))
 			continue;
-		cleanup_free char *p = st_xasprintf("/sys/fs/cgroup/%s/stockade/%s", de->d_name, id);
+		cleanup_free char *p =
+		    st_xasprintf("/sys/fs/cgroup/%s/stockade/%s", de->d_name, id);
 		struct stat sbuf;
 		if (lstat(p, &sbuf) == 0 && S_ISDIR(sbuf.st_mode))
 			cgroup_remove(p);
@@ -586,13 +588,14 @@ static int rec_insert(struct sandbox_mgr *m, const struct rec *r, struct st_erro
 	    store_text(r->env),
 	    store_text(r->from_snapshot),
 	};
-	return store_exec(S(m),
-	                  "INSERT INTO {ns}sandboxes (id, node, owner, state, runtime, created_at, "
-	                  "claimed_at, last_active_at, expires_at, idle_timeout_ms, lifetime_ms, "
-	                  "memory_bytes, cpu_millis, pids, workspace_bytes, allow_egress, env, "
-	                  "env_sealed, from_snapshot) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, "
-	                  "?, ?, ?, ?, ?, ?, ?, 0, ?)",
-	                  p, ST_ARRAY_SIZE(p), NULL, err);
+	return store_exec(
+	    S(m),
+	    "INSERT INTO {ns}sandboxes (id, node, owner, state, runtime, created_at, "
+	    "claimed_at, last_active_at, expires_at, idle_timeout_ms, lifetime_ms, "
+	    "memory_bytes, cpu_millis, pids, workspace_bytes, allow_egress, env, "
+	    "env_sealed, from_snapshot) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, "
+	    "?, ?, ?, ?, ?, ?, ?, 0, ?)",
+	    p, ST_ARRAY_SIZE(p), NULL, err);
 }
 
 static bool strv_has(char **v, size_t n, const char *s)
@@ -715,10 +718,11 @@ void sandbox__recover(struct sandbox_mgr *m)
 				       "cleaning up",
 				       r.id);
 			else
-				st_log(ST_LOG_INFO,
-				       "sandbox '%s' was a warm-pool sandbox of a previous process: "
-				       "cleaning up",
-				       r.id);
+				st_log(
+				    ST_LOG_INFO,
+				    "sandbox '%s' was a warm-pool sandbox of a previous process: "
+				    "cleaning up",
+				    r.id);
 			cleanup_one(m, r.id);
 			sandbox__state_end(m, r.id, "lost: not running after a service restart");
 		}
@@ -749,7 +753,8 @@ void sandbox__recover(struct sandbox_mgr *m)
 				rec_release(&r);
 				continue;
 			} else {
-				sandbox__state_end(m, r.id, "lost: not running after a service restart");
+				sandbox__state_end(m, r.id,
+				                   "lost: not running after a service restart");
 			}
 			rec_release(&r);
 		}
@@ -781,8 +786,9 @@ void sandbox__recover(struct sandbox_mgr *m)
 	free(adopted);
 
 	struct store_value q[] = {store_int(wall_ms() - ENDED_KEEP_MS)};
-	if (store_exec(S(m), "DELETE FROM {ns}sandboxes WHERE ended_at IS NOT NULL AND ended_at < ?",
-	               q, 1, NULL, &e) < 0)
+	if (store_exec(S(m),
+	               "DELETE FROM {ns}sandboxes WHERE ended_at IS NOT NULL AND ended_at < ?", q,
+	               1, NULL, &e) < 0)
 		st_error_release(&e);
 	recover_snapshots(m);
 }
@@ -838,13 +844,15 @@ int sandbox__snaprec_begin(struct sandbox_mgr *m, const char *owner, const char 
 	    store_text(SNAP_CIPHER),
 	    store_int(rec->created_at),
 	};
-	int r = store_exec(S(m),
-	                   "INSERT INTO {ns}snapshots (id, owner, sandbox_id, node, state, storage, "
-	                   "blob_key, size_bytes, sha256, cipher, created_at) VALUES (?, ?, ?, ?, "
-	                   "'saving', ?, ?, ?, ?, ?, ?)",
-	                   p, ST_ARRAY_SIZE(p), NULL, err);
+	int r =
+	    store_exec(S(m),
+	               "INSERT INTO {ns}snapshots (id, owner, sandbox_id, node, state, storage, "
+	               "blob_key, size_bytes, sha256, cipher, created_at) VALUES (?, ?, ?, ?, "
+	               "'saving', ?, ?, ?, ?, ?, ?)",
+	               p, ST_ARRAY_SIZE(p), NULL, err);
 	if (r < 0)
-		return st_error_wrap(err, "cannot record snapshot '%s' in the state store", snap_id);
+		return st_error_wrap(err, "cannot record snapshot '%s' in the state store",
+		                     snap_id);
 	return 0;
 }
 
@@ -858,8 +866,8 @@ int sandbox__snaprec_finish(struct sandbox_mgr *m, const char *snap_id, bool sto
 		st_error_free(e);
 		return 0;
 	}
-	int r = store_exec(S(m), "UPDATE {ns}snapshots SET state = 'ready' WHERE id = ?", p, 1, NULL,
-	                   err);
+	int r = store_exec(S(m), "UPDATE {ns}snapshots SET state = 'ready' WHERE id = ?", p, 1,
+	                   NULL, err);
 	if (r < 0)
 		return st_error_wrap(err, "cannot record snapshot '%s' as stored", snap_id);
 	return 0;
@@ -923,8 +931,7 @@ int sandbox__snaprec_open(struct sandbox_mgr *m, const char *owner, const char *
 	return 1;
 }
 
-void sandbox__snaprec_close(struct sandbox_mgr *m, const char *snap_id,
-                            struct sandbox_snaprec *rec)
+void sandbox__snaprec_close(struct sandbox_mgr *m, const char *snap_id, struct sandbox_snaprec *rec)
 {
 	struct sandbox_records *st = m->st;
 	if (rec->reading) {
@@ -951,12 +958,12 @@ int sandbox__sha256_fd(int fd, char out[65])
 static json_t *snap_json(json_t *row)
 {
 	json_t *sid = json_object_get(row, "sandbox_id");
-	return json_pack("{s:O,s:O,s:O,s:O,s:I,s:I}", "id", json_object_get(row, "id"),
-	                 "sandboxId", sid ? sid : json_null(), "sizeBytes",
-	                 json_object_get(row, "size_bytes"), "sha256",
-	                 json_object_get(row, "sha256") ?: json_null(), "createdAt",
-	                 (json_int_t)(json_integer_value(json_object_get(row, "created_at")) / 1000),
-	                 "createdAtMs", json_integer_value(json_object_get(row, "created_at")));
+	return json_pack(
+	    "{s:O,s:O,s:O,s:O,s:I,s:I}", "id", json_object_get(row, "id"), "sandboxId",
+	    sid ? sid : json_null(), "sizeBytes", json_object_get(row, "size_bytes"), "sha256",
+	    json_object_get(row, "sha256") ?: json_null(), "createdAt",
+	    (json_int_t)(json_integer_value(json_object_get(row, "created_at")) / 1000),
+	    "createdAtMs", json_integer_value(json_object_get(row, "created_at")));
 }
 
 int sandbox_snapshot_list(struct sandbox_mgr *m, const char *owner, const char *sandbox_id,
@@ -970,15 +977,15 @@ int sandbox_snapshot_list(struct sandbox_mgr *m, const char *owner, const char *
 		return r;
 	json_t *rows = NULL;
 	struct store_value p[] = {store_text(owner), store_text(sandbox_id)};
-	r = store_query_json(S(m),
-	                     sandbox_id
-	                         ? "SELECT id, sandbox_id, size_bytes, sha256, created_at FROM "
-	                           "{ns}snapshots WHERE owner = ? AND state = 'ready' AND sandbox_id "
-	                           "= ? ORDER BY created_at DESC, id LIMIT 10000"
-	                         : "SELECT id, sandbox_id, size_bytes, sha256, created_at FROM "
-	                           "{ns}snapshots WHERE owner = ? AND state = 'ready' ORDER BY "
-	                           "created_at DESC, id LIMIT 10000",
-	                     p, sandbox_id ? 2 : 1, &rows, err);
+	r = store_query_json(
+	    S(m),
+	    sandbox_id ? "SELECT id, sandbox_id, size_bytes, sha256, created_at FROM "
+	                 "{ns}snapshots WHERE owner = ? AND state = 'ready' AND sandbox_id "
+	                 "= ? ORDER BY created_at DESC, id LIMIT 10000"
+	               : "SELECT id, sandbox_id, size_bytes, sha256, created_at FROM "
+	                 "{ns}snapshots WHERE owner = ? AND state = 'ready' ORDER BY "
+	                 "created_at DESC, id LIMIT 10000",
+	    p, sandbox_id ? 2 : 1, &rows, err);
 	if (r < 0)
 		return st_error_wrap(err, "cannot list snapshots");
 	json_t *a = json_array();
@@ -1010,8 +1017,7 @@ int sandbox_snapshot_get(struct sandbox_mgr *m, const char *owner, const char *s
 	return 0;
 }
 
-static int object_delete(struct sandbox_mgr *m, bool local, const char *key,
-                         struct st_error **err)
+static int object_delete(struct sandbox_mgr *m, bool local, const char *key, struct st_error **err)
 {
 	if (!local) {
 		if (!m->o.blob)
@@ -1064,10 +1070,11 @@ int sandbox_snapshot_delete(struct sandbox_mgr *m, const char *owner, const char
 	json_t *row = NULL;
 	struct store_value p[] = {store_text(snap_id), store_text(owner)};
 	pthread_mutex_lock(&st->mu);
-	int r = store_query_one(S(m),
-	                        "SELECT storage, blob_key FROM {ns}snapshots WHERE id = ? AND owner "
-	                        "= ? AND state = 'ready'",
-	                        p, 2, &row, err);
+	int r =
+	    store_query_one(S(m),
+	                    "SELECT storage, blob_key FROM {ns}snapshots WHERE id = ? AND owner "
+	                    "= ? AND state = 'ready'",
+	                    p, 2, &row, err);
 	if (r == -ENOENT) {
 		pthread_mutex_unlock(&st->mu);
 		st_error_release(err);
@@ -1080,10 +1087,11 @@ int sandbox_snapshot_delete(struct sandbox_mgr *m, const char *owner, const char
 	/* From here new restores see it as gone; the ones already downloading finish first. */
 	struct store_value u[] = {store_text(st->node), store_text(snap_id)};
 	int64_t changes = 0;
-	r = store_exec(S(m),
-	               "UPDATE {ns}snapshots SET state = 'deleting', node = ? WHERE id = ? AND state "
-	               "= 'ready'",
-	               u, 2, &changes, err);
+	r = store_exec(
+	    S(m),
+	    "UPDATE {ns}snapshots SET state = 'deleting', node = ? WHERE id = ? AND state "
+	    "= 'ready'",
+	    u, 2, &changes, err);
 	if (r == 0 && changes != 1)
 		r = st_error_make(err, ENOENT, "no snapshot '%s'", snap_id);
 	int64_t deadline = st_now_ms() + DELETE_WAIT_MS;
@@ -1095,8 +1103,8 @@ int sandbox_snapshot_delete(struct sandbox_mgr *m, const char *owner, const char
 	}
 	if (r == 0 && *reader_find(st, snap_id)) {
 		struct store_value b[] = {store_text(snap_id)};
-		store_exec(S(m), "UPDATE {ns}snapshots SET state = 'ready' WHERE id = ?", b, 1, NULL,
-		           NULL);
+		store_exec(S(m), "UPDATE {ns}snapshots SET state = 'ready' WHERE id = ?", b, 1,
+		           NULL, NULL);
 		r = st_error_make(err, EBUSY,
 		                  "snapshot '%s' is being restored; retry the delete when the "
 		                  "restore has finished",
@@ -1143,7 +1151,8 @@ static void recover_snapshots(struct sandbox_mgr *m)
 			if (finish_delete(m, id, local, key, &e) < 0)
 				st_log(ST_LOG_WARN, "snapshot '%s': %s", id, st_error_msg(e));
 			else
-				st_log(ST_LOG_INFO, "snapshot '%s': interrupted delete finished", id);
+				st_log(ST_LOG_INFO, "snapshot '%s': interrupted delete finished",
+				       id);
 			st_error_release(&e);
 			continue;
 		}
@@ -1152,13 +1161,16 @@ static void recover_snapshots(struct sandbox_mgr *m)
 		uint64_t size = 0;
 		int64_t want = json_integer_value(json_object_get(row, "size_bytes"));
 		if (object_size(m, local, key, &size) == 0 && (int64_t)size == want) {
-			store_exec(S(m), "UPDATE {ns}snapshots SET state = 'ready' WHERE id = ?", q, 1,
-			           NULL, NULL);
-			st_log(ST_LOG_INFO, "snapshot '%s': stored before the restart, now listed", id);
+			store_exec(S(m), "UPDATE {ns}snapshots SET state = 'ready' WHERE id = ?", q,
+			           1, NULL, NULL);
+			st_log(ST_LOG_INFO, "snapshot '%s': stored before the restart, now listed",
+			       id);
 		} else {
 			object_delete(m, local, key, NULL);
-			store_exec(S(m), "DELETE FROM {ns}snapshots WHERE id = ?", q, 1, NULL, NULL);
-			st_log(ST_LOG_WARN, "snapshot '%s': its save did not complete; dropped", id);
+			store_exec(S(m), "DELETE FROM {ns}snapshots WHERE id = ?", q, 1, NULL,
+			           NULL);
+			st_log(ST_LOG_WARN, "snapshot '%s': its save did not complete; dropped",
+			       id);
 		}
 	}
 	json_decref(rows);

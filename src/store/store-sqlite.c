@@ -48,18 +48,25 @@ static int sqlite_error(sqlite3 *db, int rc, struct st_error **err, const char *
 
 static int sqlite_connect(struct store *s, struct store_conn **out, struct st_error **err)
 {
-	/* Create the file ourselves so its mode is 0600 whatever the umask. */
-	int fd = open(s->sqlite_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0 && errno == ENOENT)
+	/* Create the file ourselves so its mode is 0600 whatever the umask. Only when it does not
+	 * exist yet: closing any descriptor of an existing database file drops every POSIX lock
+	 * this process holds on it, including those of our open SQLite connections; another
+	 * process (`stockade migrate`, sqlite3) would then see no reader, checkpoint and remove
+	 * the WAL under us, and our later writes would go to an unlinked file. */
+	int fd = open(s->sqlite_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0 && errno == EEXIST)
+		fd = -2;
+	if (fd == -1 && errno == ENOENT)
 		return store__error(
 		    err, ENOENT,
 		    "cannot open sqlite database '%s': its directory does not exist "
 		    "(create the data directory or set dataDir)",
 		    s->sqlite_path);
-	if (fd < 0)
+	if (fd == -1)
 		return st_error_make(err, errno, "cannot open sqlite database '%s'",
 		                     s->sqlite_path);
-	close(fd);
+	if (fd >= 0)
+		close(fd);
 	sqlite3 *db = NULL;
 	int rc =
 	    sqlite3_open_v2(s->sqlite_path, &db,
