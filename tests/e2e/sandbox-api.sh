@@ -2,8 +2,10 @@
 # tests/e2e/sandbox-api.sh - the agent sandbox end to end through `stockade serve` with real
 # runsc: lifecycle, exec (sync, NDJSON, SSE, stdin, timeout), files (50 MB round trip, listing,
 # mkdir, delete), pause/resume, snapshots (round trip, tampering), preview proxy and tokens,
-# egress (allowed, denied, blocked after resolution), limits (429s), idle and lifetime expiry,
-# and recovery after kill -9. SBX_RUNTIME=jail runs the same suite on the jail runtime.
+# WebSocket upgrade through the preview proxy, direct exec with the sandbox's own token,
+# egress (HTTP and HTTPS CONNECT allowed, denied, blocked after resolution), limits (429s), idle
+# and lifetime expiry, and recovery after kill -9. SBX_RUNTIME=jail runs the same suite on the
+# jail runtime. (tests/e2e/sandbox-state.sh covers the store records and recovery in depth.)
 . "$(dirname "$0")/sandbox-lib.bash"
 
 if ! why=$(sbx_can_run); then
@@ -16,7 +18,14 @@ EG_PORT=$(free_port)
 mkdir -p "$SBX_D/www" && echo "egress-ok" >"$SBX_D/www/hello.txt"
 python3 -m http.server "$EG_PORT" --bind 127.0.0.2 --directory "$SBX_D/www" >/dev/null 2>&1 &
 EG_PID=$!
-trap 'kill $EG_PID 2>/dev/null; sbx_cleanup' EXIT
+# A loopback TLS server (throwaway self-signed certificate) for HTTPS CONNECT through the proxy.
+TLS_PORT=$(free_port)
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.2 \
+  -keyout "$SBX_D/tls.key" -out "$SBX_D/tls.crt" >/dev/null 2>&1
+openssl s_server -accept "127.0.0.2:$TLS_PORT" -cert "$SBX_D/tls.crt" -key "$SBX_D/tls.key" \
+  -www -quiet </dev/null >/dev/null 2>&1 &
+TLS_PID=$!
+trap 'kill $EG_PID $TLS_PID 2>/dev/null; sbx_cleanup' EXIT
 
 sbx_config "    proxy:
       allowedDomains: [127.0.0.2, localhost, 169.254.169.254]
@@ -170,6 +179,35 @@ check_eq "preview: cookie token" "$got" "preview-ok"
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $A_TOK" "$SBX_U/sandboxes/$A/ports/8001/")
 check_eq "preview: closed port 502" "$code" 502
 
+# WebSocket: an echo server inside the sandbox, a client on the host, through the proxy.
+api PUT "/api/v1/sandboxes/$A/files?path=ws-echo.py" --data-binary @"$STOCKADE_ROOT/tests/tools/ws-echo-server.py" >/dev/null
+api POST "/api/v1/sandboxes/$A/exec" -d '{"cmd":"python3","args":["ws-echo.py","8100"],"background":true}' >/dev/null
+check_eq "websocket echo server started in the sandbox" "$(status)" 200
+ws=""
+for _ in $(seq 1 50); do
+  ws=$(python3 "$STOCKADE_ROOT/tests/tools/ws-client.py" "$SBX_U/sandboxes/$A/ports/8100/ws" "$A_TOK" 2>&1)
+  case "$ws" in *"101"*) break ;; esac
+  sleep 0.2
+done
+check_contains "preview websocket: 101 Switching Protocols" "$ws" "101"
+check_contains "preview websocket: the upstream's Sec-WebSocket-Accept passes through" "$ws" "accept-ok"
+check_contains "preview websocket: a frame goes in and its echo comes back" "$ws" "echo:hello-ws"
+ws=$(python3 "$STOCKADE_ROOT/tests/tools/ws-client.py" "$SBX_U/sandboxes/$A/ports/8100/ws" 2>&1)
+check_contains "preview websocket: no token 401" "$ws" "401"
+
+# Direct exec with the sandbox's own ES256 token (no API token).
+out=$(curl -s -w '\n%{http_code}' -X POST -H "Authorization: Bearer $A_TOK" "$SBX_U/sandboxes/$A/exec" -d '{"cmd":"cat","args":["site/index.html"]}')
+check_eq "direct exec with the sandbox token: 200" "$(echo "$out" | tail -1)" 200
+check_eq "direct exec with the sandbox token: output" "$(json_get "$(echo "$out" | head -1)" .stdout)" "preview-ok"
+out=$(curl -s -X POST -H "Authorization: Bearer $A_TOK" "$SBX_U/sandboxes/$A/exec?stream=ndjson" -d '{"cmd":"echo","args":["streamed"]}')
+check_contains "direct exec: streaming works too" "$out" '"data":"streamed\n"'
+code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "$SBX_U/sandboxes/$A/exec" -d '{"cmd":"true"}')
+check_eq "direct exec without a token: 401" "$code" 401
+code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $TOKA" "$SBX_U/sandboxes/$A/exec" -d '{"cmd":"true"}')
+check_eq "direct exec with an API token: 401 (the API route takes those)" "$code" 401
+code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Cookie: stockade_sandbox_token=$A_TOK" "$SBX_U/sandboxes/$A/exec" -d '{"cmd":"true"}')
+check_eq "direct exec: the preview cookie is not accepted" "$code" 401
+
 # ---- egress ----------------------------------------------------------------------------------------
 echo "# t=${SECONDS}s egress"
 create '{"network":{"allowEgress":true}}' || not_ok "create with egress"
@@ -192,6 +230,23 @@ check_contains "egress: off by default" "$(json_get "$out" .stdout)" "egress is 
 check_contains "egress decisions are logged" "$(cat "$SBX_D/serve.log")" "egress denied"
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $B_TOK" "$SBX_U/sandboxes/$A/ports/8000/index.html")
 check_eq "preview: another sandbox's token 401" "$code" 401
+out=$(curl -s -w '\n%{http_code}' -X POST -H "Authorization: Bearer $B_TOK" "$SBX_U/sandboxes/$A/exec" -d '{"cmd":"touch","args":["from-b"]}')
+check_eq "direct exec: sandbox B's token cannot exec in A (401)" "$(echo "$out" | tail -1)" 401
+out=$(run "$A" sh '["-c","test -e from-b"]')
+check_eq "direct exec: nothing ran in A" "$(json_get "$out" .exitCode)" 1
+out=$(curl -s -X POST -H "Authorization: Bearer $B_TOK" "$SBX_U/sandboxes/$B/exec" -d '{"cmd":"echo","args":["b"]}')
+check_eq "direct exec: B's token works in B" "$(json_get "$out" .stdout)" "b"
+
+# HTTPS through CONNECT: an allowed host is tunnelled end to end (TLS inside the tunnel), a
+# host outside the allowlist is refused at the CONNECT and the decision logged.
+out=$(runp "$B" "[\"-s\",\"-k\",\"-p\",\"-x\",\"http://127.0.0.1:3128\",\"https://127.0.0.2:$TLS_PORT/\"]")
+check_eq "egress: HTTPS CONNECT to an allowed host: exit 0" "$(json_get "$out" .exitCode)" 0
+check_contains "egress: HTTPS CONNECT to an allowed host: the TLS server answered" "$(json_get "$out" .stdout)" "s_server"
+out=$(runp "$B" "[\"-s\",\"-k\",\"-p\",\"-x\",\"http://127.0.0.1:3128\",\"-w\",\"%{http_connect}\",\"https://example.com/\"]")
+check_eq "egress: HTTPS CONNECT to a disallowed host refused (curl exit 56)" "$(json_get "$out" .exitCode)" 56
+check_eq "egress: the proxy answered the CONNECT with 403" "$(json_get "$out" .stdout)" 403
+check_contains "egress: CONNECT allowed logged" "$(cat "$SBX_D/serve.log")" "egress allowed: sandbox '$B' CONNECT 127.0.0.2:$TLS_PORT"
+check_contains "egress: CONNECT denied logged" "$(cat "$SBX_D/serve.log")" "egress denied: sandbox '$B' CONNECT example.com:443"
 
 # ---- limits ------------------------------------------------------------------------------------------
 echo "# t=${SECONDS}s limits"
