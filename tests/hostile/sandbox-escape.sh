@@ -2,7 +2,8 @@
 # tests/hostile/sandbox-escape.sh - attacks on the agent sandbox through its own API and from
 # inside: path escapes through the files API (.., absolute, symlinks, a symlink swap racing the
 # reads), reading host files, reaching or signalling another sandbox, resource exhaustion in one
-# sandbox while another keeps answering, and forged preview tokens. The service must stay up.
+# sandbox while another keeps answering, and forged preview / direct exec tokens. The service must
+# stay up.
 . "$(dirname "$0")/../e2e/sandbox-lib.bash"
 
 if ! why=$(sbx_can_run); then
@@ -131,6 +132,8 @@ for k in none hs256 expired otherkey; do
   t=$(forge $k "$B")
   code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $t" "$SBX_U/sandboxes/$B/ports/8000/")
   check_eq "forged token ($k) refused" "$code" 401
+  code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $t" "$SBX_U/sandboxes/$B/exec" -d '{"cmd":"true"}')
+  check_eq "forged token ($k) refused for direct exec" "$code" 401
 done
 t=$(forge valid "$B")
 code=000
@@ -142,6 +145,10 @@ done
 check_eq "a correctly signed token is accepted (control)" "$code" 200
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $A_TOK" "$SBX_U/sandboxes/$B/ports/8000/")
 check_eq "A's token does not open B" "$code" 401
+code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $A_TOK" "$SBX_U/sandboxes/$B/exec" -d '{"cmd":"true"}')
+check_eq "A's token does not exec in B" "$code" 401
+out=$(curl -s -X POST -H "Authorization: Bearer $t" "$SBX_U/sandboxes/$B/exec" -d '{"cmd":"echo","args":["direct"]}')
+check_eq "a correctly signed token runs a direct exec (control)" "$(json_get "$out" .stdout)" "direct"
 : "$B_TOK"
 check "the service is still up" curl -sf "$SBX_U/healthz"
 done_testing
