@@ -2,10 +2,11 @@
 # tests/e2e/sandbox-state.sh - the agent sandbox's records in the state store, end to end with
 # real runsc, once on SQLite and once on a private Postgres (tests/pg.sh): sandbox and snapshot
 # rows, snapshot listing (per user, per sandbox), ownership (404), delete (object removed,
-# restore refused), `kill -9` of the service with one sandbox's runtime killed meanwhile ->
-# running and paused sandboxes re-adopted (workspace and sealed env intact), the dead one marked
-# lost with no directory, container, mount or cgroup left, every snapshot still there. On the
-# SQLite round also scaling.maxConcurrentCreates -> 429 with Retry-After.
+# restore refused; a delete racing a restore leaves it whole or 404, never half-read), `kill -9`
+# of the service with one sandbox's runtime killed meanwhile -> running and paused sandboxes
+# re-adopted (workspace and sealed env intact), the dead one marked lost with no directory,
+# container, mount or cgroup left, every snapshot still there. On the SQLite round also
+# scaling.maxConcurrentCreates -> 429 with Retry-After.
 . "$(dirname "$0")/sandbox-lib.bash"
 . "$STOCKADE_ROOT/tests/pg.sh"
 
@@ -158,6 +159,33 @@ round() {
   check_eq "$b: deleting it again: 404" "$(status)" 404
   out=$(api GET /api/v1/snapshots)
   check_eq "$b: list after delete" "$(json_get "$out" '[.snapshots[].id] | join(",")')" "$S2"
+
+  # Delete while a restore reads it: the delete succeeds; the restore either completes with the
+  # whole content (it started first) or finds no snapshot (404), never a half-read object.
+  head -c 40000000 /dev/urandom >"$SBX_D/big.bin"
+  api PUT "/api/v1/sandboxes/$A/files?path=big.bin" --data-binary @"$SBX_D/big.bin" >/dev/null
+  out=$(api POST "/api/v1/sandboxes/$A/snapshots")
+  local S3 rpid rcode R3
+  S3=$(json_get "$out" .id)
+  curl -s -o "$SBX_D/r3" -w '%{http_code}' -X POST -H "Authorization: Bearer $TOKA" \
+    "$SBX_U/api/v1/sandboxes" -d "{\"fromSnapshot\":\"$S3\"}" >"$SBX_D/r3code" &
+  rpid=$!
+  sleep 0.2
+  api DELETE "/api/v1/snapshots/$S3" >/dev/null
+  check_eq "$b: delete during a restore: 200" "$(status)" 200
+  wait "$rpid"
+  rcode=$(cat "$SBX_D/r3code")
+  if [ "$rcode" = 201 ]; then
+    R3=$(json_get "$(cat "$SBX_D/r3")" .id)
+    out=$(run "$R3" md5sum '["big.bin"]')
+    check_eq "$b: the restore that was reading completed with the whole content" \
+      "$(json_get "$out" .stdout | cut -d' ' -f1)" "$(md5sum <"$SBX_D/big.bin" | cut -d' ' -f1)"
+    api DELETE "/api/v1/sandboxes/$R3" >/dev/null
+  else
+    check_eq "$b: a restore that came after the delete: 404" "$rcode" 404
+  fi
+  check_eq "$b: the deleted snapshot's object is gone" "$(find "$SBX_D/blobs" -name "$S3*" | wc -l)" 0
+  check_eq "$b: no snapshot row left half-way" "$(sql "SELECT count(*) FROM $T_SNAP WHERE state <> 'ready'")" 0
 
   for id in "$A" "$P" "$R"; do api DELETE "/api/v1/sandboxes/$id" >/dev/null; done
   check_eq "$b: destroyed recorded" "$(sql "SELECT state FROM $T_SB WHERE id = '$A'")" destroyed
