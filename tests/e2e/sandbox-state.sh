@@ -49,6 +49,10 @@ round() {
   fi
   sbx_start || { not_ok "$b: service starts"; return; }
   ok "$b: service starts"
+  out=$("$STOCKADE_BIN" migrate status --config "$SBX_D/cfg.yaml" --namespace agent_executor --json 2>/dev/null)
+  check_eq "$b: migrate status sees the agent_sandbox schema" \
+    "$(json_get "$out" '[.schema[] | select(.component == "agent_sandbox") | .name] | join(",")')" \
+    "create-sandboxes,create-snapshots"
 
   create '{"env":{"SECRET_X":"s3cr3t-value"}}' || not_ok "$b: create A"
   local A=$SBX_ID
