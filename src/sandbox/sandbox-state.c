@@ -494,6 +494,22 @@ void sandbox__host_cleanup(const char *id, const char *dir)
 	}
 }
 
+/* The runtime's own view of a sandbox (the only runtime calls recovery makes). */
+static char *rt_state(struct sandbox_mgr *m, const char *id)
+{
+	return sandbox__runsc_state(m, id);
+}
+
+static char **rt_list(struct sandbox_mgr *m)
+{
+	return sandbox__runsc_list(m);
+}
+
+static void rt_destroy(struct sandbox_mgr *m, const char *id)
+{
+	sandbox__runsc_destroy(m, id, NULL);
+}
+
 /* ---- recovery -------------------------------------------------------------------------------------- */
 
 /* One open sandbox record, from a row or a legacy meta.json. */
@@ -618,7 +634,7 @@ static void strv_push(char ***v, size_t *n, const char *s)
 /* Try to re-adopt one owned record; true when it joined m->list. */
 static bool adopt(struct sandbox_mgr *m, const struct rec *r)
 {
-	cleanup_free char *state = sandbox__runsc_state(m, r->id);
+	cleanup_free char *state = rt_state(m, r->id);
 	struct sandbox *sb = sandbox__sb_new(m, r->id);
 	bool alive = false;
 	if (state && !strcmp(state, "running"))
@@ -766,13 +782,13 @@ void sandbox__recover(struct sandbox_mgr *m)
 		closedir(d);
 
 	/* Containers runsc still knows about without a live record. */
-	char **ids = sandbox__runsc_list(m);
+	char **ids = rt_list(m);
 	for (size_t k = 0; ids[k]; k++) {
 		if (strv_has(adopted, nad, ids[k]))
 			continue;
 		st_log(ST_LOG_WARN, "runsc container '%s' has no live sandbox record: deleting",
 		       ids[k]);
-		sandbox__runsc_destroy(m, ids[k], NULL);
+		rt_destroy(m, ids[k]);
 		sandbox__host_cleanup(ids[k], NULL);
 	}
 	for (size_t k = 0; ids[k]; k++)
