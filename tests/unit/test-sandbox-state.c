@@ -83,9 +83,10 @@ TEST(sandbox_rows_follow_the_lifecycle)
 	CHECK(sandbox__state_claim(m, sb, &err) == 0);
 	r = one("SELECT owner, state, allow_egress, allowed_domains, env_sealed, from_snapshot, "
 	        "runtime FROM {ns}sandboxes");
-	CHECK_STREQ(r, "[{\"owner\":\"alice\",\"state\":\"running\",\"allow_egress\":1,"
-	               "\"allowed_domains\":\"[\\\"pypi.org\\\"]\",\"env_sealed\":1,"
-	               "\"from_snapshot\":\"snap-00000000000000000000aa\",\"runtime\":\"gvisor\"}]");
+	CHECK_STREQ(r,
+	            "[{\"owner\":\"alice\",\"state\":\"running\",\"allow_egress\":1,"
+	            "\"allowed_domains\":\"[\\\"pypi.org\\\"]\",\"env_sealed\":1,"
+	            "\"from_snapshot\":\"snap-00000000000000000000aa\",\"runtime\":\"gvisor\"}]");
 	free(r);
 	r = one("SELECT env FROM {ns}sandboxes");
 	CHECK(strstr(r, "very-secret") == NULL);
@@ -215,8 +216,8 @@ TEST(snapshot_delete_waits_for_a_restore_reading_it)
 	/* The delete marks it first: a new restore does not find it. */
 	struct sandbox_snaprec rec2;
 	for (int i = 0; i < 200; i++) {
-		int r = sandbox__snaprec_open(m, "alice", "snap-000000000000000000000a", &rec2,
-		                              &err);
+		int r =
+		    sandbox__snaprec_open(m, "alice", "snap-000000000000000000000a", &rec2, &err);
 		if (r < 0) {
 			CHECK_EQ_INT(r, -ENOENT);
 			st_error_release(&err);
