@@ -17,11 +17,12 @@ SHELL := /bin/bash
 CC ?= gcc
 PKGS := libseccomp libcap jansson yaml-0.1 openssl libcurl sqlite3 libpq libarchive libzstd \
         libmicrohttpd
-# The executable links only these directly; the rest of PKGS are loaded on demand through
-# generated stubs (scripts/lazy-stubs.sh, src/cmd/lazy-libs.c): `stockade jail` and
-# `stockade doctor` never load them, every other command loads them all before main().
-# Unit tests and fuzz targets link every library normally.
-EAGER_PKGS := libseccomp libcap jansson
+# The executable links only these directly; the rest of PKGS are loaded through generated
+# stubs (scripts/lazy-stubs.sh, src/cmd/lazy-libs.c): every command but `jail` and `doctor`
+# loads them all before main(); those two load one only if they call it (libseccomp when a
+# violation is named or extra syscalls are allowed). Unit tests and fuzz targets link every
+# library normally.
+EAGER_PKGS := jansson
 LAZY_PKGS := $(filter-out $(EAGER_PKGS),$(PKGS))
 # The language runtimes are linked into build*/libstockade-lang.so only, which a zygote loads
 # on demand (src/engine/engine-lang.c); the executable never maps them (see docs/engines.md).
@@ -155,10 +156,12 @@ $(OUT)/gen/lazy-stubs.o: $(OUT)/gen/lazy-stubs.S
 	@echo "  AS      $@"
 	@$(CC) -c -o $@ $<
 
+# -z now: every symbol is bound once at start, so the jail's forked children never write the
+# GOT (a copy-on-write fault each, expensive on a paravirtualised host) nor run the resolver.
 $(OUT)/stockade: $(CMD_OBJ) $(OUT)/gen/lazy-stubs.o $(OUT)/libstockade.a $(OUT)/lang-exports.ld
 	@echo "  LD      $@"
-	@$(CC) $(LDFLAGS) @$(OUT)/lang-exports.ld -o $@ $(CMD_OBJ) $(OUT)/gen/lazy-stubs.o \
-	    $(OUT)/libstockade.a $(EAGER_LIBS)
+	@$(CC) $(LDFLAGS) -Wl,-z,now @$(OUT)/lang-exports.ld -o $@ $(CMD_OBJ) \
+	    $(OUT)/gen/lazy-stubs.o $(OUT)/libstockade.a $(EAGER_LIBS)
 
 $(OUT)/stockade-agent: $(AGENT_OBJ)
 	@echo "  LD      $@"

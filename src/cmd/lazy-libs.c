@@ -1,12 +1,13 @@
 /*
- * lazy-libs.c - the `stockade` executable's libraries that only some commands need (libcurl,
- * libpq, libarchive, libmicrohttpd, SQLite, OpenSSL, libzstd, libyaml) are not linked: the
- * executable calls them through stubs generated at build time (scripts/lazy-stubs.sh), and
- * this file loads them.
+ * lazy-libs.c - the `stockade` executable links only libc and jansson; the libraries that
+ * only some commands need (libcurl, libpq, libarchive, libmicrohttpd, SQLite, OpenSSL,
+ * libzstd, libyaml, libseccomp, libcap) are called through stubs generated at build time
+ * (scripts/lazy-stubs.sh), and this file loads them.
  *
  * Why: loading and relocating those libraries and what they pull in (GnuTLS, Kerberos,
  * LDAP, ...) cost tens of milliseconds per start, which `stockade jail` and `stockade doctor`
- * (libseccomp, libcap and jansson only) should not pay.
+ * should not pay (their seccomp programs are compiled at build time; libseccomp is loaded
+ * only to name a violation or to compile extra allowed syscalls).
  *
  * When: a constructor looks at the command. For `jail`, `doctor`, help and version nothing
  * is loaded up front; a stub that is called anyway loads its library then (these commands are
