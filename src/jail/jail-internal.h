@@ -160,7 +160,11 @@ __attribute__((noreturn)) void jail__child_fail(struct jail__child *c, const cha
 /* ---- capabilities and rlimits ------------------------------------------------------------ */
 
 /* Allocation-free versions usable right after clone. */
-int jail__drop_privileges_raw(const char **step);
+/* Securebits locked and the bounding set emptied (both need CAP_SETPCAP, so they come first;
+   both are inherited, so a process that did this before cloning spares its child the work). */
+int jail__lock_bounding_raw(const char **step);
+/* The whole drop: the above unless bounding_done, then ambient, every set, no_new_privs. */
+int jail__drop_privileges_raw(bool bounding_done, const char **step);
 int jail__apply_rlimits_raw(const struct jail_limits *limits, const char **step);
 
 #endif
