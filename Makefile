@@ -10,6 +10,10 @@
 #   tests/unit/test-*.c   -> one unit-test binary per module
 #   tests/hostile/*.c     -> attack programs run *inside* jails (plain build, no sanitizers)
 #   tests/fuzz/fuzz-*.c   -> libFuzzer targets (make fuzz, clang)
+#   tools/jail-seccomp-gen.c -> build*/tools/, run at build time: the jail's seccomp programs
+#                            (build*/gen/jail-seccomp-bpf.c, part of the library)
+#   scripts/lazy-stubs.sh -> build*/gen/lazy-stubs.S: the executable's stubs for the libraries
+#                            it loads when it starts instead of linking them (src/cmd/lazy-libs.c)
 #
 # Two build flavours share one rule set: release in build/, ASan+UBSan in build-asan/.
 
