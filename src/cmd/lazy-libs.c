@@ -9,12 +9,13 @@
  * should not pay (their seccomp programs are compiled at build time; libseccomp is loaded
  * only to name a violation or to compile extra allowed syscalls).
  *
- * When: a constructor looks at the command. For `jail`, `doctor`, help and version nothing
- * is loaded up front; a stub that is called anyway loads its library then (these commands are
- * single-threaded). Every other command loads all of them before main(), exactly when a
- * normally linked program would have: the service starts threads and forks zygotes, and a
- * child must never be the first to dlopen (another thread may hold the loader's or malloc's
- * locks at fork time, and a jailed child may not see the library at all).
+ * When: a constructor looks at argv[1]. For `jail`, `doctor`, help and version nothing is
+ * loaded up front; a stub that is called anyway loads its library then (these commands are
+ * single-threaded). Everything else (the other commands, and the engine zygotes, which run
+ * with argv[0] only) loads all of them before main(), exactly when a normally linked program
+ * would have: the service starts threads and the zygotes fork, and a child must never be the
+ * first to dlopen (another thread may hold the loader's or malloc's locks at fork time, a
+ * jailed child may not see the library, and each execution would pay the load again).
  *
  * Invariants: a slot holds either its resolver stub or the real function; it is written once,
  * under `lock`, with a release store (stubs read it with a plain indirect jump, which is
@@ -98,11 +99,12 @@ __attribute__((constructor)) static void lazy_init(int argc, char **argv, char *
 	(void)envp;
 	static const char *const lean[] = {"jail", "doctor",  "help",     "--help",
 	                                   "-h",   "version", "--version"};
-	if (argc < 2 || argv == NULL)
-		return;
-	for (size_t i = 0; i < ST_ARRAY_SIZE(lean); i++)
-		if (strcmp(argv[1], lean[i]) == 0)
-			return;
+	/* Anything else loads everything: the other commands, and the engine zygotes, which
+	   the executable runs with only argv[0] ("stockade-zygote-js") and which fork. */
+	if (argc >= 2 && argv != NULL && argv[1] != NULL)
+		for (size_t i = 0; i < ST_ARRAY_SIZE(lean); i++)
+			if (strcmp(argv[1], lean[i]) == 0)
+				return;
 	pthread_mutex_lock(&lock);
 	for (unsigned i = 0; i < cmd__lazy_n_syms; i++)
 		(void)resolve_locked(i);
