@@ -130,7 +130,7 @@ struct jail__child {
 	char tmp_opts[64]; /* "size=N" for /tmp */
 	const struct jail__bpf *bpf; /* NULL: no seccomp */
 	bool notify;
-	int sync_rd; /* supervisor says "maps written, go" */
+	int sync_rd; /* supervisor says "maps written, go", then "in the cgroup" */
 	int ctl_wr; /* messages to the supervisor (setup errors, exit status) */
 	int sock_wr; /* sends the seccomp listener fd */
 	int stdin_fd, out_wr, err_wr;
