@@ -15,9 +15,14 @@
  * Zygote states (struct zygote): DOWN -> STARTING (spawned, waiting READY) -> UP -> DOWN (its
  * pidfd became readable; the monitor reaps it and respawns it with a back-off).
  *
- * Execution states (engine_execute): QUEUED (waiting for a slot) -> STARTING (EXEC sent,
- * waiting HELLO, cgroup attach) -> RUNNING (GO sent; wall clock started) -> ENDED (RESULT and
- * EXIT read, or killed at the deadline) -> cgroup removed, slot released.
+ * Child states: PREPARING (EXEC sent, HELLO, cgroup attach, SETUP) -> WARM (READY: sandboxed,
+ * waiting; kept in pool->warm by the warmer thread, or taken at once by an execution that found
+ * none) -> RUNNING (GO sent; wall clock started) -> ANSWERED (RESULT read: the execution returns)
+ * -> EXITING (pool->tails: the reaper thread waits for EXIT, kills after a grace period, removes
+ * the cgroup). Without a RESULT (killed, timed out, died) the execution waits for EXIT itself.
+ *
+ * Execution states (engine_execute): QUEUED (waiting for a slot) -> takes a WARM child (or
+ * prepares one) -> RUNNING -> ENDED -> slot released.
  */
 #include <fcntl.h>
 #include <poll.h>
