@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bench/sandbox.sh - agent sandbox speed, against `runsc do true` measured in the same run:
-# warm-pool create (a claim), cold create, `echo hi` exec through the API, snapshot and restore
+# warm-pool create (a claim), cold create, `echo hi` exec through the API (and its legs: HTTP alone,
+# the agent alone, a shell, a static binary), snapshot and restore
 # of a 100 MB workspace, and the idle memory of one sandbox (sentry + gofer, agent included).
 # Needs root and runsc. Prints a Markdown table. Not a test: nothing here fails on slowness.
 #   N=20 bash bench/sandbox.sh
@@ -53,6 +54,58 @@ warm=$(p50 <"$SBX_D/warm")
 # exec `echo hi` through the API (HTTP + agent + fork/exec inside gVisor).
 create
 A=$SBX_ID
+SOCK=$SBX_STATE/sb/$A/chan/agent.sock
+# Legs of an exec, each measured alone: the HTTP round trip without the agent (GET of the
+# sandbox), the agent round trip without a command (ping over its socket from the host), and
+# the same `echo hi` sent straight to the agent (no HTTP).
+for _ in $(seq 1 "$((N * 2))"); do
+  curl -s -o /dev/null -w '%{time_total}\n' -H "Authorization: Bearer $TOKA" "$SBX_U/api/v1/sandboxes/$A" | ms_of
+done >"$SBX_D/http"
+http_p50=$(p50 <"$SBX_D/http")
+agent_rtt() { # agent_rtt N op [cmd args...]: one line per request, milliseconds
+  python3 - "$SOCK" "$@" <<'PY'
+import socket, struct, sys, time
+sock, n, op, argv = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
+kv = [("op", op)] + ([("cmd", argv[0])] + [("arg", a) for a in argv[1:]] if argv else [])
+req = b"".join(k.encode() + b"=" + v.encode() + b"\0" for k, v in kv)
+for _ in range(n):
+    t = time.perf_counter()
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sock)
+    s.sendall(b"Q" + struct.pack(">I", len(req)) + req)
+    while True:  # until the reply (ping) or the exit record (exec), then EOF
+        h = s.recv(5, socket.MSG_WAITALL)
+        if len(h) < 5:
+            break
+        n2 = struct.unpack(">I", h[1:])[0]
+        if n2:
+            s.recv(n2, socket.MSG_WAITALL)
+        if h[:1] in (b"X", b"R") or (op == "ping" and h[:1] == b"K"):
+            break
+    s.close()
+    print("%.2f" % ((time.perf_counter() - t) * 1000))
+PY
+}
+agent_rtt "$((N * 2))" ping >"$SBX_D/ping"
+ping_p50=$(p50 <"$SBX_D/ping")
+agent_rtt "$((N * 2))" exec echo hi >"$SBX_D/direct"
+direct_p50=$(p50 <"$SBX_D/direct")
+# The same through a shell, and a static binary that does nothing (no ld.so, no locale).
+for _ in $(seq 1 "$N"); do
+  curl -s -o /dev/null -w '%{time_total}\n' -X POST -H "Authorization: Bearer $TOKA" \
+    "$SBX_U/api/v1/sandboxes/$A/exec" -d '{"cmd":"sh","args":["-c","echo hi"]}' | ms_of
+done >"$SBX_D/sh"
+sh_p50=$(p50 <"$SBX_D/sh")
+static_p50=n/a
+if printf 'int main(void){return 0;}\n' | gcc -x c -O2 -static -o "$SBX_D/static-true" - 2>/dev/null; then
+  api PUT "/api/v1/sandboxes/$A/files?path=static-true" --data-binary @"$SBX_D/static-true" >/dev/null
+  api POST "/api/v1/sandboxes/$A/exec" -d '{"cmd":"chmod","args":["755","static-true"]}' >/dev/null
+  for _ in $(seq 1 "$N"); do
+    curl -s -o /dev/null -w '%{time_total}\n' -X POST -H "Authorization: Bearer $TOKA" \
+      "$SBX_U/api/v1/sandboxes/$A/exec" -d '{"cmd":"./static-true"}' | ms_of
+  done >"$SBX_D/static"
+  static_p50=$(p50 <"$SBX_D/static")
+fi
 for _ in $(seq 1 "$((N * 2))"); do
   curl -s -o /dev/null -w '%{time_total}\n' -X POST -H "Authorization: Bearer $TOKA" \
     "$SBX_U/api/v1/sandboxes/$A/exec" -d '{"cmd":"echo","args":["hi"]}' | ms_of
@@ -111,7 +164,12 @@ cat <<EOF
 | create from the warm pool (HTTP, claim + token) | $warm ms | $(ratio "$warm" "$base") | ≤ 20 ms |
 | cold create (boot + agent ready, HTTP) | $cold ms | $(ratio "$cold" "$base") | reported |
 | \`echo hi\` exec through the API (HTTP round trip) | $exec_p50 ms | $(ratio "$exec_p50" "$base") | ≤ 10 ms |
-| \`echo hi\` fork → exit inside the sandbox (agent's wallMs) | $execin ms | | |
+| \`echo hi\` spawn → exit inside the sandbox (agent's wallMs) | $execin ms | | |
+| leg: HTTP round trip without the agent (GET of the sandbox) | $http_p50 ms | | |
+| leg: agent round trip without a command (ping, host → agent → host) | $ping_p50 ms | | |
+| leg: \`echo hi\` straight to the agent socket (no HTTP) | $direct_p50 ms | | |
+| \`sh -c 'echo hi'\` exec through the API | $sh_p50 ms | $(ratio "$sh_p50" "$base") | |
+| a static binary that does nothing, exec through the API | $static_p50 ms | $(ratio "$static_p50" "$base") | |
 | snapshot of a 100 MB workspace (pause, tar+zstd, AES-GCM, store) | $snap_t ms | | reported |
 | restore of it (create fromSnapshot: verify, extract) | $rest_t ms ($same) | | reported |
 | sealed snapshot size | $snap_size bytes | | |

@@ -1150,12 +1150,19 @@ static int listen_tcp_loopback(int port)
  * gVisor (a new address space, every touched page copied into a new stub process), so init
  * keeps AGENT_SPARES handlers forked ahead of time, each blocked in accept() on the agent
  * socket with its buffers ready. A spare that takes a connection writes its slot number to
- * init's notify pipe and init forks its replacement while the request runs; the spare
- * handles that one connection and exits, as a per-connection fork did. When init cannot fork
- * (process limits), connections wait in the listen backlog until a spare exists.
+ * init's notify pipe, handles that one connection and exits, as a per-connection fork did.
+ * Init forks the slot's replacement once that handler has exited, or after
+ * AGENT_REFORK_DELAY_MS if it runs longer (a streamed command, a preview connection): a fork
+ * racing the request it was meant to speed up would take half its CPU (the sandbox usually
+ * has one). When init cannot fork (process limits), connections wait in the listen backlog
+ * until a spare exists.
  */
 #define AGENT_SPARES 2
+#define AGENT_REFORK_DELAY_MS 100
 static pid_t g_spares[AGENT_SPARES]; /* pid of the idle spare in each slot, 0 when empty */
+/* The handler that took the slot's connection, until it exits, and since when. */
+static pid_t g_busy[AGENT_SPARES];
+static int64_t g_busy_since[AGENT_SPARES];
 
 __attribute__((noreturn)) static void spare_main(int ls, int notify_fd, int slot)
 {
@@ -1248,10 +1255,17 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	for (;;) {
-		bool short_of_spares = false;
+		int wait_ms = 1000;
+		int64_t now = now_ms();
 		for (int i = 0; i < AGENT_SPARES; i++) {
 			if (g_spares[i] > 0)
 				continue;
+			if (g_busy[i] > 0 && now - g_busy_since[i] < AGENT_REFORK_DELAY_MS) {
+				int left = (int)(AGENT_REFORK_DELAY_MS - (now - g_busy_since[i]));
+				if (left < wait_ms)
+					wait_ms = left;
+				continue;
+			}
 			pid_t pid = fork();
 			if (pid == 0) {
 				close(notify[0]);
@@ -1259,28 +1273,37 @@ int main(int argc, char **argv)
 					close(es);
 				spare_main(ls, notify[1], i);
 			}
-			if (pid < 0)
-				short_of_spares =
-				    true; /* retry soon: requests wait in the backlog */
-			else
+			if (pid < 0) {
+				wait_ms = 50; /* retry soon: requests wait in the backlog */
+			} else {
 				g_spares[i] = pid;
+				g_busy[i] = 0;
+			}
 		}
 		struct pollfd p[2] = {{.fd = notify[0], .events = POLLIN},
 		                      {.fd = es, .events = POLLIN}};
-		int pr = poll(p, 2, short_of_spares ? 50 : 1000);
+		int pr = poll(p, 2, wait_ms);
 		/* A spare announces its connection before it can exit, so draining the pipe first
 		 * means a reaped pid still in g_spares is one that died without a connection. */
 		unsigned char slots[64];
 		ssize_t k;
 		while ((k = read(notify[0], slots, sizeof(slots))) > 0)
-			for (ssize_t j = 0; j < k; j++)
-				if (slots[j] < AGENT_SPARES)
-					g_spares[slots[j]] = 0;
+			for (ssize_t j = 0; j < k; j++) {
+				int i = slots[j];
+				if (i >= AGENT_SPARES || g_spares[i] <= 0)
+					continue;
+				g_busy[i] = g_spares[i];
+				g_busy_since[i] = now_ms();
+				g_spares[i] = 0;
+			}
 		pid_t dead;
 		while ((dead = waitpid(-1, NULL, WNOHANG)) > 0)
-			for (int i = 0; i < AGENT_SPARES; i++)
+			for (int i = 0; i < AGENT_SPARES; i++) {
 				if (g_spares[i] == dead)
 					g_spares[i] = 0;
+				if (g_busy[i] == dead)
+					g_busy[i] = 0; /* done: the slot is re-forked at once */
+			}
 		if (pr <= 0 || es < 0 || !(p[1].revents & POLLIN))
 			continue;
 		int c = accept4(es, NULL, NULL, SOCK_CLOEXEC);
