@@ -4,7 +4,7 @@
 # the agent alone, a shell, a static binary), snapshot and restore
 # of a 100 MB workspace, and the idle memory of one sandbox (sentry + gofer, agent included).
 # Needs root and runsc. Prints a Markdown table. Not a test: nothing here fails on slowness.
-#   N=20 bash bench/sandbox.sh
+#   N=20 bash bench/sandbox.sh          (PAUSE=0 sends the requests back to back)
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export STOCKADE_BIN=${STOCKADE_BIN:-$ROOT/build/stockade}
@@ -14,6 +14,9 @@ N=${N:-15}
 sbx_can_run >/dev/null || { echo "needs root and runsc"; exit 1; }
 trap sbx_cleanup EXIT
 
+# Requests of one kind are sent one after another with PAUSE seconds between them, as an
+# interactive client (an agent that reads each result) does; PAUSE=0 measures back to back.
+PAUSE=${PAUSE:-0.05}
 p50() { sort -n | awk '{a[NR]=$1} END {if (NR==0) print "n/a"; else printf "%.1f", a[int((NR+1)/2)]}'; }
 ms_of() { awk '{printf "%.2f\n", $1*1000}'; }
 
@@ -62,13 +65,14 @@ for _ in $(seq 1 "$((N * 2))"); do
   curl -s -o /dev/null -w '%{time_total}\n' -H "Authorization: Bearer $TOKA" "$SBX_U/api/v1/sandboxes/$A" | ms_of
 done >"$SBX_D/http"
 http_p50=$(p50 <"$SBX_D/http")
-agent_rtt() { # agent_rtt N op [cmd args...]: one line per request, milliseconds
+agent_rtt() { # agent_rtt PAUSE N op [cmd args...]: one line per request, milliseconds
   python3 - "$SOCK" "$@" <<'PY'
 import socket, struct, sys, time
-sock, n, op, argv = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
+sock, pause, n, op, argv = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5:]
 kv = [("op", op)] + ([("cmd", argv[0])] + [("arg", a) for a in argv[1:]] if argv else [])
 req = b"".join(k.encode() + b"=" + v.encode() + b"\0" for k, v in kv)
 for _ in range(n):
+    time.sleep(pause)
     t = time.perf_counter()
     s = socket.socket(socket.AF_UNIX)
     s.connect(sock)
@@ -86,12 +90,15 @@ for _ in range(n):
     print("%.2f" % ((time.perf_counter() - t) * 1000))
 PY
 }
-agent_rtt "$((N * 2))" ping >"$SBX_D/ping"
+agent_rtt "$PAUSE" "$((N * 2))" ping >"$SBX_D/ping"
 ping_p50=$(p50 <"$SBX_D/ping")
-agent_rtt "$((N * 2))" exec echo hi >"$SBX_D/direct"
+agent_rtt "$PAUSE" "$((N * 2))" exec echo hi >"$SBX_D/direct"
 direct_p50=$(p50 <"$SBX_D/direct")
+agent_rtt 0 "$((N * 2))" exec echo hi >"$SBX_D/b2b"
+b2b_p50=$(p50 <"$SBX_D/b2b")
 # The same through a shell, and a static binary that does nothing (no ld.so, no locale).
 for _ in $(seq 1 "$N"); do
+  sleep "$PAUSE"
   curl -s -o /dev/null -w '%{time_total}\n' -X POST -H "Authorization: Bearer $TOKA" \
     "$SBX_U/api/v1/sandboxes/$A/exec" -d '{"cmd":"sh","args":["-c","echo hi"]}' | ms_of
 done >"$SBX_D/sh"
@@ -101,18 +108,21 @@ if printf 'int main(void){return 0;}\n' | gcc -x c -O2 -static -o "$SBX_D/static
   api PUT "/api/v1/sandboxes/$A/files?path=static-true" --data-binary @"$SBX_D/static-true" >/dev/null
   api POST "/api/v1/sandboxes/$A/exec" -d '{"cmd":"chmod","args":["755","static-true"]}' >/dev/null
   for _ in $(seq 1 "$N"); do
+    sleep "$PAUSE"
     curl -s -o /dev/null -w '%{time_total}\n' -X POST -H "Authorization: Bearer $TOKA" \
       "$SBX_U/api/v1/sandboxes/$A/exec" -d '{"cmd":"./static-true"}' | ms_of
   done >"$SBX_D/static"
   static_p50=$(p50 <"$SBX_D/static")
 fi
 for _ in $(seq 1 "$((N * 2))"); do
+  sleep "$PAUSE"
   curl -s -o /dev/null -w '%{time_total}\n' -X POST -H "Authorization: Bearer $TOKA" \
     "$SBX_U/api/v1/sandboxes/$A/exec" -d '{"cmd":"echo","args":["hi"]}' | ms_of
 done >"$SBX_D/exec"
 exec_p50=$(p50 <"$SBX_D/exec")
-# The agent's own view: wall time of the command from fork to exit inside the sandbox.
+# The agent's own view: wall time of the command from spawn to exit inside the sandbox.
 for _ in $(seq 1 "$N"); do
+  sleep "$PAUSE"
   api POST "/api/v1/sandboxes/$A/exec" -d '{"cmd":"echo","args":["hi"]}' | jq -r .wallMs
 done >"$SBX_D/execin"
 execin=$(p50 <"$SBX_D/execin")
@@ -157,7 +167,7 @@ cold=$(p50 <"$SBX_D/cold")
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "n/a" }'; }
 cat <<EOF
-## Agent sandbox ($(date -u +%Y-%m-%d), $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg), runsc $(runsc --version | head -1 | awk '{print $3}'), platform ptrace)
+## Agent sandbox ($(date -u +%Y-%m-%d\ %H:%M) UTC, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), runsc $(runsc --version | head -1 | awk '{print $3}'), platform ptrace, pause ${PAUSE}s)
 
 | measure | p50 | vs \`runsc do true\` ($base ms) | goal |
 |---|---|---|---|
@@ -168,6 +178,7 @@ cat <<EOF
 | leg: HTTP round trip without the agent (GET of the sandbox) | $http_p50 ms | | |
 | leg: agent round trip without a command (ping, host → agent → host) | $ping_p50 ms | | |
 | leg: \`echo hi\` straight to the agent socket (no HTTP) | $direct_p50 ms | | |
+| the same back to back (no pause: each handler is replaced while the next request runs) | $b2b_p50 ms | | |
 | \`sh -c 'echo hi'\` exec through the API | $sh_p50 ms | $(ratio "$sh_p50" "$base") | |
 | a static binary that does nothing, exec through the API | $static_p50 ms | $(ratio "$static_p50" "$base") | |
 | snapshot of a 100 MB workspace (pause, tar+zstd, AES-GCM, store) | $snap_t ms | | reported |
