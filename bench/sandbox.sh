@@ -28,6 +28,20 @@ for _ in $(seq 1 5); do
   echo $(( ($(date +%s%N) - s) / 1000 ))
 done | awk '{print $1/1000}' >"$SBX_D/base"
 base=$(p50 <"$SBX_D/base")
+# Baseline: the same command started on the host itself, no sandbox (posix_spawn + wait).
+host_echo=$(python3 - "$N" <<'PY'
+import os, sys, time
+ts = []
+for _ in range(int(sys.argv[1]) * 2):
+    t = time.perf_counter()
+    pid = os.posix_spawn("/bin/echo", ["echo", "hi"], dict(os.environ),
+                         file_actions=[(os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0)])
+    os.waitpid(pid, 0)
+    ts.append((time.perf_counter() - t) * 1000)
+ts.sort()
+print("%.1f" % ts[(len(ts) + 1) // 2 - 1])
+PY
+)
 
 sbx_config "    scaling: {prewarmPoolSize: 2, maxTotalJobs: 20, maxConcurrentCreates: 2, perUserSandboxLimit: 20}" \
   "workspaceSizeMb: 512, memoryMb: 1024"
@@ -174,6 +188,7 @@ cat <<EOF
 | create from the warm pool (HTTP, claim + token) | $warm ms | $(ratio "$warm" "$base") | ≤ 20 ms |
 | cold create (boot + agent ready, HTTP) | $cold ms | $(ratio "$cold" "$base") | reported |
 | \`echo hi\` exec through the API (HTTP round trip) | $exec_p50 ms | $(ratio "$exec_p50" "$base") | ≤ 10 ms |
+| baseline: \`echo hi\` spawned on the host itself, no sandbox | $host_echo ms | $(ratio "$host_echo" "$base") | |
 | \`echo hi\` spawn → exit inside the sandbox (agent's wallMs) | $execin ms | | |
 | leg: HTTP round trip without the agent (GET of the sandbox) | $http_p50 ms | | |
 | leg: agent round trip without a command (ping, host → agent → host) | $ping_p50 ms | | |
