@@ -1176,8 +1176,8 @@ static int listen_tcp_loopback(int port)
  * Init forks the slot's replacement once that handler has exited, or after
  * AGENT_REFORK_DELAY_MS if it runs longer (a streamed command, a preview connection): a fork
  * racing the request it was meant to speed up would take half its CPU (the sandbox usually
- * has one). When init cannot fork (process limits), connections wait in the listen backlog
- * until a spare exists.
+ * has one); a connection waiting with no idle spare re-forks at once. When init cannot fork
+ * (process limits), connections wait in the listen backlog until a spare exists.
  */
 #define AGENT_SPARES 2
 #define AGENT_REFORK_DELAY_MS 100
@@ -1276,13 +1276,16 @@ int main(int argc, char **argv)
 		logmsg("pipe: %s", strerror(errno));
 		return 1;
 	}
+	bool backlog = false;
 	for (;;) {
 		int wait_ms = 1000;
+		bool fork_failed = false;
 		int64_t now = now_ms();
 		for (int i = 0; i < AGENT_SPARES; i++) {
 			if (g_spares[i] > 0)
 				continue;
-			if (g_busy[i] > 0 && now - g_busy_since[i] < AGENT_REFORK_DELAY_MS) {
+			if (g_busy[i] > 0 && !backlog &&
+			    now - g_busy_since[i] < AGENT_REFORK_DELAY_MS) {
 				int left = (int)(AGENT_REFORK_DELAY_MS - (now - g_busy_since[i]));
 				if (left < wait_ms)
 					wait_ms = left;
@@ -1297,14 +1300,24 @@ int main(int argc, char **argv)
 			}
 			if (pid < 0) {
 				wait_ms = 50; /* retry soon: requests wait in the backlog */
+				fork_failed = true;
 			} else {
 				g_spares[i] = pid;
 				g_busy[i] = 0;
 			}
 		}
-		struct pollfd p[2] = {{.fd = notify[0], .events = POLLIN},
-		                      {.fd = es, .events = POLLIN}};
-		int pr = poll(p, 2, wait_ms);
+		/* With no idle spare, a connection waiting in the backlog re-forks at once rather
+		 * than after the delay (a burst of more concurrent requests than spares). Not
+		 * after a failed fork: that retries on the timer, not in a tight loop. */
+		bool watch_backlog = !fork_failed;
+		for (int i = 0; i < AGENT_SPARES; i++)
+			if (g_spares[i] > 0)
+				watch_backlog = false;
+		struct pollfd p[3] = {{.fd = notify[0], .events = POLLIN},
+		                      {.fd = es, .events = POLLIN},
+		                      {.fd = watch_backlog ? ls : -1, .events = POLLIN}};
+		int pr = poll(p, 3, wait_ms);
+		backlog = pr > 0 && (p[2].revents & POLLIN);
 		/* A spare announces its connection before it can exit, so draining the pipe first
 		 * means a reaped pid still in g_spares is one that died without a connection. */
 		unsigned char slots[64];

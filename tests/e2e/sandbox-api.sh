@@ -81,6 +81,15 @@ out=$(run "$A" python3 '["-c","import sys; print(sys.stdout.encoding, len(\"\u00
 check_eq "exec: python sees UTF-8" "$(json_get "$out" .stdout)" "utf-8 2"
 out=$(api POST "/api/v1/sandboxes/$A/exec" -d '{"cmd":"sh","args":["-c","echo \"[$LANG][$LC_CTYPE]\""],"env":{"LANG":"C"}}')
 check_eq "exec: a request's LANG is not overridden by the default LC_CTYPE" "$(json_get "$out" .stdout)" "[C][]"
+# More concurrent requests than the agent keeps spare handlers for: each still gets one.
+conc_pids=()
+for i in 1 2 3 4 5; do
+  curl -s -X POST -H "Authorization: Bearer $TOKA" "$SBX_U/api/v1/sandboxes/$A/exec" \
+    -d "{\"cmd\":\"sh\",\"args\":[\"-c\",\"sleep 0.3; echo c$i\"]}" >"$SBX_D/conc$i" &
+  conc_pids+=($!)
+done
+wait "${conc_pids[@]}"
+check_eq "exec: five concurrent commands all answer" "$(for i in 1 2 3 4 5; do jq -j .stdout "$SBX_D/conc$i"; done | sort | tr '\n' ' ')" "c1 c2 c3 c4 c5 "
 out=$(api POST "/api/v1/sandboxes/$A/exec?stream=ndjson" -d '{"cmd":"sh","args":["-c","echo one; sleep 0.2; echo two >&2; exit 2"]}')
 check_contains "stream ndjson: stdout chunk" "$out" '{"type":"stdout","data":"one\n"}'
 check_contains "stream ndjson: stderr chunk" "$out" '{"type":"stderr","data":"two\n"}'
