@@ -497,7 +497,8 @@ static char *stage2_binary(const char *agent_path)
 	}
 	char *dir = st_xstrdup(agent_path);
 	char *slash = strrchr(dir, '/');
-	char *r = slash ? (*slash = '\0', st_xasprintf("%s/stockade", dir)) : st_xstrdup("stockade");
+	char *r =
+	    slash ? (*slash = '\0', st_xasprintf("%s/stockade", dir)) : st_xstrdup("stockade");
 	free(dir);
 	return r;
 }
@@ -697,7 +698,8 @@ static int jail_start(struct sandbox_mgr *m, struct sandbox *sb, struct st_error
 	for (;;) {
 		struct pollfd pf = {.fd = pidfd, .events = POLLIN};
 		if (poll(&pf, 1, 0) > 0) {
-			ret = st_error_make(err, ECHILD, "the sandbox's init exited during start-up");
+			ret =
+			    st_error_make(err, ECHILD, "the sandbox's init exited during start-up");
 			log_tail(logp, err);
 			goto out;
 		}
@@ -864,12 +866,13 @@ static int jail_probe(const struct sandbox_options *o, struct st_error **err)
 	if (r < 0)
 		return st_error_wrap(err, "runtime 'jail' is not usable");
 	if (rep.status != JAIL_OK) {
-		r = st_error_make(err, EPERM,
-		                  "runtime 'jail' is not usable: a test jail ended with '%s'%s%s%s%s; "
-		                  "see `stockade doctor` for the fix, or use runtime: gvisor",
-		                  jail_status_name(rep.status), rep.setup_step ? " at '" : "",
-		                  rep.setup_step ? rep.setup_step : "",
-		                  rep.setup_step ? "': " : "", rep.setup_error ? rep.setup_error : "");
+		r = st_error_make(
+		    err, EPERM,
+		    "runtime 'jail' is not usable: a test jail ended with '%s'%s%s%s%s; "
+		    "see `stockade doctor` for the fix, or use runtime: gvisor",
+		    jail_status_name(rep.status), rep.setup_step ? " at '" : "",
+		    rep.setup_step ? rep.setup_step : "", rep.setup_step ? "': " : "",
+		    rep.setup_error ? rep.setup_error : "");
 	}
 	jail_report_release(&rep);
 	(void)o;
@@ -898,10 +901,11 @@ static int jail_prepare(struct sandbox_mgr *m, struct st_error **err)
 	close(fd);
 	cleanup_free char *exe = stage2_binary(m->agent_path);
 	if (access(exe, X_OK) < 0)
-		return st_error_make(err, errno,
-		                     "'%s' is missing: the jail runtime starts each sandbox through "
-		                     "`stockade sandbox-init` beside stockade-agent",
-		                     exe);
+		return st_error_make(
+		    err, errno,
+		    "'%s' is missing: the jail runtime starts each sandbox through "
+		    "`stockade sandbox-init` beside stockade-agent",
+		    exe);
 	return 0;
 }
 
@@ -1019,11 +1023,13 @@ int sandbox_jail_init_main(int argc, char **argv)
 			mnts[n].dst = c2 + 1;
 			n++;
 		} else {
-			fprintf(stderr,
-			        "usage: stockade sandbox-init [--max-procs N] --mount FD:MODE:DST...\n"
-			        "Started by the service inside a new `runtime: jail` agent sandbox "
-			        "(see docs/agent-sandbox.md); not for use by hand.\n");
-			return 2;
+			bool help = !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h");
+			fprintf(
+			    help ? stdout : stderr,
+			    "usage: stockade sandbox-init [--max-procs N] --mount FD:MODE:DST...\n"
+			    "Started by the service inside a new `runtime: jail` agent sandbox "
+			    "(see docs/agent-sandbox.md); not for use by hand.\n");
+			return help ? 0 : 2;
 		}
 	}
 	if (getpid() != 1 || n == 0 || strcmp(mnts[0].mode, "root") != 0) {
@@ -1102,7 +1108,8 @@ int sandbox_jail_init_main(int argc, char **argv)
 		return init_fail("chdir /", NULL, errno);
 
 	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && (rl.rlim_max == RLIM_INFINITY || rl.rlim_max > 4096)) {
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+	    (rl.rlim_max == RLIM_INFINITY || rl.rlim_max > 4096)) {
 		rl.rlim_cur = rl.rlim_max = 4096;
 		(void)setrlimit(RLIMIT_NOFILE, &rl);
 	}
