@@ -103,6 +103,36 @@ static json_t *record(const char *id)
 	return json_load_file(p, 0, NULL);
 }
 
+/* Paused: a background counter in the workspace stops counting; the state says so. */
+static void check_pause_stops(struct sandbox_mgr *m, const char *id)
+{
+	struct sandbox_exec_req bg = {
+	    .cmd = "sh",
+	    .args =
+	        (const char *const[]){"-c", "i=0; while :; do i=$((i+1)); echo $i >n; done", NULL},
+	    .background = true};
+	struct sandbox_exec_result res;
+	struct st_error *err = NULL;
+	CHECK(sandbox_exec(m, "alice", id, &bg, NULL, NULL, &res, &err) == 0);
+	usleep(200 * 1000);
+	CHECK(sandbox_pause(m, "alice", id, &err) == 0);
+	json_t *j = NULL;
+	CHECK(sandbox_get(m, "alice", id, &j, &err) == 0);
+	CHECK_STREQ(json_string_value(json_object_get(j, "state")), "paused");
+	json_decref(j);
+	char ws[256];
+	snprintf(ws, sizeof(ws), "%s/sb/%s/ws/n", g_dir, id);
+	char *a = NULL, *b = NULL;
+	size_t len;
+	usleep(100 * 1000);
+	CHECK(st_read_file(ws, 64, &a, &len, NULL) == 0);
+	usleep(300 * 1000);
+	CHECK(st_read_file(ws, 64, &b, &len, NULL) == 0);
+	CHECK_STREQ(a ? a : "", b ? b : "");
+	free(a);
+	free(b);
+}
+
 TEST(sandbox_jail_exec_pause_limits)
 {
 	struct sandbox_mgr *m = open_mgr();
@@ -113,7 +143,9 @@ TEST(sandbox_jail_exec_pause_limits)
 	CHECK_STREQ(out.data, "1000\n");
 	CHECK(run(m, id, "cat", (const char *const[]){"/proc/1/cmdline", NULL}, &out, &ec) == 0);
 	CHECK_CONTAINS(out.data, "/opt/stockade/agent");
-	const char *lim[] = {"-c", "grep 'Max processes' /proc/self/limits | tr -s ' ' | cut -d' ' -f3; hostname", NULL};
+	const char *lim[] = {
+	    "-c", "grep 'Max processes' /proc/self/limits | tr -s ' ' | cut -d' ' -f3; hostname",
+	    NULL};
 	CHECK(run(m, id, "sh", lim, &out, &ec) == 0);
 	CHECK_STREQ(out.data, "64\nsandbox\n");
 
@@ -139,32 +171,8 @@ TEST(sandbox_jail_exec_pause_limits)
 	}
 	CHECK(mem_ok);
 
-	/* Paused: a background counter stops counting. */
-	struct sandbox_exec_req bg = {
-	    .cmd = "sh",
-	    .args = (const char *const[]){"-c", "i=0; while :; do i=$((i+1)); echo $i >n; done",
-	                                  NULL},
-	    .background = true};
-	struct sandbox_exec_result res;
 	struct st_error *err = NULL;
-	CHECK(sandbox_exec(m, "alice", id, &bg, NULL, NULL, &res, &err) == 0);
-	usleep(200 * 1000);
-	CHECK(sandbox_pause(m, "alice", id, &err) == 0);
-	json_t *j = NULL;
-	CHECK(sandbox_get(m, "alice", id, &j, &err) == 0);
-	CHECK_STREQ(json_string_value(json_object_get(j, "state")), "paused");
-	json_decref(j);
-	char ws[256];
-	snprintf(ws, sizeof(ws), "%s/sb/%s/ws/n", g_dir, id);
-	char *a = NULL, *b = NULL;
-	size_t len;
-	usleep(100 * 1000);
-	CHECK(st_read_file(ws, 64, &a, &len, NULL) == 0);
-	usleep(300 * 1000);
-	CHECK(st_read_file(ws, 64, &b, &len, NULL) == 0);
-	CHECK_STREQ(a, b);
-	free(a);
-	free(b);
+	check_pause_stops(m, id);
 	CHECK(sandbox_resume(m, "alice", id, &err) == 0);
 	CHECK(run(m, id, "echo", (const char *const[]){"back", NULL}, &out, &ec) == 0);
 	CHECK_STREQ(out.data, "back\n");
@@ -225,6 +233,29 @@ TEST(sandbox_jail_recovery)
 	st_buf_release(&out);
 	free(keep);
 	free(lost);
+	sandbox_mgr_free(m);
+	rm_dir();
+}
+
+/* Hosts without a v2 cgroup for the sandbox pause through a v1 freezer cgroup. */
+TEST(sandbox_jail_pause_cgroup_v1)
+{
+	setenv("STOCKADE_CGROUP_VERSION", "1", 1);
+	struct sandbox_mgr *m = open_mgr();
+	char *id = create(m);
+	json_t *rec = record(id);
+	CHECK(rec != NULL);
+	if (!json_string_value(json_object_get(rec, "freezer")))
+		unit_skip("no v1 freezer controller on this host");
+	CHECK(json_string_value(json_object_get(rec, "v2")) == NULL);
+	check_pause_stops(m, id);
+	struct st_error *err = NULL;
+	CHECK(sandbox_resume(m, "alice", id, &err) == 0);
+	CHECK(sandbox_destroy(m, "alice", id, &err) == 0);
+	struct stat st;
+	CHECK(stat(json_string_value(json_object_get(rec, "freezer")), &st) < 0);
+	json_decref(rec);
+	free(id);
 	sandbox_mgr_free(m);
 	rm_dir();
 }
