@@ -1037,6 +1037,15 @@ int sandbox_jail_init_main(int argc, char **argv)
 		                "of a new sandbox\n");
 		return 2;
 	}
+	/* The service's signal mask and ignored signals came through clone and exec; the
+	 * agent starts clean, as runsc's init would (an ignored SIGCHLD would change how its
+	 * children are reaped). */
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			(void)signal(sig, SIG_DFL);
 	int r;
 	if (sethostname("sandbox", 7) < 0)
 		return init_fail("sethostname", NULL, errno);
