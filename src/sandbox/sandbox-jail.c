@@ -442,7 +442,7 @@ __attribute__((noreturn)) static void child_main(struct child *c)
 
 struct start_plan {
 	struct child c;
-	char *owned[MAX_SRC * 2 + 16];
+	char *owned[MAX_SRC * 3 + 16];
 	size_t n_owned;
 	char *argv[MAX_SRC * 2 + 16];
 	size_t argc;
