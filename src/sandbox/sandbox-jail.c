@@ -359,7 +359,7 @@ static char *freezer_v1_create(const char *name)
 /* ---- the cloned child (step 2: syscalls only) ------------------------------------------- */
 
 struct child {
-	int sync_rd, log_fd, null_fd, exe_fd;
+	int sync_rd, sync_wr, log_fd, null_fd, exe_fd;
 	size_t n;
 	const char *src[MAX_SRC];
 	bool recursive[MAX_SRC];
@@ -391,6 +391,8 @@ __attribute__((noreturn)) static void child_main(struct child *c)
 {
 	char b;
 	ssize_t r;
+	/* Our copy of the write end would keep the read below from seeing the service die. */
+	close(c->sync_wr);
 	do
 		r = read(c->sync_rd, &b, 1);
 	while (r < 0 && errno == EINTR);
@@ -629,6 +631,7 @@ static int jail_start(struct sandbox_mgr *m, struct sandbox *sb, struct st_error
 		goto out;
 	}
 	p->c.sync_rd = sync[0];
+	p->c.sync_wr = sync[1];
 	struct clone_args ca;
 	memset(&ca, 0, sizeof(ca));
 	ca.flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC |
@@ -665,6 +668,15 @@ static int jail_start(struct sandbox_mgr *m, struct sandbox *sb, struct st_error
 			       sb->id);
 		}
 	}
+	/* Recorded before the init runs: a service killed from here on leaves a record that
+	 * names everything to clean. */
+	json_t *rec = json_pack("{s:I,s:I,s:o,s:s?,s:s?}", "pid", (json_int_t)pid, "start",
+	                        (json_int_t)proc_start_time(pid), "cgroups", dirs, "v2", v2,
+	                        "freezer", freezer);
+	text = json_dumps(rec, JSON_COMPACT);
+	json_decref(rec);
+	if ((ret = st_write_file_atomic(recp, text, strlen(text), 0600, err)) < 0)
+		goto out;
 	char map[64];
 	snprintf(map, sizeof(map), "0 %d 1\n%d %d 1\n", ROOT_OUTSIDE, AGENT_USER_UID,
 	         AGENT_USER_UID);
@@ -675,17 +687,9 @@ static int jail_start(struct sandbox_mgr *m, struct sandbox *sb, struct st_error
 		r = write_map(pid, "gid_map", map);
 	}
 	if (r < 0) {
-		json_decref(dirs);
 		ret = st_error_make(err, -r, "cannot write the sandbox's uid/gid map");
 		goto out;
 	}
-	json_t *rec = json_pack("{s:I,s:I,s:o,s:s?,s:s?}", "pid", (json_int_t)pid, "start",
-	                        (json_int_t)proc_start_time(pid), "cgroups", dirs, "v2", v2,
-	                        "freezer", freezer);
-	text = json_dumps(rec, JSON_COMPACT);
-	json_decref(rec);
-	if ((ret = st_write_file_atomic(recp, text, strlen(text), 0600, err)) < 0)
-		goto out;
 	if (write(sync[1], "g", 1) != 1) {
 		ret = st_error_make(err, errno, "cannot release the sandbox's init");
 		goto out;
