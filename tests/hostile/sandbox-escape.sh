@@ -115,6 +115,11 @@ fi
 
 # ---- another sandbox ---------------------------------------------------------------------------
 echo "# t=${SECONDS}s another sandbox"
+api POST "/api/v1/sandboxes/$B/exec" -d '{"cmd":"sleep","args":["4242.5"],"background":true}' >/dev/null
+out=$(run "$A" sh '["-c","cat /proc/[0-9]*/cmdline 2>/dev/null | tr \"\\0\" \" \"; echo"]')
+check_not_contains "sandbox A cannot see B's processes" "$(json_get "$out" .stdout)" "4242.5"
+out=$(run "$B" sh '["-c","cat /proc/[0-9]*/cmdline 2>/dev/null | tr \"\\0\" \" \"; echo"]')
+check_contains "B sees its own process (control)" "$(json_get "$out" .stdout)" "4242.5"
 out=$(run "$A" sh '["-c","find /workspace /tmp /run /root /home /var -name b-secret.txt 2>/dev/null; ls /run/stockade"]')
 check_not_contains "sandbox A cannot find B's files" "$(json_get "$out" .stdout)" "b-secret"
 check_not_contains "sandbox A sees no other agent socket" "$(json_get "$out" .stdout)" "$B"
