@@ -12,8 +12,9 @@
  * Start-up, three processes in a row (all of them end up as the same pid 1):
  *   1. the service (multi-threaded): creates the cgroup, then clone3 with new user, pid,
  *      mount, net, ipc and uts namespaces (exit_signal 0: no SIGCHLD; a pidfd), attaches the
- *      child to the cgroup (and to a v1 freezer cgroup when there is no v2 one), writes its
- *      uid/gid maps (0 -> 65534 and 1000 -> 1000 outside) and releases it;
+ *      child to the cgroup (and to a v1 freezer cgroup when there is no v2 one), writes the
+ *      record (below), the uid/gid maps (0 -> 65534 and 1000 -> 1000 outside) and releases
+ *      it; the child exits by itself if the service dies before that;
  *   2. the cloned child, still with the service's memory (so: syscalls only, no allocation):
  *      clones every bind source with open_tree(OPEN_TREE_CLONE) while its filesystem uid is
  *      still the host's root (the state directory is 0700; the sandbox's own root could not
