@@ -251,12 +251,14 @@ static void cgroup_dir_kill_remove(const char *dir)
 		struct timespec ts = {0, 1000 * 1000};
 		nanosleep(&ts, NULL);
 	}
-	for (int i = 0; i < 400; i++) {
+	/* EBUSY for a while after the last process went (zombies not reaped yet by whoever is
+	 * their parent now): up to 3 s. */
+	for (int i = 0; i < 3000; i++) {
 		if (rmdir(dir) == 0 || errno == ENOENT)
 			return;
 		if (errno != EBUSY)
 			break;
-		struct timespec ts = {0, 500 * 1000};
+		struct timespec ts = {0, 1000 * 1000};
 		nanosleep(&ts, NULL);
 	}
 	st_log(ST_LOG_WARN, "cannot remove cgroup '%s': %s", dir, strerror(errno));
@@ -314,18 +316,23 @@ static json_t *cgroup_dirs_of(pid_t pid, const char *name, char **v2_out)
 	return a;
 }
 
-/* A v1 freezer cgroup beside the jail's own (the jail does not use the freezer), for hosts
- * without a v2 cgroup of the sandbox. */
-static char *freezer_v1_create(const char *name)
+/*
+ * Where a cgroup called name lives in each hierarchy this process is in: <mount><own
+ * path>/<parent>/<name>, the layout jail_cgroup_create uses (parent: "stockade" or
+ * $STOCKADE_CGROUP_PARENT). ctrl: only the v1 hierarchy of that controller; NULL: all of them,
+ * v2 included. The paths may not exist.
+ */
+static json_t *cgroup_paths_named(const char *name, const char *ctrl)
 {
-	struct statfs s;
-	if (statfs("/sys/fs/cgroup/freezer", &s) < 0 || (long)s.f_type != CGROUP_SUPER_MAGIC)
-		return NULL;
+	json_t *a = json_array();
+	const char *parent = getenv("STOCKADE_CGROUP_PARENT");
+	if (!parent || !*parent || strstr(parent, ".."))
+		parent = "stockade";
 	cleanup_free char *text = NULL;
 	size_t len;
 	if (st_read_file("/proc/self/cgroup", 65536, &text, &len, NULL) < 0)
-		return NULL;
-	const char *own = NULL;
+		return a;
+	const char *v2m = v2_mount();
 	for (char *line = text; line && *line;) {
 		char *nl = strchr(line, '\n');
 		if (nl)
@@ -334,18 +341,41 @@ static char *freezer_v1_create(const char *name)
 		char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
 		if (c2) {
 			*c2 = '\0';
-			if (!strcmp(c1 + 1, "freezer"))
-				own = c2 + 1;
+			const char *own = strcmp(c2 + 1, "/") ? c2 + 1 : "";
+			char *save = NULL;
+			for (char *c = strtok_r(c1 + 1, ",", &save); c;
+			     c = strtok_r(NULL, ",", &save)) {
+				if (st_str_has_prefix(c, "name=") || (ctrl && strcmp(c, ctrl)))
+					continue;
+				char *p =
+				    st_xasprintf("/sys/fs/cgroup/%s%s/%s/%s", c, own, parent, name);
+				json_array_append_new(a, json_string(p));
+				free(p);
+			}
+			if (!c1[1] && !ctrl && v2m) {
+				char *p = st_xasprintf("%s%s/%s/%s", v2m, own, parent, name);
+				json_array_append_new(a, json_string(p));
+				free(p);
+			}
 		}
 		line = nl ? nl + 1 : NULL;
 	}
-	if (!own)
+	return a;
+}
+
+/* A v1 freezer cgroup beside the jail's own (the jail does not use the freezer), for hosts
+ * without a v2 cgroup of the sandbox. */
+static char *freezer_v1_create(const char *name)
+{
+	struct statfs s;
+	if (statfs("/sys/fs/cgroup/freezer", &s) < 0 || (long)s.f_type != CGROUP_SUPER_MAGIC)
 		return NULL;
-	const char *parent = getenv("STOCKADE_CGROUP_PARENT");
-	if (!parent || !*parent || strstr(parent, ".."))
-		parent = "stockade";
-	char *dir = st_xasprintf("/sys/fs/cgroup/freezer%s/%s/%s", strcmp(own, "/") ? own : "",
-	                         parent, name);
+	json_t *paths = cgroup_paths_named(name, "freezer");
+	const char *p = json_string_value(json_array_get(paths, 0));
+	char *dir = p ? st_xstrdup(p) : NULL;
+	json_decref(paths);
+	if (!dir)
+		return NULL;
 	struct st_error *e = NULL;
 	if (st_mkdir_p(dir, 0755, &e) < 0) {
 		st_log(ST_LOG_WARN, "cannot create the freezer cgroup '%s': %s", dir,
@@ -615,6 +645,16 @@ static int jail_start(struct sandbox_mgr *m, struct sandbox *sb, struct st_error
 
 	/* The host keeps room for the agent and its request handlers above the sandbox user's
 	 * own process limit (RLIMIT_NPROC, applied by the agent to every command). */
+	/* A first record before anything exists on the host: a service killed from here on
+	 * leaves the cgroup's name to clean up by (pid 0: nothing runs yet). */
+	json_t *pending =
+	    json_pack("{s:i,s:i,s:[],s:s}", "pid", 0, "start", -1, "cgroups", "name", cgname);
+	text = json_dumps(pending, JSON_COMPACT);
+	json_decref(pending);
+	if ((ret = st_write_file_atomic(recp, text, strlen(text), 0600, err)) < 0)
+		goto out;
+	free(text);
+	text = NULL;
 	struct jail_limits lim;
 	memset(&lim, 0, sizeof(lim));
 	lim.memory_bytes = m->o.memory_bytes;
@@ -671,9 +711,9 @@ static int jail_start(struct sandbox_mgr *m, struct sandbox *sb, struct st_error
 	}
 	/* Recorded before the init runs: a service killed from here on leaves a record that
 	 * names everything to clean. */
-	json_t *rec = json_pack("{s:I,s:I,s:o,s:s?,s:s?}", "pid", (json_int_t)pid, "start",
+	json_t *rec = json_pack("{s:I,s:I,s:o,s:s?,s:s?,s:s}", "pid", (json_int_t)pid, "start",
 	                        (json_int_t)proc_start_time(pid), "cgroups", dirs, "v2", v2,
-	                        "freezer", freezer);
+	                        "freezer", freezer, "name", cgname);
 	text = json_dumps(rec, JSON_COMPACT);
 	json_decref(rec);
 	if ((ret = st_write_file_atomic(recp, text, strlen(text), 0600, err)) < 0)
@@ -769,22 +809,28 @@ static int jail_destroy(struct sandbox_mgr *m, const char *id, struct st_error *
 		/* pid 1 going takes the whole pid namespace with it; the cgroup kill catches
 		 * anything that escaped it (nothing can: clone with CLONE_NEWPID is refused). */
 		syscall(SYS_pidfd_send_signal, l->pidfd, SIGKILL, NULL, 0);
-		jail_cgroup_destroy(l->cg);
+		/* Reaped first: a v1 cgroup stays busy (rmdir EBUSY) until its last zombie is. */
 		siginfo_t si;
 		syscall(SYS_waitid, P_PIDFD, l->pidfd, &si, WEXITED | __WALL, NULL);
+		jail_cgroup_destroy(l->cg);
 		close(l->pidfd);
 		free(l);
 	}
 	if (rec) {
+		/* The recorded directories, and by name whatever a start cut short left. */
+		const char *name = rec_str(rec, "name");
+		json_t *byname = name ? cgroup_paths_named(name, NULL) : json_array();
+		json_array_extend(byname, json_object_get(rec, "cgroups"));
 		size_t i;
 		json_t *d;
-		json_array_foreach(json_object_get(rec, "cgroups"), i, d)
+		json_array_foreach(byname, i, d)
 		{
 			const char *dir = json_string_value(d);
 			struct stat st;
 			if (dir && stat(dir, &st) == 0)
 				cgroup_dir_kill_remove(dir);
 		}
+		json_decref(byname);
 		json_decref(rec);
 	}
 	cleanup_free char *p = record_path(m, id);

@@ -253,4 +253,17 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 check_eq "only the warm pool remains" "$left" 1
+if [ "$SBX_RUNTIME" = jail ]; then
+  pool=$(sbx_runtime_ids)
+  pool_cgroups=$(for id in $pool; do sbx_jail_cgroups "$id"; done)
+  pool_pids=$(for id in $pool; do jq -r .pid "$SBX_STATE/jail/$id.json"; done)
+  sbx_stop
+  check_eq "stopping the service removes the warm pool's jail" "$(sbx_runtime_ids | wc -l)" 0
+  left_cg=0
+  for d in $pool_cgroups; do [ -d "$d" ] && left_cg=$((left_cg + 1)); done
+  check_eq "... and its cgroups" "$left_cg" 0
+  alive=0
+  for p in $pool_pids; do kill -0 "$p" 2>/dev/null && alive=$((alive + 1)); done
+  check_eq "... and its processes" "$alive" 0
+fi
 done_testing

@@ -114,7 +114,8 @@ sbx_cleanup() {
         [ -s "$d/cgroup.procs" ] || break
         sleep 0.1
       done
-      rmdir "$d" 2>/dev/null
+      # busy until the killed processes are reaped
+      for _ in $(seq 1 30); do rmdir "$d" 2>/dev/null && break; [ -d "$d" ] || break; sleep 0.1; done
     done
   done
   grep -o "$SBX_D[^ ]*" /proc/mounts 2>/dev/null | sort -r | while read -r m; do umount -l "$m"; done

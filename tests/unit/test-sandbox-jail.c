@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "crypto/crypto.h"
+#include "jail/jail.h"
 #include "sandbox/sandbox.h"
 #include "unit.h"
 
@@ -256,6 +257,40 @@ TEST(sandbox_jail_pause_cgroup_v1)
 	CHECK(stat(json_string_value(json_object_get(rec, "freezer")), &st) < 0);
 	json_decref(rec);
 	free(id);
+	sandbox_mgr_free(m);
+	rm_dir();
+}
+
+/* A start cut short by a kill -9 of the service (the cgroup made, the init never released)
+ * leaves a record naming the cgroup; the next manager removes both. */
+static struct jail_cgroup *g_orphan; /* reachable: the test never frees it on purpose */
+
+TEST(sandbox_jail_interrupted_start_cleaned)
+{
+	if (geteuid() != 0)
+		unit_skip("needs root for runtime: jail");
+	const char *id = "sb-0123456789abcdef0123";
+	char name[64], dir[128], rec[256];
+	snprintf(name, sizeof(name), "sbx-%s", id);
+	snprintf(g_dir, sizeof(g_dir), "/tmp/stk-sbj-%d", (int)getpid());
+	snprintf(dir, sizeof(dir), "%s/jail", g_dir);
+	struct st_error *err = NULL;
+	CHECK(st_mkdir_p(dir, 0700, &err) == 0);
+	struct jail_limits lim;
+	memset(&lim, 0, sizeof(lim));
+	lim.pids = 16;
+	CHECK(jail_cgroup_create(name, &lim, &g_orphan, &err) == 0);
+	snprintf(rec, sizeof(rec), "%s/%s.json", dir, id);
+	char text[256];
+	snprintf(text, sizeof(text), "{\"pid\":0,\"start\":-1,\"cgroups\":[],\"name\":\"%s\"}",
+	         name);
+	CHECK(st_write_file_atomic(rec, text, strlen(text), 0600, &err) == 0);
+	struct sandbox_mgr *m = open_mgr();
+	struct stat st;
+	CHECK(stat(rec, &st) < 0);
+	/* The cgroup is gone: nothing can join it any more. */
+	CHECK(jail_cgroup_attach(g_orphan, getpid(), &err) < 0);
+	st_error_release(&err);
 	sandbox_mgr_free(m);
 	rm_dir();
 }
