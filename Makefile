@@ -10,6 +10,10 @@
 #   tests/unit/test-*.c   -> one unit-test binary per module
 #   tests/hostile/*.c     -> attack programs run *inside* jails (plain build, no sanitizers)
 #   tests/fuzz/fuzz-*.c   -> libFuzzer targets (make fuzz, clang)
+#   tools/jail-seccomp-gen.c -> build*/tools/, run at build time: the jail's seccomp programs
+#                            (build*/gen/jail-seccomp-bpf.c, part of the library)
+#   scripts/lazy-stubs.sh -> build*/gen/lazy-stubs.S: the executable's stubs for the libraries
+#                            it loads when it starts instead of linking them (src/cmd/lazy-libs.c)
 #
 # Two build flavours share one rule set: release in build/, ASan+UBSan in build-asan/.
 
@@ -17,6 +21,13 @@ SHELL := /bin/bash
 CC ?= gcc
 PKGS := libseccomp libcap jansson yaml-0.1 openssl libcurl sqlite3 libpq libarchive libzstd \
         libmicrohttpd
+# The executable links only these directly; the rest of PKGS are loaded through generated
+# stubs (scripts/lazy-stubs.sh, src/cmd/lazy-libs.c): every command but `jail` and `doctor`
+# loads them all before main(); those two load one only if they call it (libseccomp when a
+# violation is named or extra syscalls are allowed). Unit tests and fuzz targets link every
+# library normally.
+EAGER_PKGS := jansson
+LAZY_PKGS := $(filter-out $(EAGER_PKGS),$(PKGS))
 # The language runtimes are linked into build*/libstockade-lang.so only, which a zygote loads
 # on demand (src/engine/engine-lang.c); the executable never maps them (see docs/engines.md).
 LANG_PKGS := javascriptcoregtk-4.1 python3-embed
@@ -31,6 +42,8 @@ CFLAGS_BASE := -std=gnu17 $(WARN) -D_GNU_SOURCE -fno-strict-aliasing -fstack-pro
         -D_FORTIFY_SOURCE=2 -g -MMD -MP -Isrc
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) $(LANG_PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm -ldl
+EAGER_LIBS = $(shell pkg-config --libs $(EAGER_PKGS) 2>/dev/null) -lpthread -lm -ldl
+LAZY_LIBNAMES = $(patsubst -l%,%,$(shell pkg-config --libs-only-l $(LAZY_PKGS) 2>/dev/null))
 LANG_LIBS = $(shell pkg-config --libs $(LANG_PKGS) jansson 2>/dev/null) -lpthread -lm -ldl
 
 ifeq ($(FLAVOUR),asan)
@@ -54,7 +67,8 @@ AGENT_SRC := $(wildcard src/agent/*.c)
 UNIT_SRC := $(wildcard tests/unit/test-*.c)
 HOSTILE_SRC := $(wildcard tests/hostile/*.c)
 
-LIB_OBJ := $(LIB_SRC:%.c=$(OUT)/obj/%.o)
+# The jail's seccomp programs, compiled by libseccomp at build time (tools/jail-seccomp-gen.c).
+LIB_OBJ := $(LIB_SRC:%.c=$(OUT)/obj/%.o) $(OUT)/obj/gen/jail-seccomp-bpf.o
 LANG_OBJ := $(LANG_SRC:%.c=$(OUT)/obj-lang/%.o)
 CMD_OBJ := $(CMD_SRC:%.c=$(OUT)/obj/%.o)
 AGENT_OBJ := $(AGENT_SRC:%.c=$(OUT)/obj/%.o)
@@ -94,6 +108,27 @@ $(OUT)/libstockade.a: $(LIB_OBJ)
 	@echo "  AR      $@"
 	@ar rcs $@ $^
 
+# The generator runs on the build machine: plain build (no sanitizer, whatever the flavour),
+# from the policy file and src/common only.
+SECCOMP_GEN_SRC := tools/jail-seccomp-gen.c src/jail/jail-seccomp-policy.c src/common/common.c
+$(OUT)/tools/jail-seccomp-gen: $(SECCOMP_GEN_SRC) src/jail/jail-internal.h src/jail/jail.h \
+                               src/common/common.h
+	@mkdir -p $(@D)
+	@echo "  CC      $@"
+	@$(CC) $(filter-out -MMD -MP,$(CFLAGS_BASE)) -O1 $(EXTRA_CFLAGS) \
+	    $(shell pkg-config --cflags libseccomp jansson) -o $@ $(SECCOMP_GEN_SRC) \
+	    $(shell pkg-config --libs libseccomp jansson)
+
+$(OUT)/gen/jail-seccomp-bpf.c: $(OUT)/tools/jail-seccomp-gen
+	@mkdir -p $(@D)
+	@echo "  GEN     $@"
+	@$(OUT)/tools/jail-seccomp-gen $@
+
+$(OUT)/obj/gen/jail-seccomp-bpf.o: $(OUT)/gen/jail-seccomp-bpf.c
+	@mkdir -p $(@D)
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS) -c -o $@ $<
+
 # The language runtimes' object: position-independent, only engine_lang_ops exported.
 $(OUT)/obj-lang/%.o: %.c
 	@mkdir -p $(@D)
@@ -115,9 +150,22 @@ $(OUT)/lang-exports.ld: $(LANG_OBJ) $(OUT)/libstockade.a
 	@{ echo "-Wl,--dynamic-list=$@.list"; sed 's/.*/-Wl,-u,&/' $@.syms; } >$@
 	@rm -f $@.undef $@.def
 
-$(OUT)/stockade: $(CMD_OBJ) $(OUT)/libstockade.a $(OUT)/lang-exports.ld
+# Stubs for every function of LAZY_PKGS the executable calls (see src/cmd/lazy-libs.c).
+$(OUT)/gen/lazy-stubs.S: $(CMD_OBJ) $(OUT)/libstockade.a scripts/lazy-stubs.sh
+	@mkdir -p $(@D)
+	@echo "  GEN     $@"
+	@CC="$(CC)" bash scripts/lazy-stubs.sh $@ "$(LAZY_LIBNAMES)" $(CMD_OBJ) $(OUT)/libstockade.a
+
+$(OUT)/gen/lazy-stubs.o: $(OUT)/gen/lazy-stubs.S
+	@echo "  AS      $@"
+	@$(CC) -c -o $@ $<
+
+# -z now: every symbol is bound once at start, so the jail's forked children never write the
+# GOT (a copy-on-write fault each, expensive on a paravirtualised host) nor run the resolver.
+$(OUT)/stockade: $(CMD_OBJ) $(OUT)/gen/lazy-stubs.o $(OUT)/libstockade.a $(OUT)/lang-exports.ld
 	@echo "  LD      $@"
-	@$(CC) $(LDFLAGS) @$(OUT)/lang-exports.ld -o $@ $(CMD_OBJ) $(OUT)/libstockade.a $(PKG_LIBS)
+	@$(CC) $(LDFLAGS) -Wl,-z,now @$(OUT)/lang-exports.ld -o $@ $(CMD_OBJ) \
+	    $(OUT)/gen/lazy-stubs.o $(OUT)/libstockade.a $(EAGER_LIBS)
 
 $(OUT)/stockade-agent: $(AGENT_OBJ)
 	@echo "  LD      $@"

@@ -3,6 +3,8 @@
 # run, result; no HTTP) against spawning an interpreter per request under bubblewrap.
 # Prints one JSON line per case. Not a test: numbers depend on the machine and its load.
 #   bash bench/engine.sh [N]
+# COMPARE=1 also runs the trivial cases with warm children and prefaulting switched off
+# (STOCKADE_ENGINE_WARM=0 STOCKADE_ENGINE_PREFAULT=0), interleaved, to show what they buy.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 B=${STOCKADE_BIN:-$ROOT/build/stockade}
@@ -44,6 +46,14 @@ engine engine-python-pandas python 'import pandas as pd
 df = pd.DataFrame({"a": range(100), "b": range(100)})
 return int(df["a"].sum() + df["b"].mean())'
 engine engine-js-lodash javascript 'const _ = require("lodash"); return _.sum(_.range(100))'
+if [ "${COMPARE:-0}" = 1 ]; then
+  for round in 1 2; do
+    STOCKADE_ENGINE_WARM=0 STOCKADE_ENGINE_PREFAULT=0 engine "engine-js-1plus1-cold-$round" javascript 'return 1+1'
+    engine "engine-js-1plus1-warm-$round" javascript 'return 1+1'
+    STOCKADE_ENGINE_WARM=0 STOCKADE_ENGINE_PREFAULT=0 engine "engine-python-1plus1-cold-$round" python 'return 1+1'
+    engine "engine-python-1plus1-warm-$round" python 'return 1+1'
+  done
+fi
 if command -v bwrap >/dev/null; then
   spawn bwrap-python3-1plus1 "${BWRAP[@]}" python3 -c 'print(1+1)'
   spawn bwrap-python3-pandas "${BWRAP[@]}" python3 -c 'import pandas as pd; print(int(pd.DataFrame({"a": range(100)})["a"].sum()))'

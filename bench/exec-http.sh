@@ -10,7 +10,9 @@
 # Baselines: `bwrap ... node -e`, `bwrap ... python3 -c`, and `bwrap ... python3 -c 'import
 # pandas ...'`, run sequentially from a small Python timer (its own overhead, ~1 ms, counts
 # against the baseline, which makes the ratios conservative).
-# Env: N (requests per Stockade case, default 300), BN (runs per baseline, default 10).
+# Env: N (requests per Stockade case, default 300), BN (runs per baseline, default 10);
+# STOCKADE_ENGINE_WARM / STOCKADE_ENGINE_PREFAULT (docs/engines.md) pass through to the
+# server, e.g. =0 to measure without warm children or prefaulting.
 # Not a test: nothing here fails because the machine is slow.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -100,7 +102,7 @@ b() { jq -r "$1" "$TMP/base.json"; }
 ratio() { python3 -c "print(f'{$1 / $2:.1f}x')"; }
 date_s=$(date -u +%Y-%m-%dT%H:%MZ)
 report=$(cat <<MD
-### exec-http ($date_s, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), N=$N, baseline runs=$BN)
+### exec-http ($date_s, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), N=$N, baseline runs=$BN, warm children ${STOCKADE_ENGINE_WARM:-default}, prefault ${STOCKADE_ENGINE_PREFAULT:-default})
 
 | case | p50 ms | p99 ms | exec/s (1 conn) | exec/s (4 conns) |
 |---|---|---|---|---|

@@ -13,8 +13,11 @@
  *
  *   execution socket (SOCK_STREAM, frames of {u32 type, u32 len, payload}):
  *     child -> supervisor  HELLO (SCM_CREDENTIALS carry its pid, translated by the kernel)
- *     supervisor -> child  GO (the request JSON: code, params, limits) after cgroup attach
- *     child -> supervisor  RESULT (the result JSON) then the child exits
+ *     supervisor -> child  SETUP ("<tmp bytes> <cpu seconds>") after cgroup attach
+ *     child -> supervisor  READY: sandbox applied (mounts, rlimits, privileges, seccomp)
+ *     supervisor -> child  GO (the request JSON: code, params, limits), maybe much later:
+ *                          a READY child is kept warm until a request takes it
+ *     child -> supervisor  RESULT (the result JSON, with the child's cpuMs) then it exits
  *     zygote -> supervisor EXIT (the child's wait status), after it reaped the child
  */
 #ifndef STOCKADE_ENGINE_INTERNAL_H
@@ -32,6 +35,8 @@
 #define ENGINE_ZYGOTE_ENV "STOCKADE_ENGINE_ZYGOTE"
 #define ENGINE_PYMODULES_ENV "STOCKADE_ENGINE_PYMODULES"
 #define ENGINE_JSDIR_ENV "STOCKADE_ENGINE_JSDIR"
+/* "0": no prefaulting of the pages executions write (engine-zygote.c); for measurements. */
+#define ENGINE_PREFAULT_ENV "STOCKADE_ENGINE_PREFAULT"
 
 /* Where the JS modules dir appears inside the jail. */
 #define ENGINE_JAIL_JS_MODULES "/opt/stockade/node_modules"
@@ -44,6 +49,8 @@ enum engine_frame_type {
 	ENGINE_FRAME_GO = 2,
 	ENGINE_FRAME_RESULT = 3,
 	ENGINE_FRAME_EXIT = 4,
+	ENGINE_FRAME_SETUP = 5,
+	ENGINE_FRAME_READY = 6,
 };
 
 /* Control messages (SOCK_SEQPACKET, one per datagram). */
@@ -166,6 +173,10 @@ uint64_t engine__cgroup_parent_limit(void);
 int engine__cgroup_create(const char *name, uint64_t memory_bytes, uint64_t pids,
                           struct engine_cgroup **out, struct st_error **err);
 int engine__cgroup_attach(struct engine_cgroup *cg, pid_t pid, struct st_error **err);
+/* Change the memory limit of a cgroup made by engine__cgroup_create (a warm child's, when the
+   request asks for another limit than the default it was made with). */
+int engine__cgroup_set_memory(struct engine_cgroup *cg, uint64_t memory_bytes,
+                              struct st_error **err);
 struct engine_cgroup_stats {
 	int64_t max_rss_kb;
 	int64_t cpu_ms;
@@ -173,6 +184,8 @@ struct engine_cgroup_stats {
 	bool hit_limit; /* an allocation failed at the limit (the runtime may have coped) */
 };
 void engine__cgroup_stats(struct engine_cgroup *cg, struct engine_cgroup_stats *st);
+/* Bytes charged to one cgroup now. */
+uint64_t engine__cgroup_memory(struct engine_cgroup *cg);
 /* Kill everything left in it, remove it, free the handle. NULL is fine. */
 void engine__cgroup_destroy(struct engine_cgroup *cg);
 

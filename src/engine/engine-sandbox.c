@@ -674,6 +674,27 @@ int engine__cgroup_create(const char *name, uint64_t memory_bytes, uint64_t pids
 	return 0;
 }
 
+int engine__cgroup_set_memory(struct engine_cgroup *cg, uint64_t memory_bytes,
+                              struct st_error **err)
+{
+	char v[32];
+	snprintf(v, sizeof(v), "%llu", (unsigned long long)memory_bytes);
+	int r;
+	if (CG.v2) {
+		r = write_file(cg->mem, "memory.max", v);
+	} else {
+		/* memsw may never be below the memory limit: raise it first, lower it last. */
+		(void)write_file(cg->mem, "memory.memsw.limit_in_bytes", v);
+		r = write_file(cg->mem, "memory.limit_in_bytes", v);
+		if (r == 0)
+			(void)write_file(cg->mem, "memory.memsw.limit_in_bytes", v);
+	}
+	if (r < 0)
+		return st_error_make(err, -r, "cannot set the memory limit of cgroup '%s'",
+		                     cg->mem);
+	return 0;
+}
+
 int engine__cgroup_attach(struct engine_cgroup *cg, pid_t pid, struct st_error **err)
 {
 	char v[32];
@@ -704,6 +725,12 @@ void engine__cgroup_stats(struct engine_cgroup *cg, struct engine_cgroup_stats *
 		st->hit_limit = read_i64(cg->mem, "memory.failcnt") > 0;
 		st->oom = ooms > 0 || (ooms < 0 && st->hit_limit);
 	}
+}
+
+uint64_t engine__cgroup_memory(struct engine_cgroup *cg)
+{
+	int64_t v = read_i64(cg->mem, CG.v2 ? "memory.current" : "memory.usage_in_bytes");
+	return v > 0 ? (uint64_t)v : 0;
 }
 
 void engine__cgroup_destroy(struct engine_cgroup *cg)

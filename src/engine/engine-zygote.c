@@ -19,10 +19,12 @@
  *   1. takes its own pid, mount and ipc namespaces (jailed mode), so it cannot see or signal
  *      another execution, and is pid 1 there (its forks die with it)
  *   2. sends HELLO on the execution socket; the supervisor learns its host pid from the kernel
- *      (SCM_CREDENTIALS), creates and attaches its cgroup, then sends GO with the request
+ *      (SCM_CREDENTIALS), creates and attaches its cgroup, then sends SETUP
  *   3. mounts a fresh tmpfs on /tmp and a fresh /proc, setsid, rlimits, drops every privilege,
- *      loads the seccomp policy
- *   4. runs the code, sends RESULT and leaves with _exit (no atexit handlers, no LSan scan)
+ *      loads the seccomp policy, sends READY
+ *   4. waits for GO with the request (a warm child waits here until a request comes: see
+ *      engine.c), parses it under the seccomp policy, runs the code, sends RESULT (with its
+ *      own CPU time) and leaves with _exit (no atexit handlers, no LSan scan)
  * The zygote reaps it and sends EXIT with the wait status, CPU time and peak RSS.
  */
 #include <dirent.h>
@@ -32,6 +34,8 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/capability.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -132,6 +136,14 @@ static void child_send_result(enum engine_status status, json_t *result, const c
 	json_object_set_new(o, "stderr",
 	                    json_stringn(engine__capture.err.data ? engine__capture.err.data : "",
 	                                 engine__capture.err.len));
+	/* The child's own CPU time: the supervisor answers before the zygote has reaped us. */
+	struct rusage ru;
+	if (getrusage(RUSAGE_SELF, &ru) == 0)
+		json_object_set_new(o, "cpuMs",
+		                    json_integer((json_int_t)ru.ru_utime.tv_sec * 1000 +
+		                                 ru.ru_utime.tv_usec / 1000 +
+		                                 (json_int_t)ru.ru_stime.tv_sec * 1000 +
+		                                 ru.ru_stime.tv_usec / 1000));
 	if (ename != NULL || emsg != NULL) {
 		json_t *e = json_object();
 		json_object_set_new(e, "name", json_string(ename ? ename : "Error"));
@@ -153,26 +165,6 @@ static void child_send_result(enum engine_status status, json_t *result, const c
 	json_decref(o);
 }
 
-void engine__child_finish(enum engine_status status, json_t *result, const char *ename,
-                          const char *emsg, const char *estack, int eline)
-{
-	child_send_result(status, result, ename, emsg, estack, eline);
-	_exit(0);
-}
-
-void engine__capture_write(bool to_err, const char *s, size_t n)
-{
-	struct st_buf *b = to_err ? &engine__capture.err : &engine__capture.out;
-	if (!st_buf_append_trunc(b, s, n)) {
-		char msg[128];
-		snprintf(msg, sizeof(msg), "%s passed its limit of %zu bytes",
-		         to_err ? "stderr" : "stdout", engine__capture.max);
-		engine__child_finish(ENGINE_OUTPUT_LIMIT, NULL, "OutputLimit", msg, NULL, 0);
-	}
-}
-
-/* ---- the child: becoming a sandbox --------------------------------------------------------- */
-
 struct zygote_state {
 	enum engine_language lang;
 	bool jailed;
@@ -188,6 +180,304 @@ struct zygote_state {
 };
 
 static struct zygote_state Z;
+
+/* In a calibration child (see zygote_calibrate): where it reports the pages it wrote. */
+static int probe_fd = -1;
+static void probe_report(void);
+
+void engine__child_finish(enum engine_status status, json_t *result, const char *ename,
+                          const char *emsg, const char *estack, int eline)
+{
+	if (probe_fd >= 0) {
+		probe_report();
+		_exit(0);
+	}
+	child_send_result(status, result, ename, emsg, estack, eline);
+	_exit(0);
+}
+
+/* ---- the pages an execution writes (prefaulting) ------------------------------------------ */
+
+/*
+ * Every page a child writes is a copy-on-write fault, and on a paravirtualised host a fault
+ * is expensive (measured: ~20 us each, against ~5 us per page for MADV_POPULATE_WRITE, which
+ * breaks copy-on-write for a whole range in one call). A trivial JavaScript execution writes
+ * ~700 of the zygote's pages. So the zygote learns once, at start, which of its pages a typical
+ * execution writes ("calibration": it forks probe children that run representative code and
+ * report the pages that became their own), and every child copies those pages with
+ * MADV_POPULATE_WRITE while it waits for its request (a warm child, engine.c), before its
+ * code runs. The content is the zygote's, unchanged: only the copy is made ahead of time.
+ *
+ * A probe finds its own pages with PAGEMAP_SCAN (present anonymous pages; Linux >= 6.7) and
+ * /proc/self/pagemap's "exclusively mapped" bit: after the fork a page the child did not write
+ * is still shared with the zygote. Without PAGEMAP_SCAN there is no calibration and children
+ * fault as before.
+ */
+#define PAGEMAP_SCAN_ _IOWR('f', 16, struct pm_scan_arg_)
+#define PAGE_IS_FILE_ (1u << 2)
+#define PAGE_IS_PRESENT_ (1u << 3)
+#define PM_EXCLUSIVE_BIT 56
+#define PROBE_MAX_PAGES 16384u /* 64 MiB: more is not a "typical execution" */
+
+struct pm_page_region_ {
+	uint64_t start, end, categories;
+};
+struct pm_scan_arg_ {
+	uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages, category_inverted,
+	    category_mask, category_anyof_mask, return_mask;
+};
+
+struct hot_range {
+	uintptr_t start;
+	size_t len;
+	int kind; /* 0: copy (MADV_POPULATE_WRITE), 1: map (MADV_POPULATE_READ) */
+};
+struct zmap {
+	uintptr_t start, end;
+	int kind; /* 0: private writable, 1: file-backed readable */
+};
+static void *st_xrealloc_(void *p, size_t n)
+{
+	void *q = realloc(p, n);
+	if (q == NULL)
+		abort();
+	return q;
+}
+
+static struct hot_range *hot;
+static size_t n_hot, hot_pages;
+
+/* Report runs of pages: kind 0, anonymous pages that became the probe's own (it wrote
+   them); kind 1, file pages it mapped (code and data it read: a fork copies no page-table
+   entries of file mappings, so each first touch is a fault too). */
+static size_t probe_scan(int pm, int kind, size_t reported)
+{
+	static struct pm_page_region_ vec[1024];
+	static uint64_t ent[4096];
+	uint64_t start = 0, end = 0x7ffffffff000ull;
+	while (start < end && reported < PROBE_MAX_PAGES) {
+		struct pm_scan_arg_ a = {.size = sizeof(a),
+		                         .start = start,
+		                         .end = end,
+		                         .vec = (uint64_t)(uintptr_t)vec,
+		                         .vec_len = ST_ARRAY_SIZE(vec),
+		                         .category_inverted = kind == 0 ? PAGE_IS_FILE_ : 0,
+		                         .category_mask = PAGE_IS_PRESENT_ | PAGE_IS_FILE_,
+		                         .return_mask = PAGE_IS_PRESENT_};
+		long n = ioctl(pm, PAGEMAP_SCAN_, &a);
+		if (n < 0)
+			break;
+		for (long i = 0; i < n && reported < PROBE_MAX_PAGES; i++) {
+			if (kind == 1) {
+				uint64_t r[3] = {vec[i].start, vec[i].end - vec[i].start, 1};
+				if (st_write_all(probe_fd, r, sizeof(r)) < 0)
+					return PROBE_MAX_PAGES;
+				reported += (size_t)(r[1] / 4096);
+				continue;
+			}
+			for (uint64_t at = vec[i].start; at < vec[i].end;) {
+				size_t pages = (size_t)((vec[i].end - at) / 4096);
+				if (pages > ST_ARRAY_SIZE(ent))
+					pages = ST_ARRAY_SIZE(ent);
+				ssize_t got = pread(pm, ent, pages * 8, (off_t)(at / 4096 * 8));
+				if (got <= 0)
+					break;
+				pages = (size_t)got / 8;
+				/* Coalesce runs of exclusive pages into ranges. */
+				for (size_t k = 0; k < pages; k++) {
+					if (!((ent[k] >> PM_EXCLUSIVE_BIT) & 1))
+						continue;
+					size_t e = k;
+					while (e + 1 < pages &&
+					       ((ent[e + 1] >> PM_EXCLUSIVE_BIT) & 1))
+						e++;
+					uint64_t r[3] = {at + k * 4096, (e - k + 1) * 4096, 0};
+					if (st_write_all(probe_fd, r, sizeof(r)) < 0)
+						return PROBE_MAX_PAGES;
+					reported += e - k + 1;
+					k = e;
+				}
+				at += pages * 4096;
+			}
+		}
+		if (a.walk_end <= start || (size_t)n < ST_ARRAY_SIZE(vec))
+			break;
+		start = a.walk_end;
+	}
+	return reported;
+}
+
+static void probe_report(void)
+{
+	int pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (pm < 0)
+		return;
+	(void)probe_scan(pm, 0, 0);
+	(void)probe_scan(pm, 1, 0);
+	close(pm);
+}
+
+/* Keep the parts of a reported range that lie in the zygote's own mappings of that kind (a
+   probe's new mappings do not exist in the next child). */
+static void hot_add_clipped(uintptr_t start, size_t len, int kind, const struct zmap *maps,
+                            size_t nmaps)
+{
+	uintptr_t end = start + len;
+	for (size_t i = 0; i < nmaps && hot_pages < 2 * PROBE_MAX_PAGES; i++) {
+		if (maps[i].kind != kind)
+			continue;
+		uintptr_t s = start > maps[i].start ? start : maps[i].start;
+		uintptr_t e = end < maps[i].end ? end : maps[i].end;
+		if (s >= e)
+			continue;
+		hot = st_xrealloc_(hot, (n_hot + 1) * sizeof(*hot));
+		hot[n_hot].start = s;
+		hot[n_hot].len = e - s;
+		hot[n_hot].kind = kind;
+		n_hot++;
+		hot_pages += (e - s) / 4096;
+	}
+}
+
+static int cmp_hot(const void *a, const void *b)
+{
+	const struct hot_range *x = a, *y = b;
+	if (x->kind != y->kind)
+		return x->kind - y->kind;
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* Run `code` in a probe child and add the pages it wrote to the hot set. */
+static void probe_one(const char *code, const struct zmap *maps, size_t nmaps)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return;
+	pid_t pid = (pid_t)syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
+	if (pid == 0) {
+		close(p[0]);
+		probe_fd = p[1];
+		int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (devnull >= 0)
+			dup2(devnull, ENGINE_CHILD_FD);
+		struct engine_child_request cr = {.code = code,
+		                                  .params_json = "{\"k\": [1, 2]}",
+		                                  .params_name = "params",
+		                                  .max_output_bytes = 1u << 20,
+		                                  .max_result_bytes = 1u << 20,
+		                                  .timeout_ms = 10000};
+		engine__capture.max = cr.max_output_bytes;
+		st_buf_init(&engine__capture.out, cr.max_output_bytes);
+		st_buf_init(&engine__capture.err, cr.max_output_bytes);
+		alarm(10);
+		if (Z.lang == ENGINE_LANG_PYTHON) {
+			Z.ops->py_after_fork();
+			Z.ops->py_run(&cr);
+		}
+		Z.ops->js_run(&cr);
+	}
+	close(p[1]);
+	if (pid < 0) {
+		close(p[0]);
+		return;
+	}
+	for (;;) {
+		uint64_t r[3];
+		ssize_t n = st_read_all(p[0], r, sizeof(r));
+		if (n != (ssize_t)sizeof(r))
+			break;
+		hot_add_clipped((uintptr_t)r[0], (size_t)r[1], (int)r[2], maps, nmaps);
+	}
+	close(p[0]);
+	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+	}
+}
+
+static void zygote_calibrate(void)
+{
+	const char *env = getenv(ENGINE_PREFAULT_ENV);
+	if (env != NULL && strcmp(env, "0") == 0)
+		return;
+	/* The zygote's private writable mappings. */
+	FILE *f = fopen("/proc/self/maps", "re");
+	if (f == NULL)
+		return;
+	struct zmap *maps = NULL;
+	size_t nmaps = 0;
+	char line[1024];
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long a = 0, b = 0, off = 0, inode = 0;
+		char perms[8] = "", dev[16] = "";
+		if (sscanf(line, "%llx-%llx %7s %llx %15s %llu", &a, &b, perms, &off, dev,
+		           &inode) != 6)
+			continue;
+		int kind;
+		if (strcmp(perms, "rw-p") == 0)
+			kind = 0;
+		else if (perms[0] == 'r' && perms[1] != 'w' && inode != 0)
+			kind = 1;
+		else
+			continue;
+		maps = st_xrealloc_(maps, (nmaps + 1) * sizeof(*maps));
+		maps[nmaps].start = (uintptr_t)a;
+		maps[nmaps].end = (uintptr_t)b;
+		maps[nmaps].kind = kind;
+		nmaps++;
+	}
+	fclose(f);
+	static const char *const js_probes[] = {
+	    "return 1+1",
+	    "const a = [1, 2, 3].map(x => x * 2); await new Promise(r => setTimeout(r, 0));\n"
+	    "console.log('x'); return {a, s: JSON.stringify(params)}",
+	    NULL};
+	static const char *const py_probes[] = {
+	    "return 1+1", "x = [i * 2 for i in range(3)]\nprint('x')\nreturn {'a': x, 'p': params}",
+	    NULL};
+	const char *const *probes = Z.lang == ENGINE_LANG_PYTHON ? py_probes : js_probes;
+	for (size_t i = 0; probes[i] != NULL; i++)
+		probe_one(probes[i], maps, nmaps);
+	free(maps);
+	if (n_hot == 0)
+		return;
+	/* Sort and merge what the probes found. */
+	qsort(hot, n_hot, sizeof(*hot), cmp_hot);
+	size_t out = 0;
+	hot_pages = 0;
+	for (size_t i = 0; i < n_hot; i++) {
+		if (out > 0 && hot[out - 1].kind == hot[i].kind &&
+		    hot[out - 1].start + hot[out - 1].len >= hot[i].start) {
+			uintptr_t e = hot[i].start + hot[i].len;
+			if (e > hot[out - 1].start + hot[out - 1].len)
+				hot[out - 1].len = e - hot[out - 1].start;
+		} else {
+			hot[out++] = hot[i];
+		}
+	}
+	n_hot = out;
+	for (size_t i = 0; i < n_hot; i++)
+		hot_pages += hot[i].len / 4096;
+}
+
+/* In a child before its request: copy the pages executions write (see above). */
+static void child_prefault(void)
+{
+	for (size_t i = 0; i < n_hot; i++)
+		(void)madvise((void *)hot[i].start, hot[i].len,
+		              hot[i].kind == 0 ? MADV_POPULATE_WRITE : MADV_POPULATE_READ);
+}
+
+void engine__capture_write(bool to_err, const char *s, size_t n)
+{
+	struct st_buf *b = to_err ? &engine__capture.err : &engine__capture.out;
+	if (!st_buf_append_trunc(b, s, n)) {
+		char msg[128];
+		snprintf(msg, sizeof(msg), "%s passed its limit of %zu bytes",
+		         to_err ? "stderr" : "stdout", engine__capture.max);
+		engine__child_finish(ENGINE_OUTPUT_LIMIT, NULL, "OutputLimit", msg, NULL, 0);
+	}
+}
+
+/* ---- the child: becoming a sandbox --------------------------------------------------------- */
 
 static __attribute__((noreturn)) void child_die(const char *what, int errnum)
 {
@@ -237,7 +527,7 @@ static int child_drop_privileges(bool jailed)
 	return 0;
 }
 
-static void child_rlimits(uint64_t timeout_ms)
+static void child_rlimits(uint64_t cpu_s)
 {
 	struct rlimit core = {0, 0};
 	(void)setrlimit(RLIMIT_CORE, &core);
@@ -247,7 +537,7 @@ static void child_rlimits(uint64_t timeout_ms)
 	(void)setrlimit(RLIMIT_NOFILE, &nofile);
 	/* CPU seconds as a backstop for the wall-clock kill (threads can burn more CPU than
 	   wall time, so the supervisor's timer stays the real limit). */
-	rlim_t cpu = (rlim_t)(timeout_ms / 1000) * 2 + 2;
+	rlim_t cpu = cpu_s > 0 ? (rlim_t)cpu_s : 2;
 	struct rlimit rcpu = {cpu, cpu + 1};
 	(void)setrlimit(RLIMIT_CPU, &rcpu);
 	/* No RLIMIT_AS: JavaScriptCore reserves huge virtual ranges (Gigacage); memory is
@@ -279,12 +569,60 @@ static __attribute__((noreturn)) void child_main(int exec_fd)
 
 	if (engine__frame_write(ENGINE_CHILD_FD, ENGINE_FRAME_HELLO, "hello", 5) < 0)
 		_exit(72);
+
+	/*
+	 * SETUP arrives once the supervisor has moved us into our cgroup: everything that does
+	 * not depend on the request happens now, so that a child kept warm (engine.c) has done
+	 * it before a request exists. Payload: "<tmp bytes> <cpu seconds>".
+	 */
 	uint32_t type = 0;
+	char *msg = NULL;
+	size_t msg_len = 0;
+	if (engine__frame_read(ENGINE_CHILD_FD, 0, &type, &msg, &msg_len) < 0 ||
+	    type != ENGINE_FRAME_SETUP)
+		_exit(73);
+	unsigned long long tmp_bytes = 0, cpu_s = 0;
+	if (sscanf(msg, "%llu %llu", &tmp_bytes, &cpu_s) != 2)
+		child_die("setup", EPROTO);
+	free(msg);
+	if (tmp_bytes == 0)
+		tmp_bytes = 64u << 20;
+	if (Z.jailed) {
+		char opts[64];
+		snprintf(opts, sizeof(opts), "size=%llu,mode=1777", tmp_bytes);
+		if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
+			child_die("mount tmpfs on '/tmp'", errno);
+		if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+			child_die("mount '/proc'", errno);
+	}
+	if (chdir("/tmp") < 0)
+		child_die("chdir '/tmp'", errno);
+	(void)setsid();
+
+	if (Z.lang == ENGINE_LANG_PYTHON)
+		Z.ops->py_after_fork();
+	child_prefault();
+
+	/* RLIMIT_CPU is set for the pool's longest timeout; the supervisor lowers it with
+	   prlimit() for a shorter one when it hands over the request (setrlimit is refused
+	   once the policy is loaded). */
+	child_rlimits(cpu_s);
+	int r = child_drop_privileges(Z.jailed);
+	if (r < 0)
+		child_die("drop privileges", -r);
+	struct st_error *err = NULL;
+	r = engine__seccomp_load(Z.lang, &err);
+	if (r < 0)
+		child_die(st_error_msg(err), 0);
+	if (engine__frame_write(ENGINE_CHILD_FD, ENGINE_FRAME_READY, "ready", 5) < 0)
+		_exit(74);
+
+	/* From here on the seccomp policy is in force: the request is parsed under it. */
 	char *go = NULL;
 	size_t go_len = 0;
 	if (engine__frame_read(ENGINE_CHILD_FD, 0, &type, &go, &go_len) < 0 ||
 	    type != ENGINE_FRAME_GO)
-		_exit(73);
+		_exit(75);
 	json_error_t jerr;
 	json_t *req = json_loadb(go, go_len, 0, &jerr);
 	free(go);
@@ -301,39 +639,12 @@ static __attribute__((noreturn)) void child_main(int exec_fd)
 	cr.max_output_bytes = (size_t)json_integer_value(json_object_get(req, "maxOutputBytes"));
 	cr.max_result_bytes = (size_t)json_integer_value(json_object_get(req, "maxResultBytes"));
 	cr.timeout_ms = (uint64_t)json_integer_value(json_object_get(req, "timeoutMs"));
-	uint64_t tmp_bytes = (uint64_t)json_integer_value(json_object_get(req, "tmpBytes"));
 	if (cr.code == NULL || cr.params_name == NULL)
 		child_die("request", EPROTO);
-	if (tmp_bytes == 0)
-		tmp_bytes = 64u << 20;
 
 	engine__capture.max = cr.max_output_bytes;
 	st_buf_init(&engine__capture.out, cr.max_output_bytes);
 	st_buf_init(&engine__capture.err, cr.max_output_bytes);
-
-	if (Z.jailed) {
-		char opts[64];
-		snprintf(opts, sizeof(opts), "size=%llu,mode=1777", (unsigned long long)tmp_bytes);
-		if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
-			child_die("mount tmpfs on '/tmp'", errno);
-		if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
-			child_die("mount '/proc'", errno);
-	}
-	if (chdir("/tmp") < 0)
-		child_die("chdir '/tmp'", errno);
-	(void)setsid();
-
-	if (Z.lang == ENGINE_LANG_PYTHON)
-		Z.ops->py_after_fork();
-
-	child_rlimits(cr.timeout_ms);
-	int r = child_drop_privileges(Z.jailed);
-	if (r < 0)
-		child_die("drop privileges", -r);
-	struct st_error *err = NULL;
-	r = engine__seccomp_load(Z.lang, &err);
-	if (r < 0)
-		child_die(st_error_msg(err), 0);
 
 	if (Z.lang == ENGINE_LANG_JAVASCRIPT)
 		Z.ops->js_run(&cr);
@@ -661,6 +972,12 @@ static __attribute__((noreturn)) void zygote_main(const char *spec)
 	unsetenv(ENGINE_PYMODULES_ENV);
 	if (r < 0)
 		zygote_fail("%s", st_error_msg(err));
+
+	zygote_calibrate();
+	unsetenv(ENGINE_PREFAULT_ENV);
+	if (hot_pages > 0)
+		st_log(ST_LOG_DEBUG, "the %s zygote prefaults %zu pages in %zu ranges per child",
+		       engine_language_name(Z.lang), hot_pages, n_hot);
 
 	Z.sig_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (Z.sig_fd < 0)

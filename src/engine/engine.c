@@ -15,9 +15,14 @@
  * Zygote states (struct zygote): DOWN -> STARTING (spawned, waiting READY) -> UP -> DOWN (its
  * pidfd became readable; the monitor reaps it and respawns it with a back-off).
  *
- * Execution states (engine_execute): QUEUED (waiting for a slot) -> STARTING (EXEC sent,
- * waiting HELLO, cgroup attach) -> RUNNING (GO sent; wall clock started) -> ENDED (RESULT and
- * EXIT read, or killed at the deadline) -> cgroup removed, slot released.
+ * Child states: PREPARING (EXEC sent, HELLO, cgroup attach, SETUP) -> WARM (READY: sandboxed,
+ * waiting; kept in pool->warm by the warmer thread, or taken at once by an execution that found
+ * none) -> RUNNING (GO sent; wall clock started) -> ANSWERED (RESULT read: the execution returns)
+ * -> EXITING (pool->tails: the reaper thread waits for EXIT, kills after a grace period, removes
+ * the cgroup). Without a RESULT (killed, timed out, died) the execution waits for EXIT itself.
+ *
+ * Execution states (engine_execute): QUEUED (waiting for a slot) -> takes a WARM child (or
+ * prepares one) -> RUNNING -> ENDED -> slot released.
  */
 #include <fcntl.h>
 #include <poll.h>
@@ -25,6 +30,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -38,6 +44,9 @@
 #define ZYGOTE_START_TIMEOUT_MS 120000
 #define SETUP_TIMEOUT_MS 10000
 #define KILL_GRACE_MS 5000
+#define WARM_DEFAULT 2
+#define WARM_MAX 8
+#define TAILS_POLL_MAX 256
 
 static const char *const default_py_modules[] = {"json",        "math",  "re",     "datetime",
                                                  "collections", "numpy", "pandas", NULL};
@@ -57,6 +66,28 @@ struct running {
 	struct running *next;
 	int pidfd;
 	bool killed_by_shutdown;
+};
+
+/* A child that is forked, in its cgroup and sandboxed (READY), waiting for GO. */
+struct warm {
+	struct warm *next;
+	int sock;
+	int pidfd;
+	pid_t pid; /* host pid */
+	struct engine_cgroup *cg; /* NULL without cgroups */
+	uint64_t memory_mb; /* the cgroup's limit now */
+	uint64_t cpu_s; /* the RLIMIT_CPU the child set */
+};
+
+/* A child that answered (RESULT) and is exiting: the reaper waits for its EXIT, then removes
+   its cgroup. */
+struct tail {
+	struct tail *next;
+	int sock;
+	int pidfd;
+	struct engine_cgroup *cg;
+	int64_t deadline_ms;
+	bool killed;
 };
 
 struct engine_pool {
@@ -86,7 +117,27 @@ struct engine_pool {
 
 	char *warnings[8];
 	size_t n_warnings;
+
+	/* Warm children (warmer_main keeps warm_target per language) and exiting ones
+	   (reaper_main); both lists are guarded by lock. */
+	struct warm *warm[ENGINE_LANG__COUNT];
+	unsigned n_warm[ENGINE_LANG__COUNT];
+	unsigned warm_target;
+	bool warm_stop;
+	pthread_t warmer;
+	bool warmer_started;
+	int warm_fd;
+	struct tail *tails;
+	bool reap_stop;
+	pthread_t reaper;
+	bool reaper_started;
+	int reap_fd;
 };
+
+static void *warmer_main(void *arg);
+static void *reaper_main(void *arg);
+static uint64_t running_memory_usage(struct engine_pool *pool);
+static void warm_and_tails_stop(struct engine_pool *pool);
 
 /* ---- names ---------------------------------------------------------------------------------- */
 
@@ -264,7 +315,7 @@ static int zygote_start(struct engine_pool *pool, struct zygote *z, struct st_er
 	    /* No BLAS/OpenMP threads: the zygote must be single-threaded when it forks. */
 	    "OPENBLAS_NUM_THREADS=1", "OMP_NUM_THREADS=1", "MKL_NUM_THREADS=1",
 	    "NUMEXPR_NUM_THREADS=1", "PYTHONDONTWRITEBYTECODE=1", "PYTHONNOUSERSITE=1"};
-	char *envp[ST_ARRAY_SIZE(fixed_env) + 7];
+	char *envp[ST_ARRAY_SIZE(fixed_env) + 8];
 	size_t ne = 0;
 	envp[ne++] = zenv;
 	envp[ne++] = jsenv;
@@ -279,6 +330,10 @@ static int zygote_start(struct engine_pool *pool, struct zygote *z, struct st_er
 	const char *u = getenv("UBSAN_OPTIONS");
 	if (u)
 		envp[ne++] = ubsan_env = st_xasprintf("UBSAN_OPTIONS=%s", u);
+	char *pf_env = NULL;
+	const char *pf = getenv(ENGINE_PREFAULT_ENV);
+	if (pf && *pf)
+		envp[ne++] = pf_env = st_xasprintf("%s=%s", ENGINE_PREFAULT_ENV, pf);
 	/* Where the runtimes' shared object is, when the operator (or a test) says. */
 	char *lang_env = NULL;
 	const char *ll = getenv(ENGINE_LANG_LIB_ENV);
@@ -327,6 +382,7 @@ static int zygote_start(struct engine_pool *pool, struct zygote *z, struct st_er
 	free(asan_env);
 	free(ubsan_env);
 	free(lang_env);
+	free(pf_env);
 	if (pid < 0) {
 		close(ctl[0]);
 		close(sync[1]);
@@ -337,7 +393,7 @@ static int zygote_start(struct engine_pool *pool, struct zygote *z, struct st_er
 			    "net, ipc, uts): user namespaces are unavailable or "
 			    "forbidden here; allow unshare/clone with namespace flags "
 			    "in the container's seccomp profile (deploy/seccomp/"
-			    "stockade-jail.json) or run privileged");
+			    "stockade-executor.json) or run privileged");
 		return st_error_make(err, saved, "cannot start the %s zygote",
 		                     engine_language_name(z->lang));
 	}
@@ -550,6 +606,10 @@ static void pool_free(struct engine_pool *pool)
 		free(pool->warnings[i]);
 	if (pool->wake_fd >= 0)
 		close(pool->wake_fd);
+	if (pool->warm_fd >= 0)
+		close(pool->warm_fd);
+	if (pool->reap_fd >= 0)
+		close(pool->reap_fd);
 	for (int l = 0; l < ENGINE_LANG__COUNT; l++)
 		for (unsigned i = 0; i < ZYGOTE_MAX; i++)
 			pthread_mutex_destroy(&pool->zy[l][i].send_lock);
@@ -590,7 +650,7 @@ int engine_pool_new(const struct engine_pool_options *opts, struct engine_pool *
 {
 	struct engine_pool *pool = st_xcalloc(1, sizeof(*pool));
 	pool->o = *opts;
-	pool->wake_fd = -1;
+	pool->wake_fd = pool->warm_fd = pool->reap_fd = -1;
 	pthread_mutex_init(&pool->lock, NULL);
 	pthread_cond_init(&pool->cond, NULL);
 	for (int l = 0; l < ENGINE_LANG__COUNT; l++)
@@ -622,6 +682,17 @@ int engine_pool_new(const struct engine_pool_options *opts, struct engine_pool *
 #undef DEF
 	if (o->zygotes_per_language > ZYGOTE_MAX)
 		o->zygotes_per_language = ZYGOTE_MAX;
+	if (o->warm_per_language == 0) {
+		const char *we = getenv("STOCKADE_ENGINE_WARM");
+		uint64_t v = 0;
+		if (we && *we && st_parse_u64(we, &v) == 0)
+			o->warm_per_language = v == 0 ? -1 : (int)(v > WARM_MAX ? WARM_MAX : v);
+		else
+			o->warm_per_language = WARM_DEFAULT;
+	}
+	pool->warm_target = o->warm_per_language > 0 ? (unsigned)o->warm_per_language : 0;
+	if (pool->warm_target > WARM_MAX)
+		pool->warm_target = WARM_MAX;
 	pool->nzy = o->zygotes_per_language;
 	if (o->memory_budget_bytes == 0)
 		o->memory_budget_bytes = default_memory_budget();
@@ -720,6 +791,19 @@ int engine_pool_new(const struct engine_pool_options *opts, struct engine_pool *
 		return st_error_make(err, EAGAIN, "cannot start the engine monitor thread");
 	}
 	pool->monitor_started = true;
+	/* Warm children: forked, in their cgroups and sandboxed before a request exists, so
+	   that an execution pays only for running its code; and a reaper, so that it does not
+	   pay for the child's exit either. */
+	pool->warm_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	pool->reap_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (pool->warm_fd < 0 || pool->reap_fd < 0 ||
+	    pthread_create(&pool->reaper, NULL, reaper_main, pool) != 0) {
+		engine_pool_shutdown(pool, 0);
+		return st_error_make(err, EAGAIN, "cannot start the engine reaper thread");
+	}
+	pool->reaper_started = true;
+	if (pool->warm_target > 0 && pthread_create(&pool->warmer, NULL, warmer_main, pool) == 0)
+		pool->warmer_started = true;
 	*out = pool;
 	return 0;
 }
@@ -753,6 +837,7 @@ void engine_pool_shutdown(struct engine_pool *pool, uint64_t deadline_ms)
 		pthread_cond_timedwait(&pool->cond, &pool->lock, &ts);
 	}
 	pthread_mutex_unlock(&pool->lock);
+	warm_and_tails_stop(pool);
 	if (pool->monitor_started) {
 		uint64_t one = 1;
 		(void)!write(pool->wake_fd, &one, sizeof(one));
@@ -910,7 +995,404 @@ static int send_exec(struct zygote *z, int fd)
 	return r;
 }
 
-static void take_child_result(struct engine_result *res, const char *text, size_t len, bool *have)
+/* ---- preparing a child, warm children, exiting children ------------------------------------ */
+
+/* RLIMIT_CPU seconds for a wall-clock timeout: a backstop only (threads can burn more CPU than
+   wall time, so the supervisor's timer stays the real limit). */
+static uint64_t cpu_backstop_s(uint64_t timeout_ms)
+{
+	return timeout_ms / 1000 * 2 + 2;
+}
+
+static void wake(int fd)
+{
+	uint64_t one = 1;
+	(void)!write(fd, &one, sizeof(one));
+}
+
+static void tail_add(struct engine_pool *pool, int sock, int pidfd, struct engine_cgroup *cg)
+{
+	struct tail *t = st_xcalloc(1, sizeof(*t));
+	t->sock = sock;
+	t->pidfd = pidfd;
+	t->cg = cg;
+	t->deadline_ms = st_now_ms() + KILL_GRACE_MS;
+	pthread_mutex_lock(&pool->lock);
+	t->next = pool->tails;
+	pool->tails = t;
+	pthread_mutex_unlock(&pool->lock);
+	wake(pool->reap_fd);
+}
+
+/* Kill a child that will not be used and let the reaper collect it. */
+static void warm_discard(struct engine_pool *pool, struct warm *w)
+{
+	pidfd_kill(w->pidfd);
+	tail_add(pool, w->sock, w->pidfd, w->cg);
+}
+
+/*
+ * Fork a child from a zygote of `lang` and bring it to READY: EXEC to the zygote, HELLO with
+ * the child's pid from the kernel, its cgroup created and attached, SETUP, READY (the child
+ * has applied its sandbox). On failure *msg says why (for an `internal` result).
+ */
+static int child_prepare(struct engine_pool *pool, enum engine_language lang, uint64_t memory_mb,
+                         struct warm *w, char **msg)
+{
+	memset(w, 0, sizeof(*w));
+	w->sock = w->pidfd = -1;
+	*msg = NULL;
+	int sv[2] = {-1, -1};
+	int r = 0;
+	pid_t host_pid = 0;
+	for (int attempts = 0;; attempts++) {
+		struct zygote *z = pick_zygote(pool, lang);
+		if (z == NULL) {
+			*msg = st_xasprintf("no %s engine is running (it is restarting); retry",
+			                    engine_language_name(lang));
+			return -EAGAIN;
+		}
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+			*msg = st_xasprintf("socketpair: %s", strerror(errno));
+			return -EIO;
+		}
+		int one = 1;
+		(void)setsockopt(sv[0], SOL_SOCKET, SO_PASSCRED, &one, sizeof(one));
+		r = send_exec(z, sv[1]);
+		/* The zygote died since we chose it: choose again (pick_zygote waits for a
+		   replacement). */
+		for (int retry = 0; r < 0 && retry < 3; retry++) {
+			z = pick_zygote(pool, lang);
+			if (z == NULL)
+				break;
+			r = send_exec(z, sv[1]);
+		}
+		close(sv[1]);
+		sv[1] = -1;
+		if (r < 0) {
+			close(sv[0]);
+			*msg = st_xasprintf("the %s engine is not available (%s); retry",
+			                    engine_language_name(lang), strerror(-r));
+			return -EIO;
+		}
+		uint32_t type = 0;
+		char *data = NULL;
+		r = read_hello(sv[0], st_now_ms() + SETUP_TIMEOUT_MS, &host_pid, &type, &data);
+		if (r == -EPIPE && attempts < 2) {
+			/* The zygote died between our choice and its fork (nothing ran yet): give
+			   its replacement the work. */
+			close(sv[0]);
+			poll(NULL, 0, 100);
+			continue;
+		}
+		if (r < 0 || type != ENGINE_FRAME_HELLO || host_pid <= 0) {
+			if (r == 0 && type == ENGINE_FRAME_EXIT)
+				*msg = st_xasprintf("the engine could not start the execution: %s",
+				                    data);
+			else
+				*msg =
+				    st_xasprintf("the %s engine died before the execution started",
+				                 engine_language_name(lang));
+			free(data);
+			close(sv[0]);
+			return -EIO;
+		}
+		free(data);
+		break;
+	}
+	w->sock = sv[0];
+	w->pid = host_pid;
+	w->pidfd = pidfd_open_(host_pid);
+	if (w->pidfd < 0) {
+		*msg = st_xasprintf("pidfd_open: %s", strerror(errno));
+		close(w->sock);
+		return -EIO;
+	}
+	if (pool->cgroups) {
+		pthread_mutex_lock(&pool->lock);
+		uint64_t seq = ++pool->exec_seq;
+		pthread_mutex_unlock(&pool->lock);
+		char name[64];
+		snprintf(name, sizeof(name), "x%llu", (unsigned long long)seq);
+		struct st_error *cgerr = NULL;
+		if (engine__cgroup_create(name, memory_mb << 20, 256, &w->cg, &cgerr) < 0 ||
+		    engine__cgroup_attach(w->cg, host_pid, &cgerr) < 0) {
+			*msg = st_xstrdup(st_error_msg(cgerr));
+			st_error_free(cgerr);
+			warm_discard(pool, w);
+			return -EIO;
+		}
+	}
+	w->memory_mb = memory_mb;
+	w->cpu_s = cpu_backstop_s(pool->o.max_timeout_ms);
+	char setup[64];
+	snprintf(setup, sizeof(setup), "%llu %llu", 64ull << 20, (unsigned long long)w->cpu_s);
+	r = engine__frame_write(w->sock, ENGINE_FRAME_SETUP, setup, strlen(setup));
+	uint32_t type = 0;
+	char *data = NULL;
+	size_t len = 0;
+	if (r == 0)
+		r = engine__frame_read(w->sock, st_now_ms() + SETUP_TIMEOUT_MS, &type, &data, &len);
+	if (r == 0 && type == ENGINE_FRAME_READY) {
+		free(data);
+		return 0;
+	}
+	if (r == 0 && type == ENGINE_FRAME_RESULT) {
+		/* The child could not apply its sandbox and says why. */
+		json_error_t jerr;
+		json_t *o = json_loadb(data, len, 0, &jerr);
+		const char *m =
+		    json_string_value(json_object_get(json_object_get(o, "error"), "message"));
+		*msg = st_xstrdup(m ? m : "the execution sandbox could not be set up");
+		json_decref(o);
+	} else {
+		*msg = st_xasprintf("the %s engine died before the execution started",
+		                    engine_language_name(lang));
+	}
+	free(data);
+	warm_discard(pool, w);
+	return -EIO;
+}
+
+/* Take a warm child of `lang` if one is ready and alive. */
+static bool warm_take(struct engine_pool *pool, enum engine_language lang, struct warm *out)
+{
+	for (;;) {
+		pthread_mutex_lock(&pool->lock);
+		struct warm *w = pool->warm[lang];
+		if (w != NULL) {
+			pool->warm[lang] = w->next;
+			pool->n_warm[lang]--;
+		}
+		pthread_mutex_unlock(&pool->lock);
+		if (w == NULL)
+			return false;
+		wake(pool->warm_fd);
+		/* A READY child sends nothing until GO: anything readable means it (or its
+		   zygote) died while it waited. */
+		struct pollfd p = {.fd = w->sock, .events = POLLIN};
+		if (poll(&p, 1, 0) != 0) {
+			warm_discard(pool, w);
+			free(w);
+			continue;
+		}
+		*out = *w;
+		free(w);
+		return true;
+	}
+}
+
+/* Keeps warm_target children READY per language, refilling after each claim. */
+static void *warmer_main(void *arg)
+{
+	struct engine_pool *pool = arg;
+	for (;;) {
+		int want = -1;
+		pthread_mutex_lock(&pool->lock);
+		bool stop = pool->warm_stop || pool->shutting_down;
+		for (int l = 0; l < ENGINE_LANG__COUNT && want < 0; l++)
+			if (pool->o.languages[l] && pool->n_warm[l] < pool->warm_target)
+				want = l;
+		pthread_mutex_unlock(&pool->lock);
+		if (stop)
+			break;
+		if (want < 0) {
+			struct pollfd p = {.fd = pool->warm_fd, .events = POLLIN};
+			if (poll(&p, 1, -1) > 0) {
+				uint64_t v;
+				(void)!read(pool->warm_fd, &v, sizeof(v));
+			}
+			continue;
+		}
+		struct warm w;
+		char *msg = NULL;
+		if (child_prepare(pool, (enum engine_language)want, pool->o.default_memory_mb, &w,
+		                  &msg) < 0) {
+			/* A restarting zygote or a failing sandbox: executions report it; retry
+			   later rather than spin. */
+			free(msg);
+			struct pollfd p = {.fd = pool->warm_fd, .events = POLLIN};
+			(void)poll(&p, 1, 250);
+			continue;
+		}
+		struct warm *h = st_xmalloc(sizeof(*h));
+		*h = w;
+		pthread_mutex_lock(&pool->lock);
+		if (pool->warm_stop || pool->shutting_down) {
+			pthread_mutex_unlock(&pool->lock);
+			warm_discard(pool, h);
+			free(h);
+			break;
+		}
+		h->next = pool->warm[want];
+		pool->warm[want] = h;
+		pool->n_warm[want]++;
+		pthread_mutex_unlock(&pool->lock);
+	}
+	return NULL;
+}
+
+/*
+ * The 80% rule is about running executions: the engine cgroup also holds the warm children
+ * (not running anything) and children that answered and are still tearing down (gone within
+ * moments). Called with pool->lock held, only when the cheap total is over the line: it
+ * subtracts the warm children and waits up to 2 s for the exiting ones.
+ */
+static uint64_t running_memory_usage(struct engine_pool *pool)
+{
+	int64_t deadline = st_now_ms() + 2000;
+	for (;;) {
+		uint64_t used = engine_memory_usage(pool);
+		uint64_t warm = 0;
+		for (int l = 0; l < ENGINE_LANG__COUNT; l++)
+			for (struct warm *w = pool->warm[l]; w; w = w->next)
+				warm += w->cg ? engine__cgroup_memory(w->cg) : 0;
+		used = used > warm ? used - warm : 0;
+		if (used * 10 <= pool->o.memory_budget_bytes * 8 || pool->tails == NULL ||
+		    st_now_ms() >= deadline)
+			return used;
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 20 * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&pool->cond, &pool->lock, &ts);
+	}
+}
+
+static void tail_finish(struct tail *t)
+{
+	engine__cgroup_destroy(t->cg);
+	close(t->sock);
+	close(t->pidfd);
+	free(t);
+}
+
+/* Waits for the EXIT of children that already answered, kills those that do not leave, and
+   removes their cgroups; off the latency path of every execution. */
+static void *reaper_main(void *arg)
+{
+	struct engine_pool *pool = arg;
+	for (;;) {
+		struct pollfd p[1 + TAILS_POLL_MAX];
+		struct tail *who[1 + TAILS_POLL_MAX];
+		size_t n = 0;
+		p[n].fd = pool->reap_fd;
+		p[n].events = POLLIN;
+		who[n++] = NULL;
+		int64_t now = st_now_ms();
+		int timeout = -1;
+		pthread_mutex_lock(&pool->lock);
+		bool stop = pool->reap_stop && pool->tails == NULL;
+		for (struct tail *t = pool->tails; t && n < ST_ARRAY_SIZE(p); t = t->next) {
+			p[n].fd = t->sock;
+			p[n].events = POLLIN;
+			who[n++] = t;
+			int left = (int)(t->deadline_ms - now);
+			if (left < 0)
+				left = 0;
+			if (timeout < 0 || left < timeout)
+				timeout = left;
+		}
+		pthread_mutex_unlock(&pool->lock);
+		if (stop)
+			break;
+		int r = poll(p, n, timeout);
+		if (r < 0 && errno != EINTR)
+			poll(NULL, 0, 10);
+		if (p[0].revents) {
+			uint64_t v;
+			(void)!read(pool->reap_fd, &v, sizeof(v));
+		}
+		now = st_now_ms();
+		for (size_t i = 1; i < n; i++) {
+			struct tail *t = who[i];
+			bool done = false;
+			if (p[i].revents) {
+				/* Frames left after RESULT: only the zygote's EXIT, or EOF. */
+				uint32_t type = 0;
+				char *data = NULL;
+				size_t len = 0;
+				int fr = engine__frame_read(t->sock, now + 100, &type, &data, &len);
+				free(data);
+				done = fr < 0 || type == ENGINE_FRAME_EXIT;
+			} else if (now >= t->deadline_ms) {
+				if (!t->killed) {
+					/* It answered but does not leave. */
+					pidfd_kill(t->pidfd);
+					t->killed = true;
+					t->deadline_ms = now + KILL_GRACE_MS;
+				} else {
+					done = true; /* destroying the cgroup kills what is left */
+				}
+			}
+			if (!done)
+				continue;
+			pthread_mutex_lock(&pool->lock);
+			for (struct tail **pp = &pool->tails; *pp; pp = &(*pp)->next)
+				if (*pp == t) {
+					*pp = t->next;
+					break;
+				}
+			pthread_mutex_unlock(&pool->lock);
+			tail_finish(t);
+			/* Its memory is uncharged now: admission may be waiting for that. */
+			pthread_mutex_lock(&pool->lock);
+			pthread_cond_broadcast(&pool->cond);
+			pthread_mutex_unlock(&pool->lock);
+		}
+	}
+	return NULL;
+}
+
+/* Stop refilling, discard the warm children, wait until every exiting child is collected. */
+static void warm_and_tails_stop(struct engine_pool *pool)
+{
+	pthread_mutex_lock(&pool->lock);
+	pool->warm_stop = true;
+	pthread_mutex_unlock(&pool->lock);
+	if (pool->warmer_started) {
+		wake(pool->warm_fd);
+		pthread_join(pool->warmer, NULL);
+		pool->warmer_started = false;
+	}
+	for (int l = 0; l < ENGINE_LANG__COUNT; l++) {
+		pthread_mutex_lock(&pool->lock);
+		struct warm *w = pool->warm[l];
+		pool->warm[l] = NULL;
+		pool->n_warm[l] = 0;
+		pthread_mutex_unlock(&pool->lock);
+		while (w != NULL) {
+			struct warm *next = w->next;
+			warm_discard(pool, w);
+			free(w);
+			w = next;
+		}
+	}
+	pthread_mutex_lock(&pool->lock);
+	pool->reap_stop = true;
+	pthread_mutex_unlock(&pool->lock);
+	if (pool->reaper_started) {
+		wake(pool->reap_fd);
+		pthread_join(pool->reaper, NULL);
+		pool->reaper_started = false;
+	}
+	/* Without a reaper (start-up failure) collect them here. */
+	pthread_mutex_lock(&pool->lock);
+	struct tail *t = pool->tails;
+	pool->tails = NULL;
+	pthread_mutex_unlock(&pool->lock);
+	while (t != NULL) {
+		struct tail *next = t->next;
+		tail_finish(t);
+		t = next;
+	}
+}
+
+static void take_child_result(struct engine_result *res, const char *text, size_t len, bool *have,
+                              int64_t *cpu_ms)
 {
 	json_error_t jerr;
 	json_t *o = json_loadb(text, len, 0, &jerr);
@@ -919,6 +1401,9 @@ static void take_child_result(struct engine_result *res, const char *text, size_
 		return;
 	}
 	*have = true;
+	json_t *cm = json_object_get(o, "cpuMs");
+	if (json_is_integer(cm))
+		*cpu_ms = (int64_t)json_integer_value(cm);
 	res->status = status_parse(json_string_value(json_object_get(o, "status")));
 	json_t *r = json_object_get(o, "result");
 	json_decref(res->result);
@@ -1047,6 +1532,8 @@ int engine_execute(struct engine_pool *pool, const struct engine_request *req,
 		return st_error_make(err, ESHUTDOWN, "the engine pool is shutting down");
 	}
 	uint64_t used = engine_memory_usage(pool);
+	if (used * 10 > o->memory_budget_bytes * 8)
+		used = running_memory_usage(pool);
 	if (used * 10 > o->memory_budget_bytes * 8) {
 		pthread_mutex_unlock(&pool->lock);
 		json_decref(params);
@@ -1073,7 +1560,6 @@ int engine_execute(struct engine_pool *pool, const struct engine_request *req,
 	}
 	pool->in_flight++;
 	pool->executions_total++;
-	uint64_t seq = ++pool->exec_seq;
 	struct running run = {.pidfd = -1};
 	run.next = pool->running;
 	pool->running = &run;
@@ -1089,81 +1575,37 @@ int engine_execute(struct engine_pool *pool, const struct engine_request *req,
 	int64_t cpu_ms = 0, rss_kb = 0, t_go = 0, t_end = 0;
 	char *go_text = NULL;
 
-	int attempts = 0;
-again:;
-	struct zygote *z = pick_zygote(pool, req->language);
-	if (z == NULL) {
-		result_set_error(res, ENGINE_INTERNAL, "InternalError",
-		                 "no %s engine is running (it is restarting); retry",
-		                 engine_language_name(req->language));
-		goto done;
+	struct warm w;
+	if (!warm_take(pool, req->language, &w)) {
+		char *msg = NULL;
+		if (child_prepare(pool, req->language, memory_mb, &w, &msg) < 0) {
+			result_set_error(res, ENGINE_INTERNAL, "InternalError", "%s", msg);
+			free(msg);
+			goto done;
+		}
 	}
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
-		result_set_error(res, ENGINE_INTERNAL, "InternalError", "socketpair: %s",
-		                 strerror(errno));
-		goto done;
-	}
-	int one = 1;
-	(void)setsockopt(sv[0], SOL_SOCKET, SO_PASSCRED, &one, sizeof(one));
-	r = send_exec(z, sv[1]);
-	/* The zygote died since we chose it: choose again (pick_zygote waits for a
-	   replacement). */
-	for (int retry = 0; r < 0 && retry < 3; retry++) {
-		z = pick_zygote(pool, req->language);
-		if (z == NULL)
-			break;
-		r = send_exec(z, sv[1]);
-	}
-	close(sv[1]);
-	sv[1] = -1;
-	if (r < 0) {
-		result_set_error(res, ENGINE_INTERNAL, "InternalError",
-		                 "the %s engine is not available (%s); retry",
-		                 engine_language_name(req->language), strerror(-r));
-		goto done;
-	}
-
-	pid_t host_pid = 0;
-	uint32_t type = 0;
-	char *data = NULL;
-	r = read_hello(sv[0], st_now_ms() + SETUP_TIMEOUT_MS, &host_pid, &type, &data);
-	if (r == -EPIPE && ++attempts < 3) {
-		/* The zygote died between our choice and its fork (nothing of the code ran yet):
-		   give its replacement the work. */
-		close(sv[0]);
-		sv[0] = -1;
-		poll(NULL, 0, 100);
-		goto again;
-	}
-	if (r < 0 || type != ENGINE_FRAME_HELLO || host_pid <= 0) {
-		if (r == 0 && type == ENGINE_FRAME_EXIT)
-			result_set_error(res, ENGINE_INTERNAL, "InternalError",
-			                 "the engine could not start the execution: %s", data);
-		else
-			result_set_error(res, ENGINE_INTERNAL, "InternalError",
-			                 "the %s engine died before the execution started",
-			                 engine_language_name(req->language));
-		free(data);
-		goto done;
-	}
-	free(data);
-	run.pidfd = pidfd_open_(host_pid);
-	if (run.pidfd < 0) {
-		result_set_error(res, ENGINE_INTERNAL, "InternalError", "pidfd_open: %s",
-		                 strerror(errno));
-		goto done;
-	}
-	if (pool->cgroups) {
-		char name[64];
-		snprintf(name, sizeof(name), "x%llu", (unsigned long long)seq);
+	sv[0] = w.sock;
+	cg = w.cg;
+	pthread_mutex_lock(&pool->lock);
+	run.pidfd = w.pidfd;
+	pthread_mutex_unlock(&pool->lock);
+	if (cg != NULL && w.memory_mb != memory_mb) {
 		struct st_error *cgerr = NULL;
-		if (engine__cgroup_create(name, memory_mb << 20, 256, &cg, &cgerr) < 0 ||
-		    engine__cgroup_attach(cg, host_pid, &cgerr) < 0) {
+		if (engine__cgroup_set_memory(cg, memory_mb << 20, &cgerr) < 0) {
 			result_set_error(res, ENGINE_INTERNAL, "InternalError", "%s",
 			                 st_error_msg(cgerr));
 			st_error_free(cgerr);
 			pidfd_kill(run.pidfd);
 			goto drain;
+		}
+	}
+	{
+		/* The child set RLIMIT_CPU for the pool's longest timeout; lower it for this one
+		   (a backstop only: the wall-clock deadline below is the limit). */
+		uint64_t cpu_s = cpu_backstop_s(timeout_ms);
+		if (cpu_s < w.cpu_s) {
+			struct rlimit rl = {(rlim_t)cpu_s, (rlim_t)cpu_s + 1};
+			(void)prlimit(w.pid, RLIMIT_CPU, &rl, NULL);
 		}
 	}
 
@@ -1185,7 +1627,6 @@ again:;
 		json_object_set_new(g, "timeoutMs", json_integer((json_int_t)timeout_ms));
 		json_object_set_new(g, "maxOutputBytes", json_integer((json_int_t)max_out));
 		json_object_set_new(g, "maxResultBytes", json_integer((json_int_t)max_res));
-		json_object_set_new(g, "tmpBytes", json_integer((json_int_t)(64u << 20)));
 		go_text = json_dumps(g, JSON_COMPACT);
 		json_decref(g);
 	}
@@ -1200,7 +1641,9 @@ again:;
 	}
 
 drain:
-	/* Read RESULT (any time) and EXIT (after the child is reaped) until EOF or deadline. */
+	/* Read RESULT (any time) and EXIT (after the child is reaped) until EOF or deadline. The
+	   answer does not wait for the child's exit after its RESULT: tearing down its copy of
+	   the zygote's address space is the reaper's business (reaper_main). */
 	{
 		int64_t deadline = (t_go ? t_go : st_now_ms()) + (int64_t)timeout_ms;
 		for (;;) {
@@ -1226,7 +1669,7 @@ drain:
 				break;
 			if (ftype == ENGINE_FRAME_RESULT && !have_result) {
 				t_end = st_now_ms();
-				take_child_result(res, fdata, flen, &have_result);
+				take_child_result(res, fdata, flen, &have_result, &cpu_ms);
 			} else if (ftype == ENGINE_FRAME_EXIT) {
 				long long c = 0;
 				long rs = 0;
@@ -1236,7 +1679,7 @@ drain:
 				rss_kb = rs;
 			}
 			free(fdata);
-			if (have_exit)
+			if (have_exit || have_result)
 				break;
 		}
 	}
@@ -1324,9 +1767,6 @@ done:
 		res->result = json_null();
 	}
 	free(go_text);
-	engine__cgroup_destroy(cg);
-	if (sv[0] >= 0)
-		close(sv[0]);
 	json_decref(params);
 	pthread_mutex_lock(&pool->lock);
 	for (struct running **pp = &pool->running; *pp; pp = &(*pp)->next)
@@ -1334,8 +1774,21 @@ done:
 			*pp = run.next;
 			break;
 		}
-	if (run.pidfd >= 0)
-		close(run.pidfd);
+	int pidfd = run.pidfd;
+	run.pidfd = -1;
+	pthread_mutex_unlock(&pool->lock);
+	if (have_result && !have_exit && sv[0] >= 0 && pidfd >= 0) {
+		/* Answered: the child is on its way out; the reaper waits for its EXIT and removes
+		   its cgroup. */
+		tail_add(pool, sv[0], pidfd, cg);
+	} else {
+		engine__cgroup_destroy(cg);
+		if (sv[0] >= 0)
+			close(sv[0]);
+		if (pidfd >= 0)
+			close(pidfd);
+	}
+	pthread_mutex_lock(&pool->lock);
 	pool->in_flight--;
 	pthread_cond_broadcast(&pool->cond);
 	pthread_mutex_unlock(&pool->lock);

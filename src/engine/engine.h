@@ -46,6 +46,10 @@ enum engine_mode {
 struct engine_pool_options {
 	bool languages[ENGINE_LANG__COUNT]; /* which engines to start (default: both) */
 	unsigned zygotes_per_language; /* default 1 */
+	/* Children kept forked, in their cgroups and sandboxed, waiting for a request (refilled
+	   after each claim); 0: the default, 2 (or $STOCKADE_ENGINE_WARM, 0 there: none);
+	   negative: none, every execution forks on demand. At most 8. */
+	int warm_per_language;
 	enum engine_mode mode; /* default ENGINE_MODE_JAILED */
 	/* Python modules imported once in the zygote; NULL: json, math, re, datetime,
 	   collections, numpy, pandas (a module that fails to import is a startup error). */

@@ -88,7 +88,7 @@ static bool has_setpcap(void)
 	return (d[0].effective & (1u << CAP_SETPCAP)) != 0;
 }
 
-int jail__drop_privileges_raw(const char **step)
+int jail__lock_bounding_raw(const char **step)
 {
 	if (has_setpcap()) {
 		*step = "lock securebits";
@@ -107,6 +107,14 @@ int jail__drop_privileges_raw(const char **step)
 			}
 		}
 	}
+	return 0;
+}
+
+int jail__drop_privileges_raw(bool bounding_done, const char **step)
+{
+	int r;
+	if (!bounding_done && (r = jail__lock_bounding_raw(step)) < 0)
+		return r;
 	*step = "clear ambient capabilities";
 	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
 		return -errno;
@@ -125,7 +133,7 @@ int jail__drop_privileges_raw(const char **step)
 int jail_drop_privileges(struct st_error **err)
 {
 	const char *step = "drop privileges";
-	int r = jail__drop_privileges_raw(&step);
+	int r = jail__drop_privileges_raw(false, &step);
 	if (r < 0)
 		return st_error_make(err, -r, "%s", step);
 	return 0;

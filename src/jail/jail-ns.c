@@ -3,17 +3,22 @@
  *
  * The cloned child is pid 1 of its new pid namespace (and owns new user, mount, net, ipc and
  * uts namespaces). Its life:
- *   1. wait until the supervisor has written uid_map/gid_map and attached the cgroups;
+ *   1. wait until the supervisor has written uid_map/gid_map;
  *   2. become root of the user namespace (mapped to an unprivileged uid outside) with no
- *      supplementary groups, then hostname, loopback, cgroup namespace, the new root;
- *   3. fork the payload, which takes a new session (no controlling tty: TIOCSTI has no
- *      target), its stdio, working dir and rlimits, closes every other fd, drops every
- *      capability, sets no_new_privs, loads the seccomp filter (handing the user-notify
- *      listener to the supervisor) and execs the program;
- *   4. stay as a reaping init: drop its own privileges, make itself non-dumpable (the program
- *      cannot open /proc/1/exe, the supervisor's binary: CVE-2019-5736), reap everything,
- *      and when the payload exits send its wait status up and exit, which makes the kernel
- *      kill whatever is left in the pid namespace.
+ *      supplementary groups, then hostname, loopback and the new root; then wait until the
+ *      supervisor has put us in the jail's cgroup (it creates it meanwhile) and take a
+ *      cgroup namespace;
+ *   3. make itself non-dumpable (the program cannot open /proc/1/exe, the supervisor's
+ *      binary: CVE-2019-5736), then start the payload vfork-style (CLONE_VM | CLONE_VFORK on
+ *      a stack of its own: no copy of the address space, the init waits until the exec).
+ *      The payload takes a new session (no controlling tty: TIOCSTI has no target), its
+ *      stdio, working dir and rlimits, closes every other fd, drops every capability, sets
+ *      no_new_privs, loads the seccomp filter (handing the user-notify listener to the
+ *      supervisor) and execs the program. Until the exec it shares the init's memory, so
+ *      like everything here it only makes syscalls and writes only its own stack;
+ *   4. stay as a reaping init: drop its own privileges, reap everything, and when the
+ *      payload exits send its wait status up and exit, which makes the kernel kill whatever
+ *      is left in the pid namespace.
  * Setup failures go to the supervisor as a fixed-size message naming the step and errno.
  * Nothing here allocates: the supervisor may be multi-threaded (see jail-internal.h).
  */
@@ -160,7 +165,7 @@ __attribute__((noreturn)) static void payload_main(struct jail__child *c)
 			if (fd != c->ctl_wr && fd != c->sock_wr)
 				close(fd);
 	}
-	r = jail__drop_privileges_raw(&step);
+	r = jail__drop_privileges_raw(true, &step); /* the init emptied the bounding set */
 	if (r < 0)
 		jail__child_fail(c, step, NULL, r);
 	if (c->bpf) {
@@ -185,6 +190,15 @@ __attribute__((noreturn)) static void payload_main(struct jail__child *c)
 	jail__child_fail(c, "execve", c->argv[0], r);
 }
 
+/* The payload's stack while it shares the init's memory (until its execve). Each jail's
+   init is a process of its own, with its own copy of this (untouched, so free, until used). */
+static char payload_stack[256 * 1024] __attribute__((aligned(64)));
+
+static int payload_entry(void *arg)
+{
+	payload_main(arg);
+}
+
 __attribute__((noreturn)) static void init_loop(struct jail__child *c, pid_t payload)
 {
 	/* Keep only the control pipe: the supervisor sees EOF on the program's output as soon
@@ -196,9 +210,8 @@ __attribute__((noreturn)) static void init_loop(struct jail__child *c, pid_t pay
 			if (fd != ctl)
 				close(fd);
 	}
-	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	const char *step;
-	(void)jail__drop_privileges_raw(&step);
+	(void)jail__drop_privileges_raw(true, &step);
 	for (;;) {
 		int st;
 		pid_t p = waitpid(-1, &st, __WALL);
@@ -229,7 +242,6 @@ void jail__child_main(struct jail__child *c)
 	while (r < 0 && errno == EINTR);
 	if (r != 1)
 		_exit(125); /* the supervisor gave up on us */
-	close(c->sync_rd);
 
 	/* Become root of the user namespace first: uid/gid 0 inside, the unprivileged ids
 	   outside, no supplementary groups. The jail is then built with the jail user's own
@@ -250,22 +262,37 @@ void jail__child_main(struct jail__child *c)
 		if (e < 0)
 			jail__child_fail(c, "bring up lo", NULL, e);
 	}
-	/* After the supervisor put us in our cgroup: that cgroup becomes our "/". */
-	if (unshare(CLONE_NEWCGROUP) < 0 && errno != EINVAL)
-		jail__child_fail(c, "unshare cgroup namespace", NULL, errno);
-
 	const char *step = "mount";
 	char detail[128] = "";
 	int e = jail__mount_root(c, &step, detail, sizeof(detail));
 	if (e < 0)
 		jail__child_fail(c, step, detail, e);
 
-	/* Raw clone, not fork(): glibc's fork would take malloc locks that threads of the
-	   supervisor (which do not exist here) may have held at clone time. */
-	pid_t p = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+	/* The supervisor created our cgroup and put us in it meanwhile: it says so with a
+	   second byte. That cgroup then becomes our "/". */
+	do
+		r = read(c->sync_rd, &b, 1);
+	while (r < 0 && errno == EINTR);
+	if (r != 1)
+		_exit(125); /* the supervisor gave up on us (it reports why) */
+	close(c->sync_rd);
+	if (unshare(CLONE_NEWCGROUP) < 0 && errno != EINVAL)
+		jail__child_fail(c, "unshare cgroup namespace", NULL, errno);
+
+	/* Before the payload exists: nothing in the jail ever sees a dumpable init. (The
+	   payload shares this mm until its exec, which gives the program a fresh one.) */
+	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	/* Securebits and the bounding set once, here, for both of us: the payload inherits them
+	   (nothing left needs a capability the program could gain back by exec). */
+	e = jail__lock_bounding_raw(&step);
+	if (e < 0)
+		jail__child_fail(c, step, NULL, e);
+	/* glibc's clone() wrapper, not fork(): fork would take malloc locks that threads of
+	   the supervisor (which do not exist here) may have held at clone time, and copy the
+	   whole address space only for the payload to replace it. */
+	pid_t p = clone(payload_entry, payload_stack + sizeof(payload_stack),
+	                CLONE_VM | CLONE_VFORK | SIGCHLD, c);
 	if (p < 0)
-		jail__child_fail(c, "fork payload", NULL, errno);
-	if (p == 0)
-		payload_main(c);
+		jail__child_fail(c, "start payload", NULL, errno);
 	init_loop(c, p);
 }

@@ -5,11 +5,14 @@
  * jails at once; no signal handlers, no SIGCHLD: the child is created with exit_signal 0 and
  * a pidfd, and waited for with poll + waitid(P_PIDFD)):
  *   PREPARE  everything the child needs is built here (mount list, /etc files, env, the
- *            compiled seccomp filter), the cgroup is created with its limits;
+ *            seccomp program);
  *   CLONE    clone3 with new user/pid/mount/net/ipc/uts namespaces; the child waits;
- *   MAP      the supervisor attaches the child to the cgroup and writes uid_map/gid_map
- *            (root inside -> 65534 outside, or the caller's own ids when rootless), then
- *            releases the child (see jail-ns.c for what it does next);
+ *   MAP      the supervisor writes uid_map/gid_map (root inside -> 65534 outside, or the
+ *            caller's own ids when rootless), then releases the child, which builds its
+ *            root (see jail-ns.c) ...
+ *   CGROUP   ... while the supervisor creates the cgroup with its limits and attaches the
+ *            child, then tells it so: only then does the child take its cgroup namespace
+ *            and start the program, so nothing of the program runs outside the cgroup;
  *   RUN      the event loop: program output (capped), control messages (setup errors, the
  *            program's wait status), the seccomp listener and its notifications, wall and CPU
  *            deadlines;
@@ -439,33 +442,6 @@ int jail_run(const struct jail_spec *spec, struct jail_report *report, struct st
 		c->notify = true;
 	}
 
-	if (!spec->no_cgroup) {
-		char name[64];
-		if (spec->cgroup_name)
-			st_strlcpy(name, spec->cgroup_name, sizeof(name));
-		else
-			snprintf(name, sizeof(name), "jail-%d-%u", (int)getpid(),
-			         atomic_fetch_add(&jail_seq, 1));
-		struct st_error *e = NULL;
-		if (jail_cgroup_create(name, &spec->limits, &cg, &e) < 0) {
-			if (rootless) {
-				report_warn(report,
-				            "no cgroup: %s; memory, pids and cpu limits are not "
-				            "enforced",
-				            st_error_msg(e));
-			} else {
-				setup_error(report, "cgroup", "%s", st_error_msg(e));
-				st_error_free(e);
-				goto out;
-			}
-			st_error_free(e);
-		}
-		size_t nw;
-		const char *const *w = jail_cgroup_warnings(cg, &nw);
-		for (size_t i = 0; i < nw; i++)
-			report_warn(report, "%s", w[i]);
-	}
-
 	int fds[2];
 	int sp[2];
 	if (pipe2(fds, O_CLOEXEC) < 0)
@@ -515,22 +491,15 @@ int jail_run(const struct jail_spec *spec, struct jail_report *report, struct st
 	if (pid == 0)
 		jail__child_main(c); /* never returns */
 
-	close(c->sync_rd);
+	/* Our copy of sync_rd stays open until the last byte is written: a child that failed
+	   its set-up and exited must not turn that write into SIGPIPE. */
 	close(c->ctl_wr);
 	close(c->sock_wr);
 	close(c->out_wr);
 	close(c->err_wr);
-	c->sync_rd = c->ctl_wr = c->sock_wr = c->out_wr = c->err_wr = -1;
+	c->ctl_wr = c->sock_wr = c->out_wr = c->err_wr = -1;
 
 	/* MAP */
-	if (cg) {
-		struct st_error *e = NULL;
-		if (jail_cgroup_attach(cg, pid, &e) < 0) {
-			setup_error(report, "cgroup attach", "%s", st_error_msg(e));
-			st_error_free(e);
-			goto out;
-		}
-	}
 	{
 		char map[64];
 		int r;
@@ -553,8 +522,56 @@ int jail_run(const struct jail_spec *spec, struct jail_report *report, struct st
 	}
 	if (write(sync_wr, "g", 1) != 1)
 		goto sys_fail;
+
+	/* CGROUP, while the child builds its root on the other CPU: it waits for the second
+	   byte before it takes its cgroup namespace and starts the program. */
+	if (!spec->no_cgroup) {
+		char name[64];
+		if (spec->cgroup_name)
+			st_strlcpy(name, spec->cgroup_name, sizeof(name));
+		else
+			snprintf(name, sizeof(name), "jail-%d-%u", (int)getpid(),
+			         atomic_fetch_add(&jail_seq, 1));
+		struct st_error *e = NULL;
+		if (jail_cgroup_create(name, &spec->limits, &cg, &e) < 0) {
+			if (rootless) {
+				report_warn(report,
+				            "no cgroup: %s; memory, pids and cpu limits are not "
+				            "enforced",
+				            st_error_msg(e));
+			} else {
+				setup_error(report, "cgroup", "%s", st_error_msg(e));
+				st_error_free(e);
+				goto out;
+			}
+			st_error_free(e);
+		}
+		size_t nw;
+		const char *const *w = jail_cgroup_warnings(cg, &nw);
+		for (size_t i = 0; i < nw; i++)
+			report_warn(report, "%s", w[i]);
+	}
+
+	if (cg) {
+		struct st_error *e = NULL;
+		if (jail_cgroup_attach(cg, pid, &e) < 0) {
+			/* A child that failed its own set-up meanwhile is gone: the event loop
+			   reports its message. Otherwise the attach itself is the failure. */
+			struct pollfd pf = {.fd = pidfd, .events = POLLIN};
+			if (poll(&pf, 1, 0) != 1) {
+				setup_error(report, "cgroup attach", "%s", st_error_msg(e));
+				st_error_free(e);
+				goto out;
+			}
+		}
+		st_error_free(e);
+	}
+	if (write(sync_wr, "c", 1) != 1)
+		goto sys_fail;
 	close(sync_wr);
 	sync_wr = -1;
+	close(c->sync_rd);
+	c->sync_rd = -1;
 
 	/* RUN */
 	so.fd = out_rd;

@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 
 #include "common/common.h"
+#include "jail/jail-internal.h"
 #include "jail/jail.h"
 #include "unit.h"
 
@@ -169,6 +170,43 @@ TEST(policy_compile)
 	close(fd);
 	CHECK(jail_seccomp_export_pfc("nonsense", fd, &err) == -EINVAL);
 	CHECK_CONTAINS(st_error_msg(err), "unknown seccomp policy 'nonsense'");
+}
+
+/* The programs compiled at build time are exactly what libseccomp gives at run time, for
+   every policy with and without the user-notify action; extra syscalls compile at run time. */
+TEST(seccomp_prebuilt_matches_libseccomp)
+{
+	const char *const *names = jail_seccomp_policies();
+	int n = 0;
+	for (; names[n]; n++) {
+		CHECK(n < JAIL__SECCOMP_NPOLICIES);
+		for (int notify = 0; notify < 2; notify++) {
+			struct jail__bpf *fresh = NULL;
+			cleanup_error struct st_error *err = NULL;
+			CHECK_EQ_INT(jail__seccomp_build(names[n], NULL, notify, &fresh, &err), 0);
+			const struct jail__bpf *pre = &jail__seccomp_prebuilt[n][notify];
+			CHECK_EQ_INT(pre->len, fresh->len);
+			CHECK(memcmp(pre->insns, fresh->insns,
+			             fresh->len * sizeof(*fresh->insns)) == 0);
+			const struct jail__bpf *got = NULL;
+			bool owned = true;
+			CHECK_EQ_INT(
+			    jail__seccomp_compile(names[n], NULL, notify, &got, &owned, &err), 0);
+			CHECK(got == pre && !owned);
+			jail__bpf_free(fresh);
+		}
+	}
+	CHECK_EQ_INT(n, JAIL__SECCOMP_NPOLICIES);
+	const char *extra[] = {"ptrace", NULL};
+	const struct jail__bpf *got = NULL;
+	bool owned = false;
+	cleanup_error struct st_error *err = NULL;
+	CHECK_EQ_INT(jail__seccomp_compile("default", extra, true, &got, &owned, &err), 0);
+	const struct jail__bpf *pre = &jail__seccomp_prebuilt[0][1];
+	CHECK(owned);
+	CHECK(got->len != pre->len ||
+	      memcmp(got->insns, pre->insns, got->len * sizeof(*got->insns)) != 0);
+	jail__bpf_free(got);
 }
 
 /* In-process load (the zygote path): forbidden calls kill with SIGSYS, argument-checked
