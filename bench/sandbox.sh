@@ -181,7 +181,7 @@ done
 cold=$(p50 <"$SBX_D/cold")
 
 # The same warm create and exec with `runtime: jail` (the service restarted on that runtime).
-jwarm=n/a jexec=n/a jexecin=n/a
+jwarm=n/a jexec=n/a jexecin=n/a jdirect=n/a
 if [ "${JAIL:-1}" = 1 ]; then
   sbx_stop
   sed -i 's/prewarmPoolSize: 0/prewarmPoolSize: 2/; s/runtime: gvisor/runtime: jail/' "$SBX_D/cfg.yaml"
@@ -198,12 +198,17 @@ if [ "${JAIL:-1}" = 1 ]; then
   jwarm=$(p50 <"$SBX_D/jwarm")
   create
   J=$SBX_ID
+  SOCK=$SBX_STATE/sb/$J/chan/agent.sock
+  agent_rtt "$PAUSE" "$((N * 2))" exec echo hi >"$SBX_D/jdirect"
+  jdirect=$(p50 <"$SBX_D/jdirect")
   for _ in $(seq 1 "$((N * 2))"); do
+    sleep "$PAUSE"
     curl -s -o /dev/null -w '%{time_total}\n' -X POST -H "Authorization: Bearer $TOKA" \
       "$SBX_U/api/v1/sandboxes/$J/exec" -d '{"cmd":"echo","args":["hi"]}' | ms_of
   done >"$SBX_D/jexec"
   jexec=$(p50 <"$SBX_D/jexec")
   for _ in $(seq 1 "$N"); do
+    sleep "$PAUSE"
     api POST "/api/v1/sandboxes/$J/exec" -d '{"cmd":"echo","args":["hi"]}' | jq -r .wallMs
   done >"$SBX_D/jexecin"
   jexecin=$(p50 <"$SBX_D/jexecin")
@@ -233,5 +238,6 @@ cat <<EOF
 | idle sandbox memory, PSS (sentry + gofer + agent) | $((pss / 1024)) MiB (RSS $((rss / 1024)) MiB) | | reported |
 | \`runtime: jail\`: create from the warm pool (HTTP, claim + token) | $jwarm ms | $(ratio "$jwarm" "$base") | ≤ 20 ms |
 | \`runtime: jail\`: \`echo hi\` exec through the API (HTTP round trip) | $jexec ms | $(ratio "$jexec" "$base") | ≤ 3 ms |
+| \`runtime: jail\`: \`echo hi\` straight to the agent's socket (no HTTP) | $jdirect ms | | |
 | \`runtime: jail\`: \`echo hi\` fork → exit inside the sandbox (agent's wallMs) | $jexecin ms | | |
 EOF
