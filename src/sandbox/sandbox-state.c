@@ -497,17 +497,17 @@ void sandbox__host_cleanup(const char *id, const char *dir)
 /* The runtime's own view of a sandbox (the only runtime calls recovery makes). */
 static char *rt_state(struct sandbox_mgr *m, const char *id)
 {
-	return sandbox__runsc_state(m, id);
+	return m->rt->state(m, id);
 }
 
 static char **rt_list(struct sandbox_mgr *m)
 {
-	return sandbox__runsc_list(m);
+	return m->rt->list(m);
 }
 
 static void rt_destroy(struct sandbox_mgr *m, const char *id)
 {
-	sandbox__runsc_destroy(m, id, NULL);
+	m->rt->destroy(m, id, NULL);
 }
 
 /* ---- recovery -------------------------------------------------------------------------------------- */
