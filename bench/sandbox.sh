@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # bench/sandbox.sh - agent sandbox speed, against `runsc do true` measured in the same run:
-# warm-pool create (a claim), cold create, `echo hi` exec through the API, snapshot and restore
+# warm-pool create (a claim), cold create, `echo hi` exec through the API (and its legs: HTTP alone,
+# the agent alone, a shell, a static binary), snapshot and restore
 # of a 100 MB workspace, and the idle memory of one sandbox (sentry + gofer, agent included).
 # Needs root and runsc. Prints a Markdown table. Not a test: nothing here fails on slowness.
-#   N=20 bash bench/sandbox.sh
+#   N=20 bash bench/sandbox.sh          (PAUSE=0 sends the requests back to back)
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export STOCKADE_BIN=${STOCKADE_BIN:-$ROOT/build/stockade}
@@ -13,6 +14,9 @@ N=${N:-15}
 sbx_can_run >/dev/null || { echo "needs root and runsc"; exit 1; }
 trap sbx_cleanup EXIT
 
+# Requests of one kind are sent one after another with PAUSE seconds between them, as an
+# interactive client (an agent that reads each result) does; PAUSE=0 measures back to back.
+PAUSE=${PAUSE:-0.05}
 p50() { sort -n | awk '{a[NR]=$1} END {if (NR==0) print "n/a"; else printf "%.1f", a[int((NR+1)/2)]}'; }
 ms_of() { awk '{printf "%.2f\n", $1*1000}'; }
 
@@ -24,6 +28,20 @@ for _ in $(seq 1 5); do
   echo $(( ($(date +%s%N) - s) / 1000 ))
 done | awk '{print $1/1000}' >"$SBX_D/base"
 base=$(p50 <"$SBX_D/base")
+# Baseline: the same command started on the host itself, no sandbox (posix_spawn + wait).
+host_echo=$(python3 - "$N" <<'PY'
+import os, sys, time
+ts = []
+for _ in range(int(sys.argv[1]) * 2):
+    t = time.perf_counter()
+    pid = os.posix_spawn("/bin/echo", ["echo", "hi"], dict(os.environ),
+                         file_actions=[(os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0)])
+    os.waitpid(pid, 0)
+    ts.append((time.perf_counter() - t) * 1000)
+ts.sort()
+print("%.1f" % ts[(len(ts) + 1) // 2 - 1])
+PY
+)
 
 sbx_config "    scaling: {prewarmPoolSize: 2, maxTotalJobs: 20, maxConcurrentCreates: 2, perUserSandboxLimit: 20}" \
   "workspaceSizeMb: 512, memoryMb: 1024"
@@ -53,13 +71,72 @@ warm=$(p50 <"$SBX_D/warm")
 # exec `echo hi` through the API (HTTP + agent + fork/exec inside gVisor).
 create
 A=$SBX_ID
+SOCK=$SBX_STATE/sb/$A/chan/agent.sock
+# Legs of an exec, each measured alone: the HTTP round trip without the agent (GET of the
+# sandbox), the agent round trip without a command (ping over its socket from the host), and
+# the same `echo hi` sent straight to the agent (no HTTP).
 for _ in $(seq 1 "$((N * 2))"); do
+  curl -s -o /dev/null -w '%{time_total}\n' -H "Authorization: Bearer $TOKA" "$SBX_U/api/v1/sandboxes/$A" | ms_of
+done >"$SBX_D/http"
+http_p50=$(p50 <"$SBX_D/http")
+agent_rtt() { # agent_rtt PAUSE N op [cmd args...]: one line per request, milliseconds
+  python3 - "$SOCK" "$@" <<'PY'
+import socket, struct, sys, time
+sock, pause, n, op, argv = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5:]
+kv = [("op", op)] + ([("cmd", argv[0])] + [("arg", a) for a in argv[1:]] if argv else [])
+req = b"".join(k.encode() + b"=" + v.encode() + b"\0" for k, v in kv)
+for _ in range(n):
+    time.sleep(pause)
+    t = time.perf_counter()
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sock)
+    s.sendall(b"Q" + struct.pack(">I", len(req)) + req)
+    while True:  # until the reply (ping) or the exit record (exec), then EOF
+        h = s.recv(5, socket.MSG_WAITALL)
+        if len(h) < 5:
+            break
+        n2 = struct.unpack(">I", h[1:])[0]
+        if n2:
+            s.recv(n2, socket.MSG_WAITALL)
+        if h[:1] in (b"X", b"R") or (op == "ping" and h[:1] == b"K"):
+            break
+    s.close()
+    print("%.2f" % ((time.perf_counter() - t) * 1000))
+PY
+}
+agent_rtt "$PAUSE" "$((N * 2))" ping >"$SBX_D/ping"
+ping_p50=$(p50 <"$SBX_D/ping")
+agent_rtt "$PAUSE" "$((N * 2))" exec echo hi >"$SBX_D/direct"
+direct_p50=$(p50 <"$SBX_D/direct")
+agent_rtt 0 "$((N * 2))" exec echo hi >"$SBX_D/b2b"
+b2b_p50=$(p50 <"$SBX_D/b2b")
+# The same through a shell, and a static binary that does nothing (no ld.so, no locale).
+for _ in $(seq 1 "$N"); do
+  sleep "$PAUSE"
+  curl -s -o /dev/null -w '%{time_total}\n' -X POST -H "Authorization: Bearer $TOKA" \
+    "$SBX_U/api/v1/sandboxes/$A/exec" -d '{"cmd":"sh","args":["-c","echo hi"]}' | ms_of
+done >"$SBX_D/sh"
+sh_p50=$(p50 <"$SBX_D/sh")
+static_p50=n/a
+if printf 'int main(void){return 0;}\n' | gcc -x c -O2 -static -o "$SBX_D/static-true" - 2>/dev/null; then
+  api PUT "/api/v1/sandboxes/$A/files?path=static-true" --data-binary @"$SBX_D/static-true" >/dev/null
+  api POST "/api/v1/sandboxes/$A/exec" -d '{"cmd":"chmod","args":["755","static-true"]}' >/dev/null
+  for _ in $(seq 1 "$N"); do
+    sleep "$PAUSE"
+    curl -s -o /dev/null -w '%{time_total}\n' -X POST -H "Authorization: Bearer $TOKA" \
+      "$SBX_U/api/v1/sandboxes/$A/exec" -d '{"cmd":"./static-true"}' | ms_of
+  done >"$SBX_D/static"
+  static_p50=$(p50 <"$SBX_D/static")
+fi
+for _ in $(seq 1 "$((N * 2))"); do
+  sleep "$PAUSE"
   curl -s -o /dev/null -w '%{time_total}\n' -X POST -H "Authorization: Bearer $TOKA" \
     "$SBX_U/api/v1/sandboxes/$A/exec" -d '{"cmd":"echo","args":["hi"]}' | ms_of
 done >"$SBX_D/exec"
 exec_p50=$(p50 <"$SBX_D/exec")
-# The agent's own view: wall time of the command from fork to exit inside the sandbox.
+# The agent's own view: wall time of the command from spawn to exit inside the sandbox.
 for _ in $(seq 1 "$N"); do
+  sleep "$PAUSE"
   api POST "/api/v1/sandboxes/$A/exec" -d '{"cmd":"echo","args":["hi"]}' | jq -r .wallMs
 done >"$SBX_D/execin"
 execin=$(p50 <"$SBX_D/execin")
@@ -104,14 +181,21 @@ cold=$(p50 <"$SBX_D/cold")
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "n/a" }'; }
 cat <<EOF
-## Agent sandbox ($(date -u +%Y-%m-%d), $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg), runsc $(runsc --version | head -1 | awk '{print $3}'), platform ptrace)
+## Agent sandbox ($(date -u +%Y-%m-%d\ %H:%M) UTC, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), runsc $(runsc --version | head -1 | awk '{print $3}'), platform ptrace, pause ${PAUSE}s)
 
 | measure | p50 | vs \`runsc do true\` ($base ms) | goal |
 |---|---|---|---|
 | create from the warm pool (HTTP, claim + token) | $warm ms | $(ratio "$warm" "$base") | ≤ 20 ms |
 | cold create (boot + agent ready, HTTP) | $cold ms | $(ratio "$cold" "$base") | reported |
 | \`echo hi\` exec through the API (HTTP round trip) | $exec_p50 ms | $(ratio "$exec_p50" "$base") | ≤ 10 ms |
-| \`echo hi\` fork → exit inside the sandbox (agent's wallMs) | $execin ms | | |
+| baseline: \`echo hi\` spawned on the host itself, no sandbox | $host_echo ms | $(ratio "$host_echo" "$base") | |
+| \`echo hi\` spawn → exit inside the sandbox (agent's wallMs) | $execin ms | | |
+| leg: HTTP round trip without the agent (GET of the sandbox) | $http_p50 ms | | |
+| leg: agent round trip without a command (ping, host → agent → host) | $ping_p50 ms | | |
+| leg: \`echo hi\` straight to the agent socket (no HTTP) | $direct_p50 ms | | |
+| the same back to back (no pause: each handler is replaced while the next request runs) | $b2b_p50 ms | | |
+| \`sh -c 'echo hi'\` exec through the API | $sh_p50 ms | $(ratio "$sh_p50" "$base") | |
+| a static binary that does nothing, exec through the API | $static_p50 ms | $(ratio "$static_p50" "$base") | |
 | snapshot of a 100 MB workspace (pause, tar+zstd, AES-GCM, store) | $snap_t ms | | reported |
 | restore of it (create fromSnapshot: verify, extract) | $rest_t ms ($same) | | reported |
 | sealed snapshot size | $snap_size bytes | | |

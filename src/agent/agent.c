@@ -25,8 +25,8 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -43,8 +43,6 @@
 #include <unistd.h>
 
 #include "agent/agent-proto.h"
-
-extern char **environ;
 
 static int g_root_fd = -1; /* the workspace; every client path resolves beneath it */
 static const char *g_egress_sock = AGENT_CHAN_DIR "/" AGENT_EGRESS_SOCK_NAME;
@@ -127,8 +125,17 @@ static int frame_write(int fd, char type, const void *data, size_t n)
 	unsigned char h[AGENT_HDR_LEN] = {(unsigned char)type, (unsigned char)(n >> 24),
 	                                  (unsigned char)(n >> 16), (unsigned char)(n >> 8),
 	                                  (unsigned char)n};
+	/* Small frames (output chunks, the exit record) go out in one write: every syscall is a
+	 * trap into the sentry under gVisor, and the reader wakes once instead of twice. */
+	if (n <= 4096) {
+		unsigned char one[AGENT_HDR_LEN + 4096];
+		memcpy(one, h, sizeof(h));
+		if (n)
+			memcpy(one + AGENT_HDR_LEN, data, n);
+		return write_full(fd, one, AGENT_HDR_LEN + n);
+	}
 	int r = write_full(fd, h, sizeof(h));
-	if (r == 0 && n > 0)
+	if (r == 0)
 		r = write_full(fd, data, n);
 	return r;
 }
@@ -376,13 +383,20 @@ static void set_nonblock(int fd)
 		fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
-/* Build the command's environment: defaults, then the request's env=K=V entries override. */
+/*
+ * Build the command's environment: defaults, then the request's env=K=V entries override.
+ * UTF-8 comes from LC_CTYPE=C.UTF-8 rather than LANG=C.UTF-8: every other category of
+ * C.UTF-8 is plain C anyway, but LANG would make each program's setlocale() open a dozen
+ * locale files (twice as many lookups, since the C.UTF-8 spelling misses first), most of the
+ * syscalls of a small command and each one a trap into gVisor's sentry. A request that sets
+ * LANG or LC_ALL itself gets no default LC_CTYPE, which would otherwise take precedence.
+ */
 static char **build_env(const struct req *q)
 {
 	static const char *defaults[] = {
 	    "PATH=/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin",
 	    "HOME=" AGENT_WORKSPACE,
-	    "LANG=C.UTF-8",
+	    "LC_CTYPE=C.UTF-8",
 	    "USER=user",
 	    "TERM=dumb",
 	    "HTTP_PROXY=http://127.0.0.1:3128",
@@ -404,8 +418,12 @@ static char **build_env(const struct req *q)
 	if (!env)
 		return NULL;
 	size_t k = 0;
-	for (size_t i = 0; i < n; i++)
+	char *dflt_ctype = NULL;
+	for (size_t i = 0; i < n; i++) {
 		env[k++] = strdup(defaults[i]);
+		if (!strncmp(defaults[i], "LC_CTYPE=", 9))
+			dflt_ctype = env[k - 1];
+	}
 	for (uint32_t off = 0; off < q->len;) {
 		char *s = q->data + off;
 		off += (uint32_t)strnlen(s, q->len - off) + 1;
@@ -425,7 +443,127 @@ static char **build_env(const struct req *q)
 			k++;
 	}
 	env[k] = NULL;
+	/* The request named a locale of its own: drop the default LC_CTYPE unless the request set
+	 * LC_CTYPE too (then the entry no longer points at the default's copy). */
+	bool own_locale = false;
+	for (size_t j = 0; j < k; j++)
+		if (!strncmp(env[j], "LANG=", 5) || !strncmp(env[j], "LC_ALL=", 7))
+			own_locale = true;
+	for (size_t j = 0; own_locale && dflt_ctype && j < k; j++)
+		if (env[j] == dflt_ctype) {
+			memmove(&env[j], &env[j + 1], (k - j) * sizeof(char *));
+			break;
+		}
 	return env;
+}
+
+/*
+ * Starting a command. Not fork: under gVisor on the ptrace platform a fork copies the handler's
+ * address space, page by page as it is touched, into a new stub process. Not posix_spawn
+ * either: glibc's child resets all 64 signal dispositions one syscall each, and every syscall
+ * traps into the sentry. A CLONE_VM|CLONE_VFORK child shares the handler's memory and runs
+ * on its own small stack until it execs, doing only what the command needs: a new session,
+ * its three fds, its cwd, SIGPIPE back to default (the agent ignores it and an ignored
+ * disposition survives exec; the handler installs no signal handler), an empty signal mask.
+ */
+struct spawn_args {
+	int fds[3]; /* become the command's stdin, stdout and stderr */
+	int cwdfd;
+	const char *cmd;
+	char **argv, **envp;
+	int err; /* set by the child when it fails before or at exec */
+};
+
+static char g_spawn_stack[64 * 1024] __attribute__((aligned(64)));
+static int g_devnull = -1;
+
+/* The command's PATH (the request may set it), else the default of build_env(). */
+static const char *spawn_path(char **envp)
+{
+	for (char **e = envp; *e; e++)
+		if (strncmp(*e, "PATH=", 5) == 0)
+			return *e + 5;
+	return "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin";
+}
+
+static int spawn_child(void *p)
+{
+	struct spawn_args *a = p;
+	if (setsid() < 0)
+		goto fail;
+	for (int i = 0; i < 3; i++) {
+		/* dup2 onto itself would leave O_CLOEXEC set: clear it instead. */
+		if (a->fds[i] == i ? fcntl(i, F_SETFD, 0) < 0 : dup2(a->fds[i], i) < 0)
+			goto fail;
+	}
+	if (fchdir(a->cwdfd) < 0)
+		goto fail;
+	struct sigaction dfl = {.sa_handler = SIG_DFL};
+	sigemptyset(&dfl.sa_mask);
+	sigaction(SIGPIPE, &dfl, NULL);
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	if (strchr(a->cmd, '/')) {
+		execve(a->cmd, a->argv, a->envp);
+		goto fail;
+	}
+	/* PATH search as execvp does it: skip what is missing, remember a permission error,
+	 * stop at any other error. No shell fallback for ENOEXEC (posix_spawnp has none). */
+	int e = ENOENT;
+	size_t cl = strlen(a->cmd);
+	for (const char *d = spawn_path(a->envp);;) {
+		const char *end = strchrnul(d, ':');
+		size_t dl = (size_t)(end - d);
+		char full[PATH_MAX];
+		if (dl + cl + 2 <= sizeof(full)) {
+			if (dl)
+				memcpy(full, d, dl);
+			else
+				full[dl++] = '.';
+			full[dl] = '/';
+			memcpy(full + dl + 1, a->cmd, cl + 1);
+			execve(full, a->argv, a->envp);
+			if (errno == EACCES)
+				e = EACCES;
+			else if (errno != ENOENT && errno != ENOTDIR && errno != ESTALE &&
+			         errno != ENODEV && errno != ETIMEDOUT) {
+				e = errno;
+				break;
+			}
+		}
+		if (!*end)
+			break;
+		d = end + 1;
+	}
+	errno = e;
+fail:
+	a->err = errno ? errno : EINVAL;
+	_exit(127);
+}
+
+/* 0 with *pid set once the command runs (has exec'd), else the errno why it could not. */
+static int spawn_command(struct spawn_args *a, pid_t *pid)
+{
+	/* Signals stay blocked while the child runs on our memory; it unblocks after exec. */
+	sigset_t all, old;
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, &old);
+	a->err = 0;
+	pid_t p = clone(spawn_child, g_spawn_stack + sizeof(g_spawn_stack),
+	                CLONE_VM | CLONE_VFORK | SIGCHLD, a);
+	int e = errno;
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	if (p < 0)
+		return e;
+	/* CLONE_VFORK: we resume only once the child has exec'd or exited, so a->err is final. */
+	if (a->err) {
+		while (waitpid(p, NULL, 0) < 0 && errno == EINTR)
+			;
+		return a->err;
+	}
+	*pid = p;
+	return 0;
 }
 
 static int op_exec(int cfd, struct req *q, char *buf)
@@ -468,51 +606,33 @@ static int op_exec(int cfd, struct req *q, char *buf)
 			argv[ai++] = s + 4;
 	}
 
-	int out[2] = {-1, -1}, err[2] = {-1, -1}, in[2] = {-1, -1}, ep[2];
-	if (pipe2(ep, O_CLOEXEC) < 0)
-		return reply_err(cfd, errno, "pipe");
+	int out[2] = {-1, -1}, err[2] = {-1, -1}, in[2] = {-1, -1};
 	if (!background && (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0))
 		return reply_err(cfd, errno, "pipe");
 	if (want_stdin && !background && pipe2(in, O_CLOEXEC) < 0)
 		return reply_err(cfd, errno, "pipe");
 
-	/*
-	 * posix_spawn (vfork semantics in glibc) rather than fork: inside gVisor on the ptrace
-	 * platform a fork copies the address space into a new stub process, while a vfork child
-	 * shares ours until it execs. What the child needs is expressible as spawn attributes once
-	 * this handler - a throwaway process of its own - has switched to the sandbox user itself
-	 * (it stays able to signal the command, which runs as the same user).
-	 */
+	/* The handler - a throwaway process of its own - switches to the sandbox user itself, so
+	 * the command inherits that identity and the handler can still signal it. */
 	if (g_max_procs > 0) {
 		struct rlimit rl = {(rlim_t)g_max_procs, (rlim_t)g_max_procs};
 		setrlimit(RLIMIT_NPROC, &rl);
 	}
 	drop_to_user();
-	int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-	posix_spawn_file_actions_t fa;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, in[0] >= 0 ? in[0] : devnull, 0);
-	posix_spawn_file_actions_adddup2(&fa, out[1] >= 0 ? out[1] : devnull, 1);
-	posix_spawn_file_actions_adddup2(&fa, err[1] >= 0 ? err[1] : devnull, 2);
-	posix_spawn_file_actions_addfchdir_np(&fa, cwdfd);
-	posix_spawnattr_t at;
-	posix_spawnattr_init(&at);
-	sigset_t none, all;
-	sigemptyset(&none);
-	sigfillset(&all);
-	posix_spawnattr_setsigmask(&at, &none);
-	posix_spawnattr_setsigdefault(&at, &all);
-	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
-	                                  POSIX_SPAWN_SETSIGDEF);
+	int devnull = g_devnull >= 0 ? g_devnull : open("/dev/null", O_RDWR | O_CLOEXEC);
+	struct spawn_args sa = {
+	    .fds = {in[0] >= 0 ? in[0] : devnull, out[1] >= 0 ? out[1] : devnull,
+	            err[1] >= 0 ? err[1] : devnull},
+	    .cwdfd = cwdfd,
+	    .cmd = cmd,
+	    .argv = argv,
+	    .envp = envp,
+	};
 	int64_t start = now_ms();
-	pid_t pid;
-	int sr = posix_spawnp(&pid, cmd, &fa, &at, argv, envp);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&at);
-	if (devnull >= 0)
+	pid_t pid = -1;
+	int sr = spawn_command(&sa, &pid);
+	if (devnull >= 0 && devnull != g_devnull)
 		close(devnull);
-	close(ep[0]);
-	close(ep[1]);
 	close(cwdfd);
 	if (out[1] >= 0)
 		close(out[1]);
@@ -962,23 +1082,17 @@ static void egress_forward(int client, char *buf)
 
 /* ---- main -------------------------------------------------------------------------------- */
 
-static void handle(int cfd)
+/* One request on cfd; buf holds AGENT_FRAME_MAX + 1 bytes. */
+static void handle(int cfd, char *buf)
 {
-	char *buf = malloc(AGENT_FRAME_MAX + 1);
-	if (!buf)
-		return;
 	char t;
 	uint32_t n;
-	if (frame_read(cfd, &t, buf, &n) <= 0 || t != AGENT_F_REQ) {
-		free(buf);
+	if (frame_read(cfd, &t, buf, &n) <= 0 || t != AGENT_F_REQ)
 		return;
-	}
 	/* Keep the request; buf is reused for streaming. */
 	char *copy = malloc(n + 1);
-	if (!copy) {
-		free(buf);
+	if (!copy)
 		return;
-	}
 	memcpy(copy, buf, n + 1);
 	struct req q = {.data = copy, .len = n};
 	const char *op = req_get(&q, "op");
@@ -1008,7 +1122,6 @@ static void handle(int cfd)
 			reply_err(cfd, EINVAL, "unknown op '%s'", op);
 	}
 	free(copy);
-	free(buf);
 }
 
 static void on_sigchld(int sig)
@@ -1052,6 +1165,55 @@ static int listen_tcp_loopback(int port)
 		return -1;
 	}
 	return s;
+}
+
+/*
+ * Pre-forked handlers. Forking the agent is the most expensive step of a request under
+ * gVisor (a new address space, every touched page copied into a new stub process), so init
+ * keeps AGENT_SPARES handlers forked ahead of time, each blocked in accept() on the agent
+ * socket with its buffers ready. A spare that takes a connection writes its slot number to
+ * init's notify pipe, handles that one connection and exits, as a per-connection fork did.
+ * Init forks the slot's replacement once that handler has exited, or after
+ * AGENT_REFORK_DELAY_MS if it runs longer (a streamed command, a preview connection): a fork
+ * racing the request it was meant to speed up would take half its CPU (the sandbox usually
+ * has one); a connection waiting with no idle spare re-forks at once. When init cannot fork
+ * (process limits), connections wait in the listen backlog until a spare exists.
+ */
+#define AGENT_SPARES 2
+#define AGENT_REFORK_DELAY_MS 100
+static pid_t g_spares[AGENT_SPARES]; /* pid of the idle spare in each slot, 0 when empty */
+/* The handler that took the slot's connection, until it exits, and since when. */
+static pid_t g_busy[AGENT_SPARES];
+static int64_t g_busy_since[AGENT_SPARES];
+
+__attribute__((noreturn)) static void spare_main(int ls, int notify_fd, int slot)
+{
+	struct sigaction dfl = {.sa_handler = SIG_DFL};
+	sigemptyset(&dfl.sa_mask);
+	sigaction(SIGCHLD, &dfl, NULL);
+	char *buf = malloc(AGENT_FRAME_MAX + 1);
+	g_devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+	/* Fault in the spawn stack's top now, off the request's path. */
+	memset(g_spawn_stack + sizeof(g_spawn_stack) - 16384, 0, 16384);
+	int c;
+	do
+		c = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
+	while (c < 0 && (errno == EINTR || errno == ECONNABORTED));
+	unsigned char b = (unsigned char)slot;
+	(void)!write(notify_fd, &b, 1);
+	close(notify_fd);
+	close(ls);
+	if (c < 0) {
+		/* Not a transient error: do not let init re-fork in a tight loop. */
+		logmsg("accept: %s", strerror(errno));
+		struct timespec ts = {0, 100 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+		_exit(1);
+	}
+	if (buf)
+		handle(c, buf);
+	close(c);
+	_exit(0);
 }
 
 static void usage(void)
@@ -1109,39 +1271,95 @@ int main(int argc, char **argv)
 	if (egress_port > 0 && es < 0)
 		logmsg("cannot listen on 127.0.0.1:%d (egress): %s", egress_port, strerror(errno));
 
+	int notify[2];
+	if (pipe2(notify, O_CLOEXEC | O_NONBLOCK) < 0) {
+		logmsg("pipe: %s", strerror(errno));
+		return 1;
+	}
+	bool backlog = false;
 	for (;;) {
-		struct pollfd p[2] = {{.fd = ls, .events = POLLIN}, {.fd = es, .events = POLLIN}};
-		int pr = poll(p, 2, 1000);
-		while (waitpid(-1, NULL, WNOHANG) > 0)
-			;
-		if (pr <= 0)
-			continue;
-		for (int i = 0; i < 2; i++) {
-			if (!(p[i].revents & POLLIN))
+		int wait_ms = 1000;
+		bool fork_failed = false;
+		int64_t now = now_ms();
+		for (int i = 0; i < AGENT_SPARES; i++) {
+			if (g_spares[i] > 0)
 				continue;
-			int c = accept4(p[i].fd, NULL, NULL, SOCK_CLOEXEC);
-			if (c < 0)
+			if (g_busy[i] > 0 && !backlog &&
+			    now - g_busy_since[i] < AGENT_REFORK_DELAY_MS) {
+				int left = (int)(AGENT_REFORK_DELAY_MS - (now - g_busy_since[i]));
+				if (left < wait_ms)
+					wait_ms = left;
 				continue;
+			}
 			pid_t pid = fork();
 			if (pid == 0) {
-				close(ls);
+				close(notify[0]);
 				if (es >= 0)
 					close(es);
-				struct sigaction dfl = {.sa_handler = SIG_DFL};
-				sigemptyset(&dfl.sa_mask);
-				sigaction(SIGCHLD, &dfl, NULL);
-				if (i == 0) {
-					handle(c);
-				} else {
-					char *buf = malloc(65536);
-					if (buf)
-						egress_forward(c, buf);
-					free(buf);
-				}
-				close(c);
-				_exit(0);
+				spare_main(ls, notify[1], i);
 			}
-			close(c);
+			if (pid < 0) {
+				wait_ms = 50; /* retry soon: requests wait in the backlog */
+				fork_failed = true;
+			} else {
+				g_spares[i] = pid;
+				g_busy[i] = 0;
+			}
 		}
+		/* With no idle spare, a connection waiting in the backlog re-forks at once rather
+		 * than after the delay (a burst of more concurrent requests than spares). Not
+		 * after a failed fork: that retries on the timer, not in a tight loop. */
+		bool watch_backlog = !fork_failed;
+		for (int i = 0; i < AGENT_SPARES; i++)
+			if (g_spares[i] > 0)
+				watch_backlog = false;
+		struct pollfd p[3] = {{.fd = notify[0], .events = POLLIN},
+		                      {.fd = es, .events = POLLIN},
+		                      {.fd = watch_backlog ? ls : -1, .events = POLLIN}};
+		int pr = poll(p, 3, wait_ms);
+		backlog = pr > 0 && (p[2].revents & POLLIN);
+		/* A spare announces its connection before it can exit, so draining the pipe first
+		 * means a reaped pid still in g_spares is one that died without a connection. */
+		unsigned char slots[64];
+		ssize_t k;
+		while ((k = read(notify[0], slots, sizeof(slots))) > 0)
+			for (ssize_t j = 0; j < k; j++) {
+				int i = slots[j];
+				if (i >= AGENT_SPARES || g_spares[i] <= 0)
+					continue;
+				g_busy[i] = g_spares[i];
+				g_busy_since[i] = now_ms();
+				g_spares[i] = 0;
+			}
+		pid_t dead;
+		while ((dead = waitpid(-1, NULL, WNOHANG)) > 0)
+			for (int i = 0; i < AGENT_SPARES; i++) {
+				if (g_spares[i] == dead)
+					g_spares[i] = 0;
+				if (g_busy[i] == dead)
+					g_busy[i] = 0; /* done: the slot is re-forked at once */
+			}
+		if (pr <= 0 || es < 0 || !(p[1].revents & POLLIN))
+			continue;
+		int c = accept4(es, NULL, NULL, SOCK_CLOEXEC);
+		if (c < 0)
+			continue;
+		pid_t pid = fork();
+		if (pid == 0) {
+			close(ls);
+			close(es);
+			close(notify[0]);
+			close(notify[1]);
+			struct sigaction dfl = {.sa_handler = SIG_DFL};
+			sigemptyset(&dfl.sa_mask);
+			sigaction(SIGCHLD, &dfl, NULL);
+			char *buf = malloc(65536);
+			if (buf)
+				egress_forward(c, buf);
+			free(buf);
+			close(c);
+			_exit(0);
+		}
+		close(c);
 	}
 }

@@ -276,9 +276,32 @@ static json_t *mount_bind(const char *src, const char *dst, bool ro)
 	                 "options", opts);
 }
 
+/*
+ * The read-only system binds get gVisor's exclusive file access (mount hint share=container):
+ * the sentry then trusts its own dentry and attribute cache for them instead of asking the
+ * gofer to revalidate every path component on every lookup. A command's start is mostly such
+ * lookups (the binary, ld.so, libc, a dozen locale files, half of them misses), so this is
+ * most of an exec's cost on this runtime. The price: a change the host makes under /usr while
+ * a sandbox runs (a package upgrade) may not be seen by that sandbox; new sandboxes see it.
+ * The workspace and the channel directory stay shared: the service writes into a running
+ * sandbox's workspace (snapshot restore) and reads it (snapshots).
+ */
+static void hint_exclusive(json_t *annotations, const char *src)
+{
+	char key[64];
+	size_t n = json_object_size(annotations) / 3;
+	snprintf(key, sizeof(key), "dev.gvisor.spec.mount.sys%zu.source", n);
+	json_object_set_new(annotations, key, json_string(src));
+	snprintf(key, sizeof(key), "dev.gvisor.spec.mount.sys%zu.type", n);
+	json_object_set_new(annotations, key, json_string("bind"));
+	snprintf(key, sizeof(key), "dev.gvisor.spec.mount.sys%zu.share", n);
+	json_object_set_new(annotations, key, json_string("container"));
+}
+
 static json_t *bundle_spec(struct sandbox_mgr *m, struct sandbox *sb)
 {
 	json_t *mounts = json_array();
+	json_t *annotations = json_object();
 	json_array_append_new(mounts, json_pack("{s:s,s:s,s:s}", "destination", "/proc", "type",
 	                                        "proc", "source", "proc"));
 	json_array_append_new(mounts, json_pack("{s:s,s:s,s:s,s:[ssss]}", "destination", "/tmp",
@@ -291,6 +314,7 @@ static json_t *bundle_spec(struct sandbox_mgr *m, struct sandbox *sb)
 			if (lstat(host, &st) < 0 || !S_ISDIR(st.st_mode))
 				continue;
 			json_array_append_new(mounts, mount_bind(host, host, true));
+			hint_exclusive(annotations, host);
 		}
 		for (size_t i = 0; i < ST_ARRAY_SIZE(etc_binds); i++) {
 			cleanup_free char *host = st_xasprintf("/etc/%s", etc_binds[i]);
@@ -298,6 +322,7 @@ static json_t *bundle_spec(struct sandbox_mgr *m, struct sandbox *sb)
 			if (lstat(host, &st) < 0 || S_ISLNK(st.st_mode))
 				continue;
 			json_array_append_new(mounts, mount_bind(host, host, true));
+			hint_exclusive(annotations, host);
 		}
 	}
 	cleanup_free char *ws = sandbox__workspace_path(sb);
@@ -354,10 +379,13 @@ static json_t *bundle_spec(struct sandbox_mgr *m, struct sandbox *sb)
 	    "ipc", "type", "uts", "type", "mount", "resources", res, "cgroupsPath", cg,
 	    "maskedPaths", "/proc/kcore", "/sys/firmware", "readonlyPaths", "/proc/sys",
 	    "/proc/sysrq-trigger", "/proc/irq", "/proc/bus");
-	if (spec)
+	if (spec) {
 		json_object_set_new(json_object_get(spec, "process"), "capabilities", capobj);
-	else
+		json_object_set_new(spec, "annotations", annotations);
+	} else {
 		json_decref(capobj);
+		json_decref(annotations);
+	}
 	return spec;
 }
 

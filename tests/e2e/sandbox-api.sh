@@ -68,6 +68,28 @@ api POST "/api/v1/sandboxes/$A/exec" -d '{"cmd":"no-such-command"}' >/dev/null
 check_eq "exec: unknown command is 400" "$(status)" 400
 api POST "/api/v1/sandboxes/$A/exec" -d '{"args":["x"]}' >/dev/null
 check_eq "exec: missing cmd is 400" "$(status)" 400
+out=$(api POST "/api/v1/sandboxes/$A/exec" -d '{"cmd":"echo","args":["$HOME;","*","a  b"]}')
+check_eq "exec: args reach the command as given (no shell)" "$(json_get "$out" .stdout)" '$HOME; * a  b'
+out=$(run "$A" sh '["-c","mkdir -p bin && printf \"#!/bin/sh\\necho from-path\\n\" > bin/hello && chmod 755 bin/hello && printf x > bin/plain"]')
+out=$(api POST "/api/v1/sandboxes/$A/exec" -d '{"cmd":"hello","env":{"PATH":"/workspace/bin:/usr/bin:/bin"}}')
+check_eq "exec: cmd is looked up in the request's PATH" "$(json_get "$out" .stdout)" "from-path"
+out=$(api POST "/api/v1/sandboxes/$A/exec" -d '{"cmd":"bin/plain"}')
+check_eq "exec: a file that is not executable is 400 command_not_runnable" "$(status) $(json_get "$out" .error.code // .code)" "400 command_not_runnable"
+out=$(run "$A" sh '["-c","echo \"[$LANG][$LC_CTYPE]\""]')
+check_eq "exec: UTF-8 by default through LC_CTYPE" "$(json_get "$out" .stdout)" "[][C.UTF-8]"
+out=$(run "$A" python3 '["-c","import sys; print(sys.stdout.encoding, len(\"\u00e9\".encode()))"]')
+check_eq "exec: python sees UTF-8" "$(json_get "$out" .stdout)" "utf-8 2"
+out=$(api POST "/api/v1/sandboxes/$A/exec" -d '{"cmd":"sh","args":["-c","echo \"[$LANG][$LC_CTYPE]\""],"env":{"LANG":"C"}}')
+check_eq "exec: a request's LANG is not overridden by the default LC_CTYPE" "$(json_get "$out" .stdout)" "[C][]"
+# More concurrent requests than the agent keeps spare handlers for: each still gets one.
+conc_pids=()
+for i in 1 2 3 4 5; do
+  curl -s -X POST -H "Authorization: Bearer $TOKA" "$SBX_U/api/v1/sandboxes/$A/exec" \
+    -d "{\"cmd\":\"sh\",\"args\":[\"-c\",\"sleep 0.3; echo c$i\"]}" >"$SBX_D/conc$i" &
+  conc_pids+=($!)
+done
+wait "${conc_pids[@]}"
+check_eq "exec: five concurrent commands all answer" "$(for i in 1 2 3 4 5; do jq -j .stdout "$SBX_D/conc$i"; done | sort | tr '\n' ' ')" "c1 c2 c3 c4 c5 "
 out=$(api POST "/api/v1/sandboxes/$A/exec?stream=ndjson" -d '{"cmd":"sh","args":["-c","echo one; sleep 0.2; echo two >&2; exit 2"]}')
 check_contains "stream ndjson: stdout chunk" "$out" '{"type":"stdout","data":"one\n"}'
 check_contains "stream ndjson: stderr chunk" "$out" '{"type":"stderr","data":"two\n"}'
