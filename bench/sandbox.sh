@@ -3,6 +3,7 @@
 # warm-pool create (a claim), cold create, `echo hi` exec through the API (and its legs: HTTP alone,
 # the agent alone, a shell, a static binary), snapshot and restore
 # of a 100 MB workspace, and the idle memory of one sandbox (sentry + gofer, agent included).
+# Then the same warm create and `echo hi` exec with `runtime: jail` (JAIL=0 skips that part).
 # Needs root and runsc. Prints a Markdown table. Not a test: nothing here fails on slowness.
 #   N=20 bash bench/sandbox.sh          (PAUSE=0 sends the requests back to back)
 set -uo pipefail
@@ -51,7 +52,7 @@ wait_pool() { # wait until the pool has $1 ready sandboxes (containers minus cla
   local want=$1 claimed=$2
   for _ in $(seq 1 300); do
     local n
-    n=$(runsc --root "$SBX_STATE/runsc" list -quiet 2>/dev/null | grep -c '^sb-')
+    n=$(sbx_runtime_ids | grep -c '^sb-')
     [ $((n - claimed)) -ge "$want" ] && sleep 0.3 && return 0
     sleep 0.1
   done
@@ -179,6 +180,41 @@ for _ in $(seq 1 "$((N / 2 + 1))"); do
 done
 cold=$(p50 <"$SBX_D/cold")
 
+# The same warm create and exec with `runtime: jail` (the service restarted on that runtime).
+jwarm=n/a jexec=n/a jexecin=n/a jdirect=n/a
+if [ "${JAIL:-1}" = 1 ]; then
+  sbx_stop
+  sed -i 's/prewarmPoolSize: 0/prewarmPoolSize: 2/; s/runtime: gvisor/runtime: jail/' "$SBX_D/cfg.yaml"
+  SBX_RUNTIME=jail
+  sbx_start || exit 1
+  wait_pool 2 0
+  for _ in $(seq 1 "$N"); do
+    t=$(curl -s -o "$SBX_D/c" -w '%{time_total}' -X POST -H "Authorization: Bearer $TOKA" "$SBX_U/api/v1/sandboxes" -d '{}')
+    id=$(jq -r .id <"$SBX_D/c")
+    echo "$t" | ms_of >>"$SBX_D/jwarm"
+    curl -s -o /dev/null -X DELETE -H "Authorization: Bearer $TOKA" "$SBX_U/api/v1/sandboxes/$id"
+    wait_pool 2 0
+  done
+  jwarm=$(p50 <"$SBX_D/jwarm")
+  create
+  J=$SBX_ID
+  SOCK=$SBX_STATE/sb/$J/chan/agent.sock
+  agent_rtt "$PAUSE" "$((N * 2))" exec echo hi >"$SBX_D/jdirect"
+  jdirect=$(p50 <"$SBX_D/jdirect")
+  for _ in $(seq 1 "$((N * 2))"); do
+    sleep "$PAUSE"
+    curl -s -o /dev/null -w '%{time_total}\n' -X POST -H "Authorization: Bearer $TOKA" \
+      "$SBX_U/api/v1/sandboxes/$J/exec" -d '{"cmd":"echo","args":["hi"]}' | ms_of
+  done >"$SBX_D/jexec"
+  jexec=$(p50 <"$SBX_D/jexec")
+  for _ in $(seq 1 "$N"); do
+    sleep "$PAUSE"
+    api POST "/api/v1/sandboxes/$J/exec" -d '{"cmd":"echo","args":["hi"]}' | jq -r .wallMs
+  done >"$SBX_D/jexecin"
+  jexecin=$(p50 <"$SBX_D/jexecin")
+  api DELETE "/api/v1/sandboxes/$J" >/dev/null
+fi
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "n/a" }'; }
 cat <<EOF
 ## Agent sandbox ($(date -u +%Y-%m-%d\ %H:%M) UTC, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), runsc $(runsc --version | head -1 | awk '{print $3}'), platform ptrace, pause ${PAUSE}s)
@@ -200,4 +236,8 @@ cat <<EOF
 | restore of it (create fromSnapshot: verify, extract) | $rest_t ms ($same) | | reported |
 | sealed snapshot size | $snap_size bytes | | |
 | idle sandbox memory, PSS (sentry + gofer + agent) | $((pss / 1024)) MiB (RSS $((rss / 1024)) MiB) | | reported |
+| \`runtime: jail\`: create from the warm pool (HTTP, claim + token) | $jwarm ms | $(ratio "$jwarm" "$base") | ≤ 20 ms |
+| \`runtime: jail\`: \`echo hi\` exec through the API (HTTP round trip) | $jexec ms | $(ratio "$jexec" "$base") | ≤ 3 ms |
+| \`runtime: jail\`: \`echo hi\` straight to the agent's socket (no HTTP) | $jdirect ms | | |
+| \`runtime: jail\`: \`echo hi\` fork → exit inside the sandbox (agent's wallMs) | $jexecin ms | | |
 EOF

@@ -7,6 +7,7 @@
 
 #include "common/common.h"
 #include "jail/jail.h"
+#include "sandbox/sandbox.h"
 
 int cmd_doctor(int argc, char **argv);
 
@@ -67,6 +68,28 @@ int cmd_doctor(int argc, char **argv)
 	}
 	json_t *o = jail_probe_host_ex(flags);
 	json_t *modes = json_object_get(o, "modes");
+	/* The agent sandbox's explicit alternative to gVisor: one long-lived jail per sandbox,
+	 * probed the way the service probes it at start. */
+	json_t *aj = json_object();
+	struct sandbox_options so;
+	sandbox_options_init(&so);
+	so.runtime = SANDBOX_RUNTIME_JAIL;
+	struct st_error *e = NULL;
+	bool jail_works = sandbox_runtime_probe(&so, &e) == 0;
+	json_object_set_new(aj, "works", json_boolean(jail_works));
+	if (jail_works) {
+		json_object_set_new(aj, "note",
+		                    json_string("rr.agentSandbox.runtime: jail; weaker than gVisor "
+		                                "(the host kernel is shared), see "
+		                                "docs/agent-sandbox.md"));
+	} else {
+		json_object_set_new(aj, "error", json_string(st_error_msg(e)));
+		json_object_set_new(aj, "fix",
+		                    json_string("run the service as root where the privileged jail "
+		                                "mode works (above), or use runtime: gvisor"));
+	}
+	st_error_free(e);
+	json_object_set_new(modes, "agentSandboxJail", aj);
 	bool any = json_is_true(json_object_get(json_object_get(modes, "privileged"), "works")) ||
 	           json_is_true(json_object_get(json_object_get(modes, "seccomp"), "works"));
 	if (as_json) {
@@ -132,6 +155,7 @@ int cmd_doctor(int argc, char **argv)
 	mode(modes, "seccomp", "seccomp (non-root, user namespaces)");
 	mode(modes, "unsandboxed", "unsandboxed (code-executor opt-in)");
 	mode(modes, "agentSandbox", "agent sandbox (gVisor)");
+	mode(modes, "agentSandboxJail", "agent sandbox (runtime: jail)");
 	json_decref(o);
 	return any ? 0 : 1;
 }

@@ -9,7 +9,8 @@
  * should not pay (their seccomp programs are compiled at build time; libseccomp is loaded
  * only to name a violation or to compile extra allowed syscalls).
  *
- * When: a constructor looks at argv[1]. For `jail`, `doctor`, help and version nothing is
+ * When: a constructor looks at argv[1]. For `jail`, `doctor`, `sandbox-init` (the init of
+ * a `runtime: jail` agent sandbox, which execs the agent), help and version nothing is
  * loaded up front; a stub that is called anyway loads its library then (these commands are
  * single-threaded). Everything else (the other commands, and the engine zygotes, which run
  * with argv[0] only) loads all of them before main(), exactly when a normally linked program
@@ -97,8 +98,8 @@ void *cmd__lazy_resolve(unsigned idx)
 __attribute__((constructor)) static void lazy_init(int argc, char **argv, char **envp)
 {
 	(void)envp;
-	static const char *const lean[] = {"jail", "doctor",  "help",     "--help",
-	                                   "-h",   "version", "--version"};
+	static const char *const lean[] = {"jail",   "doctor", "sandbox-init", "help",
+	                                   "--help", "-h",     "version",      "--version"};
 	/* Anything else loads everything: the other commands, and the engine zygotes, which
 	   the executable runs with only argv[0] ("stockade-zygote-js") and which fork. */
 	if (argc >= 2 && argv != NULL && argv[1] != NULL)

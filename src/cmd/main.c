@@ -20,6 +20,7 @@ int cmd_config(int argc, char **argv) __attribute__((weak));
 int cmd_keys(int argc, char **argv) __attribute__((weak));
 int cmd_migrate(int argc, char **argv) __attribute__((weak));
 int cmd_blob(int argc, char **argv) __attribute__((weak));
+int cmd_sandbox_init(int argc, char **argv) __attribute__((weak));
 
 struct command {
 	const char *name;
@@ -36,6 +37,7 @@ static const struct command commands[] = {
     {"keys", cmd_keys, "generate the agent sandbox keypair and encryption key"},
     {"migrate", cmd_migrate, "show or retry state store migrations"},
     {"blob", cmd_blob, "put, get, list and delete objects in the configured blob storage"},
+    {"sandbox-init", cmd_sandbox_init, "(internal) init of a `runtime: jail` agent sandbox"},
 };
 
 static void usage(FILE *out)

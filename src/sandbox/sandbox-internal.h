@@ -46,6 +46,7 @@ struct sandbox {
 
 struct sandbox_mgr {
 	struct sandbox_options o; /* strings below are owned copies */
+	const struct sandbox_runtime_ops *rt; /* o.runtime's backend */
 	char *state_dir, *runsc, *platform, *agent_path, *runsc_root, *rootfs;
 	char *priv_pem, *pub_pem, *issuer;
 	uint8_t key[32];
@@ -80,6 +81,32 @@ int sandbox__agent_wait_ready(const char *sock, int64_t deadline_ms, struct st_e
 
 /* ---- runtimes ---------------------------------------------------------------------------- */
 
+/*
+ * What the manager needs from a runtime backend (sandbox-runsc.c, sandbox-jail.c). Sandboxes
+ * are named by id only: a backend keeps its own record (runsc's root, the jail runtime's
+ * records) so that a restarted process can ask about sandboxes it did not start.
+ */
+struct sandbox_runtime_ops {
+	const char *name; /* "gvisor", "jail" */
+	/* Is the runtime usable with these options? *err names the fix when not. */
+	int (*probe)(const struct sandbox_options *o, struct st_error **err);
+	/* Once per manager, before anything starts (the shared root filesystem). */
+	int (*prepare)(struct sandbox_mgr *m, struct st_error **err);
+	/* Start sb; its agent will listen on sb->sock. */
+	int (*start)(struct sandbox_mgr *m, struct sandbox *sb, struct st_error **err);
+	/* Kill everything of id and forget it; 0 when it is unknown. */
+	int (*destroy)(struct sandbox_mgr *m, const char *id, struct st_error **err);
+	int (*pause)(struct sandbox_mgr *m, const char *id, bool pause, struct st_error **err);
+	/* "running", "paused", "stopped", "created" or NULL when unknown (heap). */
+	char *(*state)(struct sandbox_mgr *m, const char *id);
+	/* Ids of every sandbox the runtime knows (NULL-terminated, heap). */
+	char **(*list)(struct sandbox_mgr *m);
+};
+
+extern const struct sandbox_runtime_ops sandbox__runtime_runsc;
+extern const struct sandbox_runtime_ops sandbox__runtime_jail;
+const struct sandbox_runtime_ops *sandbox__runtime_of(enum sandbox_runtime rt);
+
 /* Build the per-sandbox bundle and start it; the agent will listen on sb->sock. */
 int sandbox__runsc_start(struct sandbox_mgr *m, struct sandbox *sb, struct st_error **err);
 int sandbox__runsc_destroy(struct sandbox_mgr *m, const char *id, struct st_error **err);
@@ -91,6 +118,15 @@ char **sandbox__runsc_list(struct sandbox_mgr *m);
 int sandbox__runsc_probe(const char *runsc, const char *platform, struct st_error **err);
 /* The minimal root filesystem (once per state dir). */
 int sandbox__prepare_rootfs(struct sandbox_mgr *m, struct st_error **err);
+/* Host entries the root filesystem mirrors (shared by both runtimes). */
+extern const char *const sandbox__base_dirs[];
+extern const size_t sandbox__n_base_dirs;
+extern const char *const sandbox__etc_binds[];
+extern const size_t sandbox__n_etc_binds;
+
+/* The jail runtime: make a socket the service created in sb/<id>/chan usable by the agent
+ * (root inside the sandbox is an unprivileged id outside). No-op for other runtimes. */
+void sandbox__jail_chan_grant(struct sandbox_mgr *m, const char *path);
 
 /* ---- workspace (sandbox.c) --------------------------------------------------------------- */
 

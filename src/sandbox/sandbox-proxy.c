@@ -443,6 +443,7 @@ int sandbox__egress_start(struct sandbox_mgr *m, struct sandbox *sb, struct st_e
 		close(s);
 		return st_error_make(err, e, "cannot listen on '%s'", path);
 	}
+	sandbox__jail_chan_grant(m, path);
 	sb->egress_fd = s;
 	sb->egress_mgr = m;
 	if (pthread_create(&sb->egress_thread, NULL, egress_main, sb) != 0) {

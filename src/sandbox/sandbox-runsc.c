@@ -178,11 +178,13 @@ static int write_text(const char *dir, const char *name, const char *text, struc
 }
 
 /* Top-level host entries mirrored into the rootfs: symlinks copied, directories bound. */
-static const char *const base_dirs[] = {"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"};
+const char *const sandbox__base_dirs[] = {"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"};
+const size_t sandbox__n_base_dirs = ST_ARRAY_SIZE(sandbox__base_dirs);
 /* /etc entries binaries commonly need; everything else of the host's /etc stays out. */
-static const char *const etc_binds[] = {"alternatives", "ssl",       "ca-certificates",
-                                        "ld.so.cache",  "localtime", "mime.types",
-                                        "python3",      "python3.11"};
+const char *const sandbox__etc_binds[] = {"alternatives", "ssl",       "ca-certificates",
+                                          "ld.so.cache",  "localtime", "mime.types",
+                                          "python3",      "python3.11"};
+const size_t sandbox__n_etc_binds = ST_ARRAY_SIZE(sandbox__etc_binds);
 
 int sandbox__prepare_rootfs(struct sandbox_mgr *m, struct st_error **err)
 {
@@ -203,9 +205,9 @@ int sandbox__prepare_rootfs(struct sandbox_mgr *m, struct st_error **err)
 		if (r < 0)
 			return r;
 	}
-	for (size_t i = 0; i < ST_ARRAY_SIZE(base_dirs); i++) {
-		cleanup_free char *host = st_xasprintf("/%s", base_dirs[i]);
-		cleanup_free char *p = st_xasprintf("%s/%s", root, base_dirs[i]);
+	for (size_t i = 0; i < sandbox__n_base_dirs; i++) {
+		cleanup_free char *host = st_xasprintf("/%s", sandbox__base_dirs[i]);
+		cleanup_free char *p = st_xasprintf("%s/%s", root, sandbox__base_dirs[i]);
 		struct stat st;
 		if (lstat(host, &st) < 0)
 			continue;
@@ -224,9 +226,9 @@ int sandbox__prepare_rootfs(struct sandbox_mgr *m, struct st_error **err)
 		}
 	}
 	cleanup_free char *etc = st_xasprintf("%s/etc", root);
-	for (size_t i = 0; i < ST_ARRAY_SIZE(etc_binds); i++) {
-		cleanup_free char *host = st_xasprintf("/etc/%s", etc_binds[i]);
-		cleanup_free char *p = st_xasprintf("%s/%s", etc, etc_binds[i]);
+	for (size_t i = 0; i < sandbox__n_etc_binds; i++) {
+		cleanup_free char *host = st_xasprintf("/etc/%s", sandbox__etc_binds[i]);
+		cleanup_free char *p = st_xasprintf("%s/%s", etc, sandbox__etc_binds[i]);
 		struct stat st;
 		if (lstat(host, &st) < 0)
 			continue;
@@ -308,16 +310,16 @@ static json_t *bundle_spec(struct sandbox_mgr *m, struct sandbox *sb)
 	                                        "type", "tmpfs", "source", "tmpfs", "options",
 	                                        "nosuid", "nodev", "mode=1777", "size=256m"));
 	if (!m->o.rootfs) {
-		for (size_t i = 0; i < ST_ARRAY_SIZE(base_dirs); i++) {
-			cleanup_free char *host = st_xasprintf("/%s", base_dirs[i]);
+		for (size_t i = 0; i < sandbox__n_base_dirs; i++) {
+			cleanup_free char *host = st_xasprintf("/%s", sandbox__base_dirs[i]);
 			struct stat st;
 			if (lstat(host, &st) < 0 || !S_ISDIR(st.st_mode))
 				continue;
 			json_array_append_new(mounts, mount_bind(host, host, true));
 			hint_exclusive(annotations, host);
 		}
-		for (size_t i = 0; i < ST_ARRAY_SIZE(etc_binds); i++) {
-			cleanup_free char *host = st_xasprintf("/etc/%s", etc_binds[i]);
+		for (size_t i = 0; i < sandbox__n_etc_binds; i++) {
+			cleanup_free char *host = st_xasprintf("/etc/%s", sandbox__etc_binds[i]);
 			struct stat st;
 			if (lstat(host, &st) < 0 || S_ISLNK(st.st_mode))
 				continue;
@@ -474,3 +476,20 @@ char **sandbox__runsc_list(struct sandbox_mgr *m)
 	}
 	return ids;
 }
+
+static int runsc_probe_opts(const struct sandbox_options *o, struct st_error **err)
+{
+	return sandbox__runsc_probe(o->runsc_path ? o->runsc_path : "runsc",
+	                            o->platform ? o->platform : "ptrace", err);
+}
+
+const struct sandbox_runtime_ops sandbox__runtime_runsc = {
+    .name = "gvisor",
+    .probe = runsc_probe_opts,
+    .prepare = sandbox__prepare_rootfs,
+    .start = sandbox__runsc_start,
+    .destroy = sandbox__runsc_destroy,
+    .pause = sandbox__runsc_pause,
+    .state = sandbox__runsc_state,
+    .list = sandbox__runsc_list,
+};

@@ -6,16 +6,17 @@
  *   new record (STARTING, counted in m->creating) -> workspace tmpfs mounted, runtime started,
  *   agent answers -> READY. With no owner it sits in the warm pool; sandbox_create claims a pool
  *   sandbox (sets owner, env, timeouts) or, when the pool is empty, boots one itself.
- *   READY <-> PAUSED through runsc pause/resume. Destroy, idle/lifetime expiry (the sweeper) or
- *   a failed boot -> DEAD: removed from the list, runtime deleted, workspace unmounted, directory
+ *   READY <-> PAUSED through the runtime (runsc pause/resume, or the jail runtime's cgroup
+ *   freezer). Destroy, idle/lifetime expiry (the sweeper) or a failed boot -> DEAD: removed from the list, runtime deleted, workspace unmounted, directory
  *   removed. The struct is freed when its last reference (an in-flight operation) drops.
  *
  * Invariants: m->lock guards the list, every field of every sandbox except the immutable ones
- * (id, dir, sock) and the counters. No runsc command or agent request runs under the lock.
+ * (id, dir, sock) and the counters. No runtime command or agent request runs under the lock.
  * Each claimed sandbox has sb/<id>/meta.json on disk (written before the claim returns); the
- * runsc root and that directory are the only record recovery needs: at open, a sandbox whose
- * runtime still runs and whose agent answers is re-adopted, anything else is deleted (runtime,
- * mount, directory) and logged as lost. Snapshots live in blob storage, never under sb/, so
+ * runtime's own record (runsc's root, the jail runtime's records) and that directory are the
+ * only record recovery needs: at open, a sandbox whose runtime still runs and whose agent
+ * answers is re-adopted, anything else is deleted (runtime, mount, directory) and logged as
+ * lost. Snapshots live in blob storage, never under sb/, so
  * cleaning a lost sandbox never loses one.
  *
  * Limits: maxTotalJobs bounds claimed sandboxes; the pool fills only into the room left;
@@ -272,7 +273,7 @@ static void sb_teardown(struct sandbox_mgr *m, struct sandbox *sb)
 {
 	sandbox__egress_stop(sb);
 	struct st_error *e = NULL;
-	if (sandbox__runsc_destroy(m, sb->id, &e) < 0)
+	if (m->rt->destroy(m, sb->id, &e) < 0)
 		st_log(ST_LOG_WARN, "sandbox '%s': %s", sb->id, st_error_msg(e));
 	st_error_free(e);
 	workspace_umount(sb);
@@ -288,11 +289,7 @@ static int sb_boot(struct sandbox_mgr *m, struct sandbox *sb, struct st_error **
 		return r;
 	if ((r = workspace_mount(m, sb, err)) < 0)
 		return r;
-	if (m->o.runtime == SANDBOX_RUNTIME_JAIL)
-		return st_error_make(err, ENOSYS,
-		                     "runtime 'jail' is not available in this build; use runtime: "
-		                     "gvisor");
-	if ((r = sandbox__runsc_start(m, sb, err)) < 0)
+	if ((r = m->rt->start(m, sb, err)) < 0)
 		return st_error_wrap(err, "cannot start sandbox '%s'", sb->id);
 	r = sandbox__agent_wait_ready(sb->sock, start + (int64_t)m->o.ready_timeout_ms, err);
 	if (r < 0)
@@ -465,7 +462,7 @@ static void recover(struct sandbox_mgr *m)
 			json_t *meta = json_load_file(mp, 0, NULL);
 			const char *owner =
 			    meta ? json_string_value(json_object_get(meta, "owner")) : NULL;
-			cleanup_free char *state = owner ? sandbox__runsc_state(m, sb->id) : NULL;
+			cleanup_free char *state = owner ? m->rt->state(m, sb->id) : NULL;
 			bool alive = false;
 			if (state && !strcmp(state, "running"))
 				alive = sandbox__agent_wait_ready(sb->sock, st_now_ms() + 2000,
@@ -517,17 +514,17 @@ static void recover(struct sandbox_mgr *m)
 		}
 		closedir(d);
 	}
-	/* Containers runsc still knows about without a directory of ours: delete them. */
-	char **ids = sandbox__runsc_list(m);
+	/* Sandboxes the runtime still knows about without a directory of ours: delete them. */
+	char **ids = m->rt->list(m);
 	for (size_t i = 0; ids[i]; i++) {
 		bool known = false;
 		for (size_t j = 0; j < nad; j++)
 			if (!strcmp(ids[i], adopted[j]))
 				known = true;
 		if (!known) {
-			st_log(ST_LOG_WARN, "runsc container '%s' has no sandbox record: deleting",
-			       ids[i]);
-			sandbox__runsc_destroy(m, ids[i], NULL);
+			st_log(ST_LOG_WARN, "%s sandbox '%s' has no sandbox record: deleting",
+			       m->rt->name, ids[i]);
+			m->rt->destroy(m, ids[i], NULL);
 		}
 	}
 	strv_free(ids);
@@ -557,10 +554,7 @@ static char *agent_beside_self(void)
 
 int sandbox_runtime_probe(const struct sandbox_options *o, struct st_error **err)
 {
-	if (o->runtime == SANDBOX_RUNTIME_JAIL)
-		return st_error_make(err, ENOSYS, "runtime 'jail' is not available in this build");
-	return sandbox__runsc_probe(o->runsc_path ? o->runsc_path : "runsc",
-	                            o->platform ? o->platform : "ptrace", err);
+	return sandbox__runtime_of(o->runtime)->probe(o, err);
 }
 
 int sandbox_mgr_open(const struct sandbox_options *o, struct sandbox_mgr **out,
@@ -570,6 +564,7 @@ int sandbox_mgr_open(const struct sandbox_options *o, struct sandbox_mgr **out,
 		return st_error_make(err, EINVAL, "the agent sandbox needs a state directory");
 	struct sandbox_mgr *m = st_xcalloc(1, sizeof(*m));
 	m->o = *o;
+	m->rt = sandbox__runtime_of(o->runtime);
 	m->state_dir = realpath(o->state_dir, NULL);
 	if (!m->state_dir) {
 		int r = st_mkdir_p(o->state_dir, 0700, err);
@@ -627,20 +622,14 @@ int sandbox_mgr_open(const struct sandbox_options *o, struct sandbox_mgr **out,
 		    m->state_dir);
 		goto fail;
 	}
-	if (m->o.runtime == SANDBOX_RUNTIME_JAIL) {
-		r = st_error_make(
-		    err, ENOSYS,
-		    "runtime 'jail' is not available in this build; use runtime: gvisor");
-		goto fail;
-	}
-	if ((r = sandbox__runsc_probe(m->runsc, m->platform, err)) < 0)
+	if ((r = m->rt->probe(&m->o, err)) < 0)
 		goto fail;
 	if ((r = sandbox__keys_load(m, &e)) < 0) {
 		/* Not fatal here: the service starts, but no sandbox is served without the keypair. */
 		st_log(ST_LOG_WARN, "agent sandbox: %s", st_error_msg(e));
 		st_error_release(&e);
 	}
-	if ((r = sandbox__prepare_rootfs(m, err)) < 0)
+	if ((r = m->rt->prepare(m, err)) < 0)
 		goto fail;
 	recover(m);
 	m->sweeper_running = pthread_create(&m->sweeper, NULL, sweeper_main, m) == 0;
@@ -776,7 +765,7 @@ static int sb_connect(struct sandbox_mgr *m, struct sandbox *sb, int *fd, struct
 	int r = sandbox__agent_connect(sb->sock, fd, err);
 	if (r == 0)
 		return 0;
-	cleanup_free char *state = sandbox__runsc_state(m, sb->id);
+	cleanup_free char *state = m->rt->state(m, sb->id);
 	if (state && (!strcmp(state, "running") || !strcmp(state, "paused")))
 		return r;
 	st_error_release(err);
@@ -949,7 +938,7 @@ static int sb_set_paused(struct sandbox_mgr *m, const char *owner, const char *i
 	bool already = (sb->state == SB_PAUSED) == pause;
 	pthread_mutex_unlock(&m->lock);
 	if (!already)
-		r = sandbox__runsc_pause(m, sb->id, pause, err);
+		r = m->rt->pause(m, sb->id, pause, err);
 	if (r == 0) {
 		pthread_mutex_lock(&m->lock);
 		if (sb->state != SB_DEAD)
@@ -1368,14 +1357,14 @@ int sandbox_snapshot(struct sandbox_mgr *m, const char *owner, const char *id, j
 	/* Pause while archiving: the content is consistent and nothing inside can swap paths
 	 * under the archiver (which never follows symlinks anyway). */
 	if (!was_paused)
-		r = sandbox__runsc_pause(m, sb->id, true, err);
+		r = m->rt->pause(m, sb->id, true, err);
 	cleanup_free char *snap = NULL;
 	uint64_t bytes = 0;
 	if (r == 0) {
 		cleanup_free char *ws = sandbox__workspace_path(sb);
 		r = sandbox__snapshot_save(m, owner, ws, &snap, &bytes, err);
 		struct st_error *e2 = NULL;
-		if (!was_paused && sandbox__runsc_pause(m, sb->id, false, &e2) < 0)
+		if (!was_paused && m->rt->pause(m, sb->id, false, &e2) < 0)
 			st_log(ST_LOG_WARN, "sandbox '%s': cannot resume after snapshot: %s",
 			       sb->id, st_error_msg(e2));
 		st_error_free(e2);

@@ -167,4 +167,12 @@ int sandbox_port_open(struct sandbox_mgr *m, const char *id, unsigned port, int 
                       struct st_error **err);
 void sandbox_port_close(struct sandbox_mgr *m, const char *id, int fd);
 
+/* ---- runtime: jail ------------------------------------------------------------------------ */
+
+/* `stockade sandbox-init`: the last start-up step of a `runtime: jail` sandbox, run by the
+ * service as the init of the new namespaces (see sandbox-jail.c). Builds the root, drops what
+ * the agent does not need, loads the seccomp policy and execs the agent; returns only on
+ * failure (the reason on stderr, which is the sandbox's agent.log). */
+int sandbox_jail_init_main(int argc, char **argv);
+
 #endif

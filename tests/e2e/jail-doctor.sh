@@ -15,9 +15,12 @@ check_contains "doctor --json: seccomp actions read" "$(json_get "$j" .seccomp.a
 check_eq "doctor --json: user-notify" "$(json_get "$j" .seccomp.userNotify)" "true"
 if [ "$(id -u)" = 0 ]; then
   check_eq "doctor: privileged mode works as root" "$(json_get "$j" .modes.privileged.works)" "true"
+  check_eq "doctor: the agent sandbox's jail runtime works as root" "$(json_get "$j" .modes.agentSandboxJail.works)" "true"
   j=$(cd / && setpriv --reuid=65534 --regid=65534 --clear-groups "$STOCKADE_BIN" doctor --json)
   check_eq "doctor as non-root: privileged mode missing" "$(json_get "$j" .modes.privileged.works)" "false"
   check_contains "doctor as non-root: a fix is given" "$(json_get "$j" .modes.privileged.fix)" "root"
+  check_eq "doctor as non-root: the jail runtime is missing" "$(json_get "$j" .modes.agentSandboxJail.works)" "false"
+  check_contains "doctor as non-root: the jail runtime's fix names gvisor" "$(json_get "$j" .modes.agentSandboxJail.fix)" "gvisor"
 fi
 "$STOCKADE_BIN" doctor --bogus 2>/dev/null
 check_eq "doctor: bad option exits 2" "$?" 2

@@ -23,15 +23,8 @@ sbx_config "    proxy:
       blockedCidrs: [127.0.0.1/32, 169.254.0.0/16, 10.0.0.0/8, 192.168.0.0/16]
     scaling: {prewarmPoolSize: 1, maxTotalJobs: 4, maxConcurrentCreates: 2, perUserSandboxLimit: 3}" \
   "workspaceSizeMb: 256, memoryMb: 512, pids: 256"
-if [ "$SBX_RUNTIME" = jail ]; then
-  if ! sbx_start; then
-    skip "runtime: jail" "the jail runtime is not available in this build"
-    done_testing; exit 0
-  fi
-else
-  sbx_start || { not_ok "service starts"; done_testing; exit 1; }
-fi
-ok "service starts with the agent sandbox"
+sbx_start || { not_ok "service starts"; done_testing; exit 1; }
+ok "service starts with the agent sandbox ($SBX_RUNTIME)"
 
 # ---- lifecycle ------------------------------------------------------------------------------
 echo "# t=${SECONDS}s lifecycle"
@@ -254,7 +247,8 @@ echo "# t=${SECONDS}s restart recovery"
 api PUT "/api/v1/sandboxes/$A/files?path=keep.txt" --data-binary "survives" >/dev/null
 kill -9 "$SBX_PID"; wait "$SBX_PID" 2>/dev/null; SBX_PID=
 # B's runtime dies while the service is down: it must come back as lost, not leak.
-runsc --root "$SBX_STATE/runsc" kill "$B" KILL >/dev/null 2>&1
+[ "$SBX_RUNTIME" = jail ] && B_CGROUPS=$(sbx_jail_cgroups "$B")
+sbx_kill_runtime "$B"
 sleep 0.5
 sbx_start || not_ok "restart"
 out=$(api POST "/api/v1/sandboxes/$A/exec" -d '{"cmd":"cat","args":["keep.txt"]}')
@@ -263,16 +257,35 @@ api GET "/api/v1/sandboxes/$B" >/dev/null
 check_eq "sandbox whose runtime died: gone (404)" "$(status)" 404
 check_contains "lost sandbox logged" "$(cat "$SBX_D/serve.log")" "lost"
 check "lost sandbox left no directory" test ! -e "$SBX_STATE/sb/$B"
-check "lost sandbox left no container" sh -c "! runsc --root '$SBX_STATE/runsc' list -quiet | grep -q '$B'"
+check "lost sandbox left no runtime record (container or jail record)" test -z "$(sbx_runtime_ids | grep "$B")"
+if [ "$SBX_RUNTIME" = jail ]; then
+  left_cg=0
+  for d in $B_CGROUPS; do [ -d "$d" ] && left_cg=$((left_cg + 1)); done
+  check_eq "lost sandbox left no cgroup" "$left_cg" 0
+  check "lost sandbox left no mount" sh -c "! grep -q '$B' /proc/mounts"
+fi
 found=$(find "$SBX_D" -path '*snapshots*' -name "$SNAP*" -type f | wc -l)
 check_eq "snapshot survives the restart" "$found" 1
 api DELETE "/api/v1/sandboxes/$A" >/dev/null
 check_eq "delete after restart" "$(status)" 200
 left=9
 for _ in $(seq 1 100); do
-  left=$(runsc --root "$SBX_STATE/runsc" list -quiet 2>/dev/null | grep -c '^sb-' || true)
+  left=$(sbx_runtime_ids | grep -c '^sb-' || true)
   [ "$left" = 1 ] && break
   sleep 0.2
 done
 check_eq "only the warm pool remains" "$left" 1
+if [ "$SBX_RUNTIME" = jail ]; then
+  pool=$(sbx_runtime_ids)
+  pool_cgroups=$(for id in $pool; do sbx_jail_cgroups "$id"; done)
+  pool_pids=$(for id in $pool; do jq -r .pid "$SBX_STATE/jail/$id.json"; done)
+  sbx_stop
+  check_eq "stopping the service removes the warm pool's jail" "$(sbx_runtime_ids | wc -l)" 0
+  left_cg=0
+  for d in $pool_cgroups; do [ -d "$d" ] && left_cg=$((left_cg + 1)); done
+  check_eq "... and its cgroups" "$left_cg" 0
+  alive=0
+  for p in $pool_pids; do kill -0 "$p" 2>/dev/null && alive=$((alive + 1)); done
+  check_eq "... and its processes" "$alive" 0
+fi
 done_testing

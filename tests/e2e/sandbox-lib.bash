@@ -14,9 +14,36 @@ SBX_PID=
 
 sbx_can_run() {
   [ "$(id -u)" = 0 ] || { echo "not root"; return 1; }
+  if [ "$SBX_RUNTIME" = jail ]; then
+    "$STOCKADE_BIN" jail -- true >/dev/null 2>&1 || { echo "the jail does not work here (stockade doctor)"; return 1; }
+    return 0
+  fi
   command -v runsc >/dev/null || { echo "runsc not installed"; return 1; }
   return 0
 }
+
+# sbx_runtime_ids - ids of the sandboxes the runtime knows (runsc containers, jail records).
+sbx_runtime_ids() {
+  if [ "$SBX_RUNTIME" = jail ]; then
+    for f in "$SBX_STATE"/jail/sb-*.json; do [ -e "$f" ] && basename "$f" .json; done
+  else
+    runsc --root "$SBX_STATE/runsc" list -quiet 2>/dev/null
+  fi
+}
+
+# sbx_kill_runtime ID - kill a sandbox's runtime behind the service's back.
+sbx_kill_runtime() {
+  if [ "$SBX_RUNTIME" = jail ]; then
+    local pid
+    pid=$(jq -r .pid "$SBX_STATE/jail/$1.json" 2>/dev/null)
+    [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
+  else
+    runsc --root "$SBX_STATE/runsc" kill "$1" KILL >/dev/null 2>&1
+  fi
+}
+
+# sbx_jail_cgroups ID - the cgroup directories the jail runtime recorded for a sandbox.
+sbx_jail_cgroups() { jq -r '.cgroups[]' "$SBX_STATE/jail/$1.json" 2>/dev/null; }
 
 SBX_STATE=$SBX_D/sbx
 # sbx_config [extra yaml lines for agentSandbox, indented 4] [extra keys of agentSandbox.sandbox]
@@ -74,6 +101,23 @@ sbx_cleanup() {
       runsc --root "$root" delete -force "$id" >/dev/null 2>&1
     done
   fi
+  local f d
+  for f in "$SBX_STATE"/jail/sb-*.json; do
+    [ -e "$f" ] || continue
+    for d in $(jq -r '.cgroups[]' "$f" 2>/dev/null); do
+      [ -d "$d" ] || continue
+      [ -e "$d/freezer.state" ] && echo THAWED >"$d/freezer.state" 2>/dev/null
+      [ -e "$d/cgroup.freeze" ] && echo 0 >"$d/cgroup.freeze" 2>/dev/null
+      [ -e "$d/cgroup.kill" ] && echo 1 >"$d/cgroup.kill" 2>/dev/null
+      for _ in 1 2 3 4 5; do
+        xargs -r kill -9 <"$d/cgroup.procs" 2>/dev/null
+        [ -s "$d/cgroup.procs" ] || break
+        sleep 0.1
+      done
+      # busy until the killed processes are reaped
+      for _ in $(seq 1 30); do rmdir "$d" 2>/dev/null && break; [ -d "$d" ] || break; sleep 0.1; done
+    done
+  done
   grep -o "$SBX_D[^ ]*" /proc/mounts 2>/dev/null | sort -r | while read -r m; do umount -l "$m"; done
   for c in /sys/fs/cgroup/*/stockade; do rmdir "$c" 2>/dev/null; done
   rm -rf "$SBX_D"
