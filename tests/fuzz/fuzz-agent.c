@@ -156,7 +156,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	shutdown(sv[1], SHUT_WR);
 	/* A reply bigger than the socket buffer would block: the agent side never waits. */
 	set_nonblock(sv[0]);
-	handle(sv[0]);
+	static char frame[AGENT_FRAME_MAX + 1]; /* the handler's frame buffer, as the agent gives it */
+	handle(sv[0], frame);
 	close(sv[0]);
 	/* Read every reply byte and look for the outside file's content. */
 	static char reply[8 * FUZZ_MAX_INPUT + 1];
