@@ -66,7 +66,7 @@ void jail__child_fail(struct jail__child *c, const char *step, const char *detai
 	_exit(125);
 }
 
-static int loopback_up(void)
+int jail_loopback_up(void)
 {
 	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (s < 0)
@@ -258,7 +258,7 @@ void jail__child_main(struct jail__child *c)
 	if (sethostname(c->hostname, strlen(c->hostname)) < 0)
 		jail__child_fail(c, "sethostname", c->hostname, errno);
 	if (c->spec->net == JAIL_NET_LOOPBACK) {
-		int e = loopback_up();
+		int e = jail_loopback_up();
 		if (e < 0)
 			jail__child_fail(c, "bring up lo", NULL, e);
 	}

@@ -177,6 +177,9 @@ int jail_cgroup_remove_parent(void);
 int jail_apply_rlimits(const struct jail_limits *limits, struct st_error **err);
 /* no_new_privs, every capability set cleared, securebits locked. */
 int jail_drop_privileges(struct st_error **err);
+/* Bring up `lo` in the caller's (new) network namespace; 0 or -errno. Syscalls only, so a
+   freshly cloned child may call it. */
+int jail_loopback_up(void);
 /* Load the named seccomp policy into the calling process (with TSYNC if threads exist). */
 int jail_seccomp_load(const char *policy, struct st_error **err);
 /*

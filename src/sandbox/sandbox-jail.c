@@ -993,26 +993,6 @@ static int init_fail(const char *step, const char *what, int e)
 	return 1;
 }
 
-static int loopback_up(void)
-{
-	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (s < 0)
-		return -errno;
-	struct ifreq ifr;
-	memset(&ifr, 0, sizeof(ifr));
-	st_strlcpy(ifr.ifr_name, "lo", sizeof(ifr.ifr_name));
-	int r = 0;
-	if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0) {
-		r = -errno;
-	} else {
-		ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
-		if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
-			r = -errno;
-	}
-	close(s);
-	return r;
-}
-
 static int set_attr(const char *path, uint64_t set, bool recursive)
 {
 	struct mount_attr a = {.attr_set = set};
@@ -1100,7 +1080,7 @@ int sandbox_jail_init_main(int argc, char **argv)
 	int r;
 	if (sethostname("sandbox", 7) < 0)
 		return init_fail("sethostname", NULL, errno);
-	if ((r = loopback_up()) < 0)
+	if ((r = jail_loopback_up()) < 0)
 		return init_fail("bring up lo", NULL, -r);
 	/* After the service put us in our cgroup: that cgroup becomes our "/". */
 	if (unshare(CLONE_NEWCGROUP) < 0)
