@@ -39,6 +39,7 @@
 #include <seccomp.h>
 
 #include "engine/engine-internal.h"
+#include "jail/jail.h"
 
 #define ZYGOTE_MAX 16
 #define ZYGOTE_START_TIMEOUT_MS 120000
@@ -231,19 +232,6 @@ static int pidfd_kill(int pidfd)
 	return (int)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
 }
 
-static int write_proc_file(pid_t pid, const char *file, const char *value)
-{
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	ssize_t n = write(fd, value, strlen(value));
-	int saved = errno;
-	close(fd);
-	return n < 0 ? -saved : 0;
-}
-
 static char *js_modules_default(void)
 {
 	const char *env = getenv("STOCKADE_JS_MODULES");
@@ -404,16 +392,16 @@ static int zygote_start(struct engine_pool *pool, struct zygote *z, struct st_er
 		int r;
 		if (uid == 0) {
 			/* Root in the jail is nobody on the host. */
-			r = write_proc_file(pid, "uid_map", "0 65534 1");
+			r = jail_write_proc(pid, "uid_map", "0 65534 1");
 			if (r == 0)
-				r = write_proc_file(pid, "gid_map", "0 65534 1");
+				r = jail_write_proc(pid, "gid_map", "0 65534 1");
 		} else {
-			(void)write_proc_file(pid, "setgroups", "deny");
+			(void)jail_write_proc(pid, "setgroups", "deny");
 			snprintf(map, sizeof(map), "0 %u 1", (unsigned)uid);
-			r = write_proc_file(pid, "uid_map", map);
+			r = jail_write_proc(pid, "uid_map", map);
 			if (r == 0) {
 				snprintf(map, sizeof(map), "0 %u 1", (unsigned)gid);
-				r = write_proc_file(pid, "gid_map", map);
+				r = jail_write_proc(pid, "gid_map", map);
 			}
 		}
 		if (r < 0) {

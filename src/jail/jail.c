@@ -289,7 +289,7 @@ static void setup_error(struct jail_report *r, const char *step, const char *fmt
 	r->setup_error = m ? m : st_xstrdup("unknown error");
 }
 
-static int write_proc(pid_t pid, const char *file, const char *s)
+int jail_write_proc(pid_t pid, const char *file, const char *s)
 {
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
@@ -505,17 +505,17 @@ int jail_run(const struct jail_spec *spec, struct jail_report *report, struct st
 		int r;
 		int uid = rootless ? (int)geteuid() : OUTSIDE_ID;
 		int gid = rootless ? (int)getegid() : OUTSIDE_ID;
-		if (rootless && (r = write_proc(pid, "setgroups", "deny")) < 0) {
+		if (rootless && (r = jail_write_proc(pid, "setgroups", "deny")) < 0) {
 			setup_error(report, "write setgroups", "%s", strerror(-r));
 			goto out;
 		}
 		snprintf(map, sizeof(map), "0 %d 1\n", uid);
-		if ((r = write_proc(pid, "uid_map", map)) < 0) {
+		if ((r = jail_write_proc(pid, "uid_map", map)) < 0) {
 			setup_error(report, "write uid_map", "%s", strerror(-r));
 			goto out;
 		}
 		snprintf(map, sizeof(map), "0 %d 1\n", gid);
-		if ((r = write_proc(pid, "gid_map", map)) < 0) {
+		if ((r = jail_write_proc(pid, "gid_map", map)) < 0) {
 			setup_error(report, "write gid_map", "%s", strerror(-r));
 			goto out;
 		}

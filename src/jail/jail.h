@@ -180,6 +180,8 @@ int jail_drop_privileges(struct st_error **err);
 /* Bring up `lo` in the caller's (new) network namespace; 0 or -errno. Syscalls only, so a
    freshly cloned child may call it. */
 int jail_loopback_up(void);
+/* Write s to /proc/<pid>/<file> in one write (uid_map, gid_map, setgroups); 0 or -errno. */
+int jail_write_proc(pid_t pid, const char *file, const char *s);
 /* Load the named seccomp policy into the calling process (with TSYNC if threads exist). */
 int jail_seccomp_load(const char *policy, struct st_error **err);
 /*

@@ -536,19 +536,6 @@ static char *stage2_binary(const char *agent_path)
 	return r;
 }
 
-static int write_map(pid_t pid, const char *file, const char *map)
-{
-	char p[64];
-	snprintf(p, sizeof(p), "/proc/%d/%s", (int)pid, file);
-	int fd = open(p, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	ssize_t w = write(fd, map, strlen(map));
-	int e = errno;
-	close(fd);
-	return w < 0 ? -e : 0;
-}
-
 static void log_tail(const char *logp, struct st_error **err)
 {
 	cleanup_free char *log = NULL;
@@ -721,11 +708,11 @@ static int jail_start(struct sandbox_mgr *m, struct sandbox *sb, struct st_error
 	char map[64];
 	snprintf(map, sizeof(map), "0 %d 1\n%d %d 1\n", ROOT_OUTSIDE, AGENT_USER_UID,
 	         AGENT_USER_UID);
-	int r = write_map(pid, "uid_map", map);
+	int r = jail_write_proc(pid, "uid_map", map);
 	if (r == 0) {
 		snprintf(map, sizeof(map), "0 %d 1\n%d %d 1\n", ROOT_OUTSIDE, AGENT_USER_GID,
 		         AGENT_USER_GID);
-		r = write_map(pid, "gid_map", map);
+		r = jail_write_proc(pid, "gid_map", map);
 	}
 	if (r < 0) {
 		ret = st_error_make(err, -r, "cannot write the sandbox's uid/gid map");
