@@ -13,7 +13,7 @@
  *
  *   execution socket (SOCK_STREAM, frames of {u32 type, u32 len, payload}):
  *     child -> supervisor  HELLO (SCM_CREDENTIALS carry its pid, translated by the kernel)
- *     supervisor -> child  SETUP ("<tmp bytes> <cpu seconds>") after cgroup attach
+ *     supervisor -> child  SETUP ("<tmp bytes> <cpu seconds> <touch>") after cgroup attach
  *     child -> supervisor  READY: sandbox applied (mounts, rlimits, privileges, seccomp)
  *     supervisor -> child  GO (the request JSON: code, params, limits), maybe much later:
  *                          a READY child is kept warm until a request takes it
@@ -37,6 +37,8 @@
 #define ENGINE_JSDIR_ENV "STOCKADE_ENGINE_JSDIR"
 /* "0": no prefaulting of the pages executions write (engine-zygote.c); for measurements. */
 #define ENGINE_PREFAULT_ENV "STOCKADE_ENGINE_PREFAULT"
+/* "0": the zygote keeps its 4 KiB pages (engine-huge.c); for measurements. */
+#define ENGINE_HUGEPAGES_ENV "STOCKADE_ENGINE_HUGEPAGES"
 
 /* Where the JS modules dir appears inside the jail. */
 #define ENGINE_JAIL_JS_MODULES "/opt/stockade/node_modules"
@@ -67,6 +69,10 @@ struct engine_ctl_msg {
 };
 
 #define ENGINE_FRAME_MAX (64u << 20)
+
+/* Put the zygote's code and heap on 2 MiB pages before it forks (engine-huge.c). what: the
+   language, for the log line. Best effort. */
+void engine__huge_pages(const char *what);
 
 int engine__frame_write(int fd, uint32_t type, const void *data, size_t len);
 /* Read one frame; *data is malloc'd and NUL-terminated. deadline_ms: absolute st_now_ms()
@@ -116,7 +122,7 @@ void engine__child_finish(enum engine_status status, json_t *result, const char 
 #define ENGINE_LANG_LIB_ENV "STOCKADE_LANG_LIB"
 #define ENGINE_LANG_LIB_NAME "libstockade-lang.so"
 #define ENGINE_LANG_OPS_SYMBOL "engine_lang_ops"
-#define ENGINE_LANG_ABI 1
+#define ENGINE_LANG_ABI 2
 
 struct engine_child_request;
 struct engine_lang_ops {
@@ -126,6 +132,9 @@ struct engine_lang_ops {
 	void (*py_after_fork)(void);
 	void (*js_run)(const struct engine_child_request *req) __attribute__((noreturn));
 	void (*py_run)(const struct engine_child_request *req) __attribute__((noreturn));
+	/* Child-side, before READY: run a trivial execution of our own (see child_main). */
+	void (*js_touch)(void);
+	void (*py_touch)(void);
 };
 /* Load the object once (dlopen RTLD_GLOBAL: CPython extension modules resolve libpython's
    symbols globally); NULL with an error naming the path it tried. */
@@ -153,6 +162,11 @@ static inline JSObjectRef engine__js_obj(JSValueRef v)
    finish(maxResultBytes). */
 JSObjectRef engine__js_driver(void);
 void engine__js_warm_up(void);
+/* A warm child, before its request: the driver path once more, with nothing kept (no
+   output, no result, the driver reset). Touching the runtime's pages now is what makes the
+   request's own first touch cheap (engine-zygote.c, "Warm children"). */
+void engine__js_touch(void);
+void engine__py_touch(void);
 
 /* ---- sandbox helpers (engine-sandbox.c) ----------------------------------------------------- */
 

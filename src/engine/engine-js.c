@@ -111,15 +111,12 @@ int engine__js_zygote_init(const char *modules_dir, struct st_error **err)
 static JSValueRef call(JSObjectRef obj, const char *method, size_t argc, const JSValueRef *argv,
                        JSValueRef *exc);
 
-/* Run the whole driver path once in the zygote (wrapper compile, promise, timers, JSON) so
-   that the children start with warm caches, then reset the driver's state. */
-void engine__js_warm_up(void)
+/* Run the whole driver path once (wrapper compile, promise, timers, JSON) with a function of
+   our own, then reset the driver's state. */
+static void drive(const char *src)
 {
 	JSObjectRef driver = engine__js_driver();
-	JSStringRef s = JSStringCreateWithUTF8CString(
-	    "(async function(params) {const a = [1,2,3].map(x => x * 2); "
-	    "await new Promise(r => setTimeout(r, 0)); JSON.parse('{\"x\":1}'); "
-	    "return {a, s: JSON.stringify(params)};\n})");
+	JSStringRef s = JSStringCreateWithUTF8CString(src);
 	JSStringRef url = JSStringCreateWithUTF8CString("code");
 	JSValueRef fn = JSEvaluateScript(ctx, s, NULL, url, 1, NULL);
 	JSStringRelease(s);
@@ -139,7 +136,20 @@ void engine__js_warm_up(void)
 		call(driver, "finish", 1, &maxr, NULL);
 	}
 	call(driver, "reset", 0, NULL, NULL);
+}
+
+/* In the zygote, so that the children start with warm caches. */
+void engine__js_warm_up(void)
+{
+	drive("(async function(params) {const a = [1,2,3].map(x => x * 2); "
+	      "await new Promise(r => setTimeout(r, 0)); JSON.parse('{\"x\":1}'); "
+	      "return {a, s: JSON.stringify(params)};\n})");
 	JSGarbageCollect(ctx);
+}
+
+void engine__js_touch(void)
+{
+	drive("(async function(params) {return 1+1;\n})");
 }
 
 static JSValueRef call(JSObjectRef obj, const char *method, size_t argc, const JSValueRef *argv,

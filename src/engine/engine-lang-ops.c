@@ -13,4 +13,6 @@ const struct engine_lang_ops engine_lang_ops = {
     .py_after_fork = engine__py_after_fork,
     .js_run = engine__js_run,
     .py_run = engine__py_run,
+    .js_touch = engine__js_touch,
+    .py_touch = engine__py_touch,
 };

@@ -164,6 +164,12 @@ static const char RUNNER[] =
     "    df.sort_values('v').to_json(); df.to_csv(); df[df['v'] > 1].copy()\n"
     "    pd.read_csv(io.StringIO('a,b\\n1,2\\n')); pd.to_datetime(['2024-01-01'])\n"
     "    pd.concat([df, df]).reset_index(drop=True).pivot_table(index='k', values='v')\n"
+    "def touch():\n"
+    "    out, err = _sys.stdout, _sys.stderr\n"
+    "    try:\n"
+    "        run('return 1+1', 'null', 'params', 1 << 20)\n"
+    "    finally:\n"
+    "        _sys.stdout, _sys.stderr = out, err\n"
     "def warm():\n"
     "    out, err = _sys.stdout, _sys.stderr\n"
     "    try:\n"
@@ -183,6 +189,7 @@ static const char RUNNER[] =
     "        _sys.stdout, _sys.stderr = out, err\n";
 
 static PyObject *runner_fn;
+static PyObject *touch_fn;
 
 static PyObject *py_write(PyObject *self, PyObject *args)
 {
@@ -273,9 +280,10 @@ int engine__py_zygote_init(const char *const *modules, struct st_error **err)
 		return r;
 	}
 	runner_fn = PyObject_GetAttrString(mod, "run");
+	touch_fn = PyObject_GetAttrString(mod, "touch");
 	PyObject *warm = PyObject_GetAttrString(mod, "warm");
 	Py_DECREF(mod);
-	if (runner_fn == NULL || warm == NULL)
+	if (runner_fn == NULL || touch_fn == NULL || warm == NULL)
 		return st_error_make(err, 0, "the python runner has no run()");
 	/* One run of each path in the zygote fills the lazy caches (imports done on first use,
 	   type attribute caches, the compiler's) so that no child pays for them. */
@@ -303,6 +311,13 @@ int engine__py_zygote_init(const char *const *modules, struct st_error **err)
 void engine__py_after_fork(void)
 {
 	PyOS_AfterFork_Child();
+}
+
+void engine__py_touch(void)
+{
+	PyObject *r = PyObject_CallNoArgs(touch_fn);
+	Py_XDECREF(r);
+	PyErr_Clear();
 }
 
 static const char *tuple_str(PyObject *t, Py_ssize_t i)

@@ -322,6 +322,10 @@ static int zygote_start(struct engine_pool *pool, struct zygote *z, struct st_er
 	const char *pf = getenv(ENGINE_PREFAULT_ENV);
 	if (pf && *pf)
 		envp[ne++] = pf_env = st_xasprintf("%s=%s", ENGINE_PREFAULT_ENV, pf);
+	char *hp_env = NULL;
+	const char *hp = getenv(ENGINE_HUGEPAGES_ENV);
+	if (hp && *hp)
+		envp[ne++] = hp_env = st_xasprintf("%s=%s", ENGINE_HUGEPAGES_ENV, hp);
 	/* Where the runtimes' shared object is, when the operator (or a test) says. */
 	char *lang_env = NULL;
 	const char *ll = getenv(ENGINE_LANG_LIB_ENV);
@@ -371,6 +375,7 @@ static int zygote_start(struct engine_pool *pool, struct zygote *z, struct st_er
 	free(ubsan_env);
 	free(lang_env);
 	free(pf_env);
+	free(hp_env);
 	if (pid < 0) {
 		close(ctl[0]);
 		close(sync[1]);
@@ -1025,7 +1030,7 @@ static void warm_discard(struct engine_pool *pool, struct warm *w)
  * has applied its sandbox). On failure *msg says why (for an `internal` result).
  */
 static int child_prepare(struct engine_pool *pool, enum engine_language lang, uint64_t memory_mb,
-                         struct warm *w, char **msg)
+                         bool warm, struct warm *w, char **msg)
 {
 	memset(w, 0, sizeof(*w));
 	w->sock = w->pidfd = -1;
@@ -1114,7 +1119,10 @@ static int child_prepare(struct engine_pool *pool, enum engine_language lang, ui
 	w->memory_mb = memory_mb;
 	w->cpu_s = cpu_backstop_s(pool->o.max_timeout_ms);
 	char setup[64];
-	snprintf(setup, sizeof(setup), "%llu %llu", 64ull << 20, (unsigned long long)w->cpu_s);
+	/* The third field asks a child kept warm to run its trivial execution first (the child's
+	   "touch"); one prepared for a waiting request goes straight to it. */
+	snprintf(setup, sizeof(setup), "%llu %llu %d", 64ull << 20, (unsigned long long)w->cpu_s,
+	         warm ? 1 : 0);
 	r = engine__frame_write(w->sock, ENGINE_FRAME_SETUP, setup, strlen(setup));
 	uint32_t type = 0;
 	char *data = NULL;
@@ -1194,8 +1202,8 @@ static void *warmer_main(void *arg)
 		}
 		struct warm w;
 		char *msg = NULL;
-		if (child_prepare(pool, (enum engine_language)want, pool->o.default_memory_mb, &w,
-		                  &msg) < 0) {
+		if (child_prepare(pool, (enum engine_language)want, pool->o.default_memory_mb, true,
+		                  &w, &msg) < 0) {
 			/* A restarting zygote or a failing sandbox: executions report it; retry
 			   later rather than spin. */
 			free(msg);
@@ -1566,7 +1574,7 @@ int engine_execute(struct engine_pool *pool, const struct engine_request *req,
 	struct warm w;
 	if (!warm_take(pool, req->language, &w)) {
 		char *msg = NULL;
-		if (child_prepare(pool, req->language, memory_mb, &w, &msg) < 0) {
+		if (child_prepare(pool, req->language, memory_mb, false, &w, &msg) < 0) {
 			result_set_error(res, ENGINE_INTERNAL, "InternalError", "%s", msg);
 			free(msg);
 			goto done;

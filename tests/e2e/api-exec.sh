@@ -27,6 +27,20 @@ check_eq "js ok: result" "$(json_get "$REQ_BODY" .result)" 2
 check_eq "js ok: sandboxed" "$(json_get "$REQ_BODY" .sandboxed)" true
 check "js ok: stats" test "$(json_get "$REQ_BODY" '.stats | has("wallMs") and has("cpuMs") and has("maxRssKb")')" = true
 
+# Before its first fork each zygote moves its code and heap to 2 MiB pages (engine-huge.c);
+# best effort, so only where the kernel offers transparent huge pages.
+if grep -q '\[never\]' /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null ||
+   [ ! -r /sys/kernel/mm/transparent_hugepage/enabled ]; then
+  skip "zygote on huge pages" "transparent huge pages are off on this host"
+else
+  huge=0
+  for zp in $(pgrep -P "$SERVER_PID" -f stockade-zygote-javascript); do
+    kb=$(awk '/^AnonHugePages:/ { print $2 }' "/proc/$zp/smaps_rollup" 2>/dev/null)
+    [ "${kb:-0}" -gt 0 ] && huge=1
+  done
+  check_eq "the javascript zygote's memory is on huge pages" "$huge" 1
+fi
+
 exec_py 'return params["a"] * 2' '{"a": 21}'
 check_eq "python ok with params" "$(json_get "$REQ_BODY" .result)" 42
 
