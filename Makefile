@@ -12,8 +12,9 @@
 #   tests/fuzz/fuzz-*.c   -> libFuzzer targets (make fuzz, clang)
 #   tools/jail-seccomp-gen.c -> build*/tools/, run at build time: the jail's seccomp programs
 #                            (build*/gen/jail-seccomp-bpf.c, part of the library)
-#   scripts/lazy-stubs.sh -> build*/gen/lazy-stubs.S: the executable's stubs for the libraries
-#                            it loads when it starts instead of linking them (src/cmd/lazy-libs.c)
+#   scripts/lazy-trampolines.sh -> build*/gen/lazy-trampolines.S: the executable's
+#                            lazy-binding trampolines for the libraries it loads when it
+#                            starts instead of linking them (src/cmd/lazy-libs.c)
 #
 # Two build flavours share one rule set: release in build/, ASan+UBSan in build-asan/.
 
@@ -22,10 +23,10 @@ CC ?= gcc
 PKGS := libseccomp libcap jansson yaml-0.1 openssl libcurl sqlite3 libpq libarchive libzstd \
         libmicrohttpd
 # The executable links only these directly; the rest of PKGS are loaded through generated
-# stubs (scripts/lazy-stubs.sh, src/cmd/lazy-libs.c): every command but `jail` and `doctor`
-# loads them all before main(); those two load one only if they call it (libseccomp when a
-# violation is named or extra syscalls are allowed). Unit tests and fuzz targets link every
-# library normally.
+# lazy-binding trampolines (scripts/lazy-trampolines.sh, src/cmd/lazy-libs.c): every command
+# but `jail` and `doctor` loads them all before main(); those two load one only if they call it
+# (libseccomp when a violation is named or extra syscalls are allowed). Unit tests and fuzz
+# targets link every library normally.
 EAGER_PKGS := jansson
 LAZY_PKGS := $(filter-out $(EAGER_PKGS),$(PKGS))
 # The language runtimes are linked into build*/libstockade-lang.so only, which a zygote loads
@@ -150,22 +151,24 @@ $(OUT)/lang-exports.ld: $(LANG_OBJ) $(OUT)/libstockade.a
 	@{ echo "-Wl,--dynamic-list=$@.list"; sed 's/.*/-Wl,-u,&/' $@.syms; } >$@
 	@rm -f $@.undef $@.def
 
-# Stubs for every function of LAZY_PKGS the executable calls (see src/cmd/lazy-libs.c).
-$(OUT)/gen/lazy-stubs.S: $(CMD_OBJ) $(OUT)/libstockade.a scripts/lazy-stubs.sh
+# Trampolines for every function of LAZY_PKGS the executable calls (see src/cmd/lazy-libs.c).
+$(OUT)/gen/lazy-trampolines.S: $(CMD_OBJ) $(OUT)/libstockade.a scripts/lazy-trampolines.sh
 	@mkdir -p $(@D)
 	@echo "  GEN     $@"
-	@CC="$(CC)" bash scripts/lazy-stubs.sh $@ "$(LAZY_LIBNAMES)" $(CMD_OBJ) $(OUT)/libstockade.a
+	@CC="$(CC)" bash scripts/lazy-trampolines.sh $@ "$(LAZY_LIBNAMES)" $(CMD_OBJ) \
+	    $(OUT)/libstockade.a
 
-$(OUT)/gen/lazy-stubs.o: $(OUT)/gen/lazy-stubs.S
+$(OUT)/gen/lazy-trampolines.o: $(OUT)/gen/lazy-trampolines.S
 	@echo "  AS      $@"
 	@$(CC) -c -o $@ $<
 
 # -z now: every symbol is bound once at start, so the jail's forked children never write the
 # GOT (a copy-on-write fault each, expensive on a paravirtualised host) nor run the resolver.
-$(OUT)/stockade: $(CMD_OBJ) $(OUT)/gen/lazy-stubs.o $(OUT)/libstockade.a $(OUT)/lang-exports.ld
+$(OUT)/stockade: $(CMD_OBJ) $(OUT)/gen/lazy-trampolines.o $(OUT)/libstockade.a \
+                 $(OUT)/lang-exports.ld
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -Wl,-z,now @$(OUT)/lang-exports.ld -o $@ $(CMD_OBJ) \
-	    $(OUT)/gen/lazy-stubs.o $(OUT)/libstockade.a $(EAGER_LIBS)
+	    $(OUT)/gen/lazy-trampolines.o $(OUT)/libstockade.a $(EAGER_LIBS)
 
 $(OUT)/stockade-agent: $(AGENT_OBJ)
 	@echo "  LD      $@"

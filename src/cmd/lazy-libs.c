@@ -1,8 +1,8 @@
 /*
  * lazy-libs.c - the `stockade` executable links only libc and jansson; the libraries that
  * only some commands need (libcurl, libpq, libarchive, libmicrohttpd, SQLite, OpenSSL,
- * libzstd, libyaml, libseccomp, libcap) are called through stubs generated at build time
- * (scripts/lazy-stubs.sh), and this file loads them.
+ * libzstd, libyaml, libseccomp, libcap) are called through lazy-binding trampolines generated
+ * at build time (scripts/lazy-trampolines.sh), and this file loads them.
  *
  * Why: loading and relocating those libraries and what they pull in (GnuTLS, Kerberos,
  * LDAP, ...) cost tens of milliseconds per start, which `stockade jail` and `stockade doctor`
@@ -11,17 +11,17 @@
  *
  * When: a constructor looks at argv[1]. For `jail`, `doctor`, `sandbox-init` (the init of
  * a `runtime: jail` agent sandbox, which execs the agent), help and version nothing is
- * loaded up front; a stub that is called anyway loads its library then (these commands are
- * single-threaded). Everything else (the other commands, and the engine zygotes, which run
+ * loaded up front; a trampoline that is called anyway loads its library then (these commands
+ * are single-threaded). Everything else (the other commands, and the engine zygotes, which run
  * with argv[0] only) loads all of them before main(), exactly when a normally linked program
  * would have: the service starts threads and the zygotes fork, and a child must never be the
  * first to dlopen (another thread may hold the loader's or malloc's locks at fork time, a
  * jailed child may not see the library, and each execution would pay the load again).
  *
- * Invariants: a slot holds either its resolver stub or the real function; it is written once,
- * under `lock`, with a release store (stubs read it with a plain indirect jump, which is
- * fine: a stale read only takes the resolver path once more). A library that cannot be
- * loaded ends the process with a message naming it: there is no partial mode.
+ * Invariants: a slot holds either its trampoline's resolver entry or the real function; it is
+ * written once, under `lock`, with a release store (trampolines read it with a plain indirect
+ * jump, which is fine: a stale read only takes the resolver path once more). A library that
+ * cannot be loaded ends the process with a message naming it: there is no partial mode.
  */
 #include <dlfcn.h>
 #include <pthread.h>
@@ -31,7 +31,7 @@
 
 #include "common/common.h"
 
-/* From the generated stubs ($(OUT)/gen/lazy-stubs.S). */
+/* From the generated trampolines ($(OUT)/gen/lazy-trampolines.S). */
 extern void *cmd__lazy_slots[];
 extern const char *const cmd__lazy_names[];
 extern const unsigned char cmd__lazy_lib_of[];
@@ -85,7 +85,8 @@ static void *resolve_locked(unsigned idx)
 	return f;
 }
 
-/* The stubs' slow path (see scripts/lazy-stubs.sh): returns the function to jump to. */
+/* The trampolines' slow path (see scripts/lazy-trampolines.sh): returns the function to jump
+   to. */
 void *cmd__lazy_resolve(unsigned idx)
 {
 	pthread_mutex_lock(&lock);

@@ -343,8 +343,9 @@ static json_t *bundle_spec(struct sandbox_mgr *m, struct sandbox *sb)
 		    json_pack("{s:I,s:I}", "limit", (json_int_t)mem, "swap", (json_int_t)mem));
 	/* `pids` bounds the sandbox's own processes (RLIMIT_NPROC, applied by the agent to every
 	 * command). The host cgroup also holds the sentry's threads and, on the ptrace platform,
-	 * stub processes for address spaces (released lazily), so its limit leaves generous room:
-	 * a sentry that cannot create a stub panics and takes the whole sandbox down. */
+	 * gVisor's stub processes that hold address spaces (released lazily), so its limit leaves
+	 * generous room: a sentry that cannot create a stub process panics and takes the whole
+	 * sandbox down. */
 	if (m->o.pids > 0)
 		json_object_set_new(res, "pids",
 		                    json_pack("{s:I}", "limit", (json_int_t)m->o.pids * 8 + 4096));
