@@ -169,6 +169,6 @@ void engine__huge_pages(const char *what)
 	st_log(ST_LOG_DEBUG,
 	       "the %s zygote: %zu MiB of code moved to anonymous memory, %zu blocks of 2 MiB "
 	       "collapsed, %zu refused%s%s",
-	       what, st.remapped_bytes >> 20, st.collapsed, st.refused,
-	       st.first_errno ? ": " : "", st.first_errno ? strerror(st.first_errno) : "");
+	       what, st.remapped_bytes >> 20, st.collapsed, st.refused, st.first_errno ? ": " : "",
+	       st.first_errno ? strerror(st.first_errno) : "");
 }
