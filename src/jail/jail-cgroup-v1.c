@@ -81,7 +81,7 @@ int jail__cg_v1_kill(struct jail_cgroup *cg)
 	for (int i = 0; i < JAIL__CG_NRES; i++) {
 		if (cg->v1_fd[i] < 0)
 			continue;
-		int r = jail__cg_kill_loop(cg->v1_fd[i]);
+		int r = jail_cgroup_kill_procs(cg->v1_fd[i], JAIL__CG_KILL_TIMEOUT_MS);
 		if (r < 0 && ret == 0)
 			ret = r;
 	}

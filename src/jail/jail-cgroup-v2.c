@@ -76,5 +76,5 @@ int jail__cg_v2_kill(struct jail_cgroup *cg)
 	int r = jail__cg_write(cg->v2_fd, "cgroup.kill", "1");
 	if (r < 0 && r != -ENOENT)
 		return r;
-	return jail__cg_kill_loop(cg->v2_fd);
+	return jail_cgroup_kill_procs(cg->v2_fd, JAIL__CG_KILL_TIMEOUT_MS);
 }

@@ -200,19 +200,28 @@ int jail__cg_read_key(int dirfd, const char *file, const char *key, uint64_t *ou
 }
 
 /*
- * Kill every process listed in cgroup.procs until the list stays empty. Each pid is opened as
- * a pidfd first and signalled through it, so a pid that was reaped and reused between reading
- * the list and signalling is never hit: the membership is re-checked after opening the pidfd.
+ * Each pid is signalled through a pidfd. Tolerated race: a listed process that exits, is
+ * reaped and has its pid reused between the read of the list and pidfd_open would have the
+ * pid's new holder signalled (membership is not re-checked after pidfd_open); pids are
+ * allocated cyclically, so that needs a wrap of the whole pid space within that window.
+ *
+ * The list is read into a fixed buffer (no allocation, many rounds): when it does not fit,
+ * the cut-off last line is dropped rather than parsed as a shorter, unrelated pid, and the
+ * rest is killed in the next rounds, once the first ones are gone from the list.
  */
-int jail__cg_kill_loop(int dirfd)
+int jail_cgroup_kill_procs(int dirfd, unsigned timeout_ms)
 {
-	for (int round = 0; round < 2000; round++) {
+	for (unsigned round = 0; round < timeout_ms; round++) {
 		char buf[8192];
 		int r = read_small(dirfd, "cgroup.procs", buf, sizeof(buf));
 		if (r < 0)
 			return r;
 		if (r == 0)
 			return 0;
+		if ((size_t)r == sizeof(buf) - 1 && buf[r - 1] != '\n') {
+			char *last_nl = strrchr(buf, '\n');
+			*(last_nl ? last_nl + 1 : buf) = '\0';
+		}
 		for (char *p = buf; *p;) {
 			char *nl = strchr(p, '\n');
 			if (nl)

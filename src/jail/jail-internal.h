@@ -71,8 +71,8 @@ struct jail_cgroup {
 
 void jail__cg_warn(struct jail_cgroup *cg, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-/* Backends. apply: write the limits; stats: read counters; procs_fd: an fd of a cgroup.procs
-   file listing the jail's processes (for the kill loop). */
+/* Backends. apply: write the limits; stats: read counters; kill: cgroup.kill where there
+   is one, then jail_cgroup_kill_procs on each of the jail's cgroup directories. */
 int jail__cg_v2_apply(struct jail_cgroup *cg, const struct jail_limits *l, struct st_error **err);
 void jail__cg_v2_stats(struct jail_cgroup *cg, struct jail_cgroup_stats *st);
 int jail__cg_v2_kill(struct jail_cgroup *cg);
@@ -84,8 +84,8 @@ int jail__cg_write(int dirfd, const char *file, const char *value);
 int jail__cg_read_u64(int dirfd, const char *file, uint64_t *out);
 /* Value of "key N" in a flat-keyed file (memory.events, pids.events, cpu.stat, ...). */
 int jail__cg_read_key(int dirfd, const char *file, const char *key, uint64_t *out);
-/* Send SIGKILL to every pid listed in dirfd/cgroup.procs until it stays empty. */
-int jail__cg_kill_loop(int dirfd);
+/* How long the backends' kill waits for a cgroup to empty (jail_cgroup_kill_procs). */
+#define JAIL__CG_KILL_TIMEOUT_MS 2000
 /* Host summary for the doctor: hierarchies and our place in them. */
 void jail__cg_host_json(json_t *o);
 

@@ -166,6 +166,12 @@ struct jail_cgroup_stats {
 int jail_cgroup_read_stats(struct jail_cgroup *cg, struct jail_cgroup_stats *st);
 /* Kill every process in the cgroup and wait until it is empty. */
 int jail_cgroup_kill(struct jail_cgroup *cg, struct st_error **err);
+/* SIGKILL, through a pidfd each, every process listed in the cgroup.procs of dirfd (a cgroup
+   directory of either hierarchy, e.g. one known only by path after a restart) until the list
+   reads empty, re-reading it 1 ms apart for at most timeout_ms rounds. 0 once empty, -EBUSY
+   when processes remain, or the negative errno of reading cgroup.procs (-ENOENT: no such
+   cgroup). For a cgroup made by jail_cgroup_create, use jail_cgroup_kill. */
+int jail_cgroup_kill_procs(int dirfd, unsigned timeout_ms);
 /* Kill, then remove the cgroup directories and free the handle. NULL is fine. */
 void jail_cgroup_destroy(struct jail_cgroup *cg);
 const char *const *jail_cgroup_warnings(const struct jail_cgroup *cg, size_t *n);

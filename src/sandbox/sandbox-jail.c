@@ -223,33 +223,14 @@ static int rec_freeze(json_t *rec, bool freeze, struct st_error **err)
 	                     freeze ? "freeze" : "thaw");
 }
 
-/* Kill everything in one cgroup directory and remove it. Pids are signalled through pidfds,
- * so one reaped and reused between reading cgroup.procs and the kill is never hit. */
+/* Kill everything in one cgroup directory and remove it. */
 static void cgroup_dir_kill_remove(const char *dir)
 {
 	(void)write_str(dir, "cgroup.kill", "1"); /* v2 only; v1 falls through to the loop */
-	cleanup_free char *procs = st_xasprintf("%s/cgroup.procs", dir);
-	for (int round = 0; round < 3000; round++) {
-		cleanup_free char *text = NULL;
-		size_t len = 0;
-		if (st_read_file(procs, 1 << 20, &text, &len, NULL) < 0 || len == 0)
-			break;
-		for (char *p = text; p && *p;) {
-			char *nl = strchr(p, '\n');
-			if (nl)
-				*nl = '\0';
-			int64_t pid;
-			if (st_parse_i64(p, &pid) == 0 && pid > 0) {
-				int pfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
-				if (pfd >= 0) {
-					syscall(SYS_pidfd_send_signal, pfd, SIGKILL, NULL, 0);
-					close(pfd);
-				}
-			}
-			p = nl ? nl + 1 : NULL;
-		}
-		struct timespec ts = {0, 1000 * 1000};
-		nanosleep(&ts, NULL);
+	int dirfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd >= 0) {
+		(void)jail_cgroup_kill_procs(dirfd, 3000);
+		close(dirfd);
 	}
 	/* EBUSY for a while after the last process went (zombies not reaped yet by whoever is
 	 * their parent now): up to 3 s. */

@@ -391,6 +391,61 @@ TEST(cgroup_v2_only)
 	CHECK_EQ_INT(jail_cgroup_remove_parent(), 0);
 }
 
+/* jail_cgroup_kill_procs only reads the directory's cgroup.procs: a plain directory stands in
+   for a cgroup, and since that list never empties the call ends with -EBUSY. */
+static int write_procs(const char *dir, const char *text)
+{
+	cleanup_free char *p = st_xasprintf("%s/cgroup.procs", dir);
+	return st_write_file_atomic(p, text, strlen(text), 0600, NULL);
+}
+
+TEST(cgroup_kill_procs_list)
+{
+	char dir[] = "/tmp/stockade-test-killprocs-XXXXXX";
+	CHECK(mkdtemp(dir) != NULL);
+	cleanup_close int dirfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	CHECK(dirfd >= 0);
+	CHECK_EQ_INT(jail_cgroup_kill_procs(dirfd, 5), -ENOENT);
+	CHECK_EQ_INT(write_procs(dir, ""), 0);
+	CHECK_EQ_INT(jail_cgroup_kill_procs(dirfd, 5), 0);
+
+	pid_t p = fork();
+	if (p == 0) {
+		pause();
+		_exit(0);
+	}
+	CHECK(p > 0);
+	/* A list too long for one read: a pid cut off at the end is not taken for the shorter
+	   number it starts with (here: the child's pid followed by one more digit). */
+	size_t digits = (size_t)snprintf(NULL, 0, "%d", (int)p);
+	struct st_buf b;
+	st_buf_init(&b, 1 << 16);
+	size_t pad = 8191 - digits; /* what one read of the list takes */
+	if (pad % 2) {
+		CHECK_EQ_INT(st_buf_append(&b, "00\n", 3), 0);
+		pad -= 3;
+	}
+	for (; pad; pad -= 2)
+		CHECK_EQ_INT(st_buf_append(&b, "0\n", 2), 0);
+	char last[32];
+	int n = snprintf(last, sizeof(last), "%d9\n", (int)p);
+	CHECK_EQ_INT(st_buf_append(&b, last, (size_t)n), 0);
+	CHECK_EQ_INT(write_procs(dir, b.data), 0);
+	CHECK_EQ_INT(jail_cgroup_kill_procs(dirfd, 5), -EBUSY);
+	int ws;
+	CHECK_EQ_INT(waitpid(p, &ws, WNOHANG), 0);
+
+	/* Listed whole: killed. */
+	snprintf(last, sizeof(last), "0\n%d\n", (int)p);
+	CHECK_EQ_INT(write_procs(dir, last), 0);
+	CHECK_EQ_INT(jail_cgroup_kill_procs(dirfd, 5), -EBUSY);
+	CHECK(waitpid(p, &ws, 0) == p);
+	CHECK(WIFSIGNALED(ws) && WTERMSIG(ws) == SIGKILL);
+	st_buf_release(&b);
+	cleanup_free char *procs = st_xasprintf("%s/cgroup.procs", dir);
+	CHECK(unlink(procs) == 0 && rmdir(dir) == 0);
+}
+
 TEST(run_ok_and_exit_code)
 {
 	need_root();
