@@ -135,6 +135,10 @@ void sandbox__jail_chan_grant(struct sandbox_mgr *m, const char *path);
 /* ---- workspace (sandbox.c) --------------------------------------------------------------- */
 
 char *sandbox__workspace_path(const struct sandbox *sb);
+/* A runtime failed to start a sandbox: add the end of its log (the last 400 bytes of the file
+ * at log_path, trailing newlines dropped) to *err as context, after "<label>: " when label is
+ * not NULL. Nothing when the log is missing, empty or over 1 MiB. */
+void sandbox__error_wrap_log_tail(struct st_error **err, const char *log_path, const char *label);
 /* References for threads that outlive a request (egress connections). */
 void sandbox__sb_ref(struct sandbox_mgr *m, struct sandbox *sb);
 void sandbox__sb_unref(struct sandbox_mgr *m, struct sandbox *sb);

@@ -517,18 +517,6 @@ static char *stage2_binary(const char *agent_path)
 	return r;
 }
 
-static void log_tail(const char *logp, struct st_error **err)
-{
-	cleanup_free char *log = NULL;
-	size_t len = 0;
-	if (st_read_file(logp, 1 << 20, &log, &len, NULL) == 0 && len) {
-		while (len && log[len - 1] == '\n')
-			log[--len] = '\0';
-		const char *tail = len > 400 ? log + len - 400 : log;
-		st_error_wrap(err, "%s", tail);
-	}
-}
-
 static int jail_start(struct sandbox_mgr *m, struct sandbox *sb, struct st_error **err)
 {
 	int64_t t0 = st_now_ms();
@@ -713,7 +701,7 @@ static int jail_start(struct sandbox_mgr *m, struct sandbox *sb, struct st_error
 		if (poll(&pf, 1, 0) > 0) {
 			ret =
 			    st_error_make(err, ECHILD, "the sandbox's init exited during start-up");
-			log_tail(logp, err);
+			sandbox__error_wrap_log_tail(err, logp, NULL);
 			goto out;
 		}
 		if (sandbox__agent_wait_ready(sb->sock, 0, NULL) == 0)
@@ -722,7 +710,7 @@ static int jail_start(struct sandbox_mgr *m, struct sandbox *sb, struct st_error
 			ret = st_error_make(
 			    err, ETIMEDOUT,
 			    "the sandbox agent did not answer within sandboxReadyTimeoutMs");
-			log_tail(logp, err);
+			sandbox__error_wrap_log_tail(err, logp, NULL);
 			goto out;
 		}
 		(void)poll(&pf, 1, 2);

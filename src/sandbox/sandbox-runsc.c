@@ -413,16 +413,8 @@ int sandbox__runsc_start(struct sandbox_mgr *m, struct sandbox *sb, struct st_er
 	const char *args[] = {"run", "--detach", "--bundle", bundle, sb->id, NULL};
 	r = runsc_run(m->runsc, m->runsc_root, m->platform, args, logfd,
 	              (int64_t)m->o.ready_timeout_ms, NULL, err);
-	if (r < 0) {
-		cleanup_free char *log = NULL;
-		size_t len = 0;
-		if (st_read_file(logp, 1 << 20, &log, &len, NULL) == 0 && len) {
-			while (len && log[len - 1] == '\n')
-				log[--len] = '\0';
-			const char *tail = len > 400 ? log + len - 400 : log;
-			st_error_wrap(err, "runsc: %s", tail);
-		}
-	}
+	if (r < 0)
+		sandbox__error_wrap_log_tail(err, logp, "runsc");
 	return r;
 }
 

@@ -113,6 +113,18 @@ char *sandbox__workspace_path(const struct sandbox *sb)
 	return st_xasprintf("%s/ws", sb->dir);
 }
 
+void sandbox__error_wrap_log_tail(struct st_error **err, const char *log_path, const char *label)
+{
+	cleanup_free char *log = NULL;
+	size_t len = 0;
+	if (st_read_file(log_path, 1 << 20, &log, &len, NULL) < 0 || len == 0)
+		return;
+	while (len && log[len - 1] == '\n')
+		log[--len] = '\0';
+	const char *tail = len > 400 ? log + len - 400 : log;
+	st_error_wrap(err, "%s%s%s", label ? label : "", label ? ": " : "", tail);
+}
+
 static void new_id(char out[SANDBOX_ID_LEN])
 {
 	uint8_t b[10];
