@@ -575,6 +575,21 @@ static void add_warning(struct engine_pool *pool, const char *msg)
 	st_log(ST_LOG_WARN, "%s", msg);
 }
 
+/* Wait on pool->cond, pool->lock held, for at most 20 ms. For callers that also wait for a
+   deadline, which nothing signals: they re-check their condition and the clock after every
+   wake-up or timeout. */
+static void pool_wait_20ms(struct engine_pool *pool)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += 20 * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_cond_timedwait(&pool->cond, &pool->lock, &ts);
+}
+
 static uint64_t default_memory_budget(void)
 {
 	uint64_t total = 0;
@@ -820,14 +835,7 @@ void engine_pool_shutdown(struct engine_pool *pool, uint64_t deadline_ms)
 			/* Killed executions end within moments; wait for their threads. */
 			deadline = st_now_ms() + 3600 * 1000;
 		}
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 20 * 1000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
-		pthread_cond_timedwait(&pool->cond, &pool->lock, &ts);
+		pool_wait_20ms(pool);
 	}
 	pthread_mutex_unlock(&pool->lock);
 	warm_and_tails_stop(pool);
@@ -1247,14 +1255,7 @@ static uint64_t running_memory_usage(struct engine_pool *pool)
 		if (used * 10 <= pool->o.memory_budget_bytes * 8 || pool->tails == NULL ||
 		    st_now_ms() >= deadline)
 			return used;
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 20 * 1000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
-		pthread_cond_timedwait(&pool->cond, &pool->lock, &ts);
+		pool_wait_20ms(pool);
 	}
 }
 
