@@ -6,6 +6,8 @@
  *
  * Exit codes shared by every command (each command documents its own in --help):
  *   0 success, 1 failure of the operation, 2 usage error.
+ *
+ * Internal commands (no summary) are dispatched like the others but left out of the help.
  */
 #include <stdio.h>
 #include <string.h>
@@ -25,7 +27,7 @@ int cmd_sandbox_init(int argc, char **argv) __attribute__((weak));
 struct command {
 	const char *name;
 	int (*fn)(int argc, char **argv);
-	const char *summary;
+	const char *summary; /* NULL: internal, run by the service itself and not listed in help */
 };
 
 static const struct command commands[] = {
@@ -37,14 +39,15 @@ static const struct command commands[] = {
     {"keys", cmd_keys, "generate the agent sandbox keypair and encryption key"},
     {"migrate", cmd_migrate, "show or retry state store migrations"},
     {"blob", cmd_blob, "put, get, list and delete objects in the configured blob storage"},
-    {"sandbox-init", cmd_sandbox_init, "(internal) init of a `runtime: jail` agent sandbox"},
+    /* The init of a `runtime: jail` agent sandbox (src/cmd/cmd-sandbox-init.c). */
+    {"sandbox-init", cmd_sandbox_init, NULL},
 };
 
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: stockade <command> [options]\n\ncommands:\n");
 	for (size_t i = 0; i < ST_ARRAY_SIZE(commands); i++)
-		if (commands[i].fn)
+		if (commands[i].fn && commands[i].summary)
 			fprintf(out, "  %-9s %s\n", commands[i].name, commands[i].summary);
 	fprintf(out, "\n'stockade <command> --help' describes each command.\n");
 }
