@@ -4,7 +4,8 @@
 #
 #   bash bench/exec-http.sh [--record]      (--record appends a dated section to bench/RESULTS.md)
 #
-# Cases: `return 1+1` in JavaScript and Python, and Python using pandas (a DataFrame sum).
+# Cases: `return 1+1` in JavaScript and Python, and Python using pandas (a DataFrame sum), each
+# back to back (closed loop) and spaced (50 ms between a reply and the next request).
 # Stockade: `stockade serve --role code-executor` (release build) driven by bench/httpload.c
 # (libcurl multi, keep-alive), one connection for latency and 4 for throughput.
 # Baselines: `bwrap ... node -e`, `bwrap ... python3 -c`, and `bwrap ... python3 -c 'import
@@ -57,6 +58,16 @@ load py1 "$PY_TRIVIAL" 1 "$N"
 load py4 "$PY_TRIVIAL" 4 "$N"
 load pd1 "$PY_PANDAS" 1 "$((N / 4))"
 load pd4 "$PY_PANDAS" 4 "$((N / 4))"
+# An interactive client: one connection, 50 ms between a reply and the next request, so warm
+# children are ready when a request comes (the rows above send back to back, which drains them).
+spaced() { # name body n
+  "$TMP/httpload" -u "$URL" -m POST -H "Authorization: Bearer $TOKEN" \
+    -H 'Content-Type: application/json' -d "$2" -c 1 -n "$3" -w 5 -p 50 -e '"status":"ok"' \
+    >"$TMP/$1.json" || echo "# $1: some requests failed" >&2
+}
+spaced jsp "$JS_TRIVIAL" "$((N / 3))"
+spaced pyp "$PY_TRIVIAL" "$((N / 3))"
+spaced pdp "$PY_PANDAS" "$((N / 6))"
 
 # the HTTP layer's own floor: a request that runs no code (health checks included)
 "$TMP/httpload" -u "http://127.0.0.1:$PORT/healthz" -c 1 -n "$((N * 5))" -w 50 >"$TMP/hz.json" || true
@@ -109,13 +120,17 @@ report=$(cat <<MD
 | Stockade JS \`return 1+1\` | $(j js1 .p50_ms) | $(j js1 .p99_ms) | $(j js1 .rps) | $(j js4 .rps) |
 | Stockade Python \`return 1+1\` | $(j py1 .p50_ms) | $(j py1 .p99_ms) | $(j py1 .rps) | $(j py4 .rps) |
 | Stockade Python pandas | $(j pd1 .p50_ms) | $(j pd1 .p99_ms) | $(j pd1 .rps) | $(j pd4 .rps) |
+| spaced (50 ms pause, 1 conn): JS | $(j jsp .p50_ms) | $(j jsp .p99_ms) | | |
+| spaced (50 ms pause, 1 conn): Python | $(j pyp .p50_ms) | $(j pyp .p99_ms) | | |
+| spaced (50 ms pause, 1 conn): pandas | $(j pdp .p50_ms) | $(j pdp .p99_ms) | | |
 | HTTP floor: \`GET /healthz\` (no execution) | $(j hz .p50_ms) | $(j hz .p99_ms) | $(j hz .rps) | |
 | bwrap + \`node -e\` | $(b '.node.p50_ms*1000|round/1000') | $(b '.node.p99_ms*1000|round/1000') | $(b '.node.rps*10|round/10') | |
 | bwrap + \`python3 -c\` | $(b '.python.p50_ms*1000|round/1000') | $(b '.python.p99_ms*1000|round/1000') | $(b '.python.rps*10|round/10') | |
 | bwrap + python3 importing pandas | $(b '.pandas.p50_ms*1000|round/1000') | $(b '.pandas.p99_ms*1000|round/1000') | $(b '.pandas.rps*10|round/10') | |
 
 Ratios of p50 latency (baseline / Stockade): JS $(ratio "$(b .node.p50_ms)" "$(j js1 .p50_ms)"),
-Python $(ratio "$(b .python.p50_ms)" "$(j py1 .p50_ms)"), pandas $(ratio "$(b .pandas.p50_ms)" "$(j pd1 .p50_ms)").
+Python $(ratio "$(b .python.p50_ms)" "$(j py1 .p50_ms)"), pandas $(ratio "$(b .pandas.p50_ms)" "$(j pd1 .p50_ms)");
+spaced: JS $(ratio "$(b .node.p50_ms)" "$(j jsp .p50_ms)"), Python $(ratio "$(b .python.p50_ms)" "$(j pyp .p50_ms)"), pandas $(ratio "$(b .pandas.p50_ms)" "$(j pdp .p50_ms)").
 Errors (Stockade): JS $(j js1 .errors)/$(j js4 .errors), Python $(j py1 .errors)/$(j py4 .errors), pandas $(j pd1 .errors)/$(j pd4 .errors).
 Zygote RSS: JavaScript ${zrss_js:-?} MiB, Python (numpy+pandas imported) ${zrss_py:-?} MiB; per-execution max RSS
 (the forked child, shared pages included): JS ${memjs:-?} KiB, Python pandas ${mem:-?} KiB.

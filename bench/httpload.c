@@ -8,7 +8,9 @@
  * A reply counts as ok when its status is 200 and, with -e, its body contains the string.
  *
  * usage: httpload -u URL [-m METHOD] [-d BODY] [-H HEADER]... [-n REQUESTS] [-c CONNECTIONS]
- *                 [-w WARMUP] [-e EXPECT]
+ *                 [-w WARMUP] [-e EXPECT] [-p PAUSE_MS]
+ * -p: each connection waits PAUSE_MS after a reply before its next request (an interactive
+ * client that reads each result); rps then counts the pauses too.
  * Loopback only by intent: the benchmarks point it at a server they started themselves.
  */
 #include <curl/curl.h>
@@ -23,6 +25,7 @@ struct conn {
 	char *body;
 	size_t len, cap;
 	double t0;
+	double resume_at; /* with -p: when this connection sends its next request */
 	int active;
 };
 
@@ -72,8 +75,9 @@ int main(int argc, char **argv)
 	const char *url = NULL, *method = "GET", *data = NULL, *expect = NULL;
 	struct curl_slist *hdrs = NULL;
 	long total = 1000, nconn = 1, warmup = 0;
+	double pause_ms = 0;
 	int opt;
-	while ((opt = getopt(argc, argv, "u:m:d:H:n:c:w:e:")) != -1) {
+	while ((opt = getopt(argc, argv, "u:m:d:H:n:c:w:e:p:")) != -1) {
 		switch (opt) {
 		case 'u':
 			url = optarg;
@@ -99,9 +103,12 @@ int main(int argc, char **argv)
 		case 'e':
 			expect = optarg;
 			break;
+		case 'p':
+			pause_ms = strtod(optarg, NULL);
+			break;
 		default:
 			fprintf(stderr, "usage: httpload -u URL [-m METHOD] [-d BODY] [-H HEADER]... "
-			                "[-n N] [-c CONNS] [-w WARMUP] [-e EXPECT]\n");
+			                "[-n N] [-c CONNS] [-w WARMUP] [-e EXPECT] [-p PAUSE_MS]\n");
 			return 2;
 		}
 	}
@@ -176,7 +183,9 @@ int main(int argc, char **argv)
 				t_start = now_ms();
 			curl_multi_remove_handle(multi, m->easy_handle);
 			c->active = 0;
-			if (started < all) {
+			if (pause_ms > 0) {
+				c->resume_at = now_ms() + pause_ms;
+			} else if (started < all) {
 				c->len = 0;
 				c->t0 = now_ms();
 				curl_multi_add_handle(multi, c->easy);
@@ -184,8 +193,24 @@ int main(int argc, char **argv)
 				started++;
 			}
 		}
+		int wait_ms = 100;
+		for (long i = 0; pause_ms > 0 && i < nconn; i++) {
+			struct conn *c = &conns[i];
+			if (c->active || started >= all)
+				continue;
+			double left_ms = c->resume_at - now_ms();
+			if (left_ms <= 0) {
+				c->len = 0;
+				c->t0 = now_ms();
+				curl_multi_add_handle(multi, c->easy);
+				c->active = 1;
+				started++;
+			} else if (left_ms < wait_ms) {
+				wait_ms = (int)left_ms + 1;
+			}
+		}
 		if (done < all)
-			curl_multi_poll(multi, NULL, 0, 100, NULL);
+			curl_multi_poll(multi, NULL, 0, wait_ms, NULL);
 	}
 	double secs = (now_ms() - t_start) / 1000.0;
 	qsort(lat, (size_t)measured, sizeof(double), cmp_double);
