@@ -40,6 +40,10 @@
 /* "0": the zygote keeps its 4 KiB pages (engine-huge.c); for measurements. */
 #define ENGINE_HUGEPAGES_ENV "STOCKADE_ENGINE_HUGEPAGES"
 
+/* The service's own cgroup under its parent: this and its pid (engine.c); dead services'
+   cgroups are found by it (engine-sandbox.c). */
+#define ENGINE_CGROUP_DEFAULT_PREFIX "stockade-engine-"
+
 /* Where the JS modules dir appears inside the jail. */
 #define ENGINE_JAIL_JS_MODULES "/opt/stockade/node_modules"
 

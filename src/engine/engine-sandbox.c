@@ -508,6 +508,70 @@ static int64_t read_keyed(const char *dir, const char *file, const char *key)
 	return v;
 }
 
+/*
+ * A service that was killed (kill -9, a crash) leaves its cgroups behind: its top cgroup
+ * "stockade-engine-<pid>" and the executions' "x<N>" under it, empty once the kernel killed
+ * the processes. The next service in the same parent removes those whose pid is gone. A
+ * cgroup that still holds a process refuses rmdir and stays.
+ */
+static void sweep_dead_services(const char *parent)
+{
+	DIR *d = opendir(parent);
+	if (d == NULL)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		int pid;
+		char tail;
+		if (e->d_type != DT_DIR ||
+		    sscanf(e->d_name, ENGINE_CGROUP_DEFAULT_PREFIX "%d%c", &pid, &tail) != 1 ||
+		    pid <= 0 || pid == getpid())
+			continue;
+		if (kill(pid, 0) == 0 || errno != ESRCH)
+			continue;
+		char *dir = st_xasprintf("%s/%s", parent, e->d_name);
+		DIR *sub = opendir(dir);
+		if (sub != NULL) {
+			struct dirent *c;
+			while ((c = readdir(sub)) != NULL) {
+				if (c->d_type != DT_DIR || c->d_name[0] == '.')
+					continue;
+				char *cp = st_xasprintf("%s/%s", dir, c->d_name);
+				(void)rmdir(cp);
+				free(cp);
+			}
+			closedir(sub);
+		}
+		if (rmdir(dir) == 0)
+			st_log(ST_LOG_INFO, "removed cgroup '%s' left by a service that is gone",
+			       dir);
+		free(dir);
+	}
+	closedir(d);
+}
+
+/* The directory part of path (a new string). */
+static char *parent_of(const char *path)
+{
+	char *p = st_xstrdup(path);
+	char *slash = strrchr(p, '/');
+	if (slash != NULL && slash != p)
+		*slash = '\0';
+	return p;
+}
+
+static void sweep_parents(void)
+{
+	const char *bases[2] = {CG.mem_base, CG.pids_base};
+	for (int i = 0; i < 2; i++) {
+		if (bases[i][0] == '\0')
+			continue;
+		char *parent = parent_of(bases[i]);
+		sweep_dead_services(parent);
+		free(parent);
+	}
+}
+
 int engine__cgroup_setup(const char *prefix, struct st_error **err)
 {
 	char rel[512];
@@ -528,6 +592,7 @@ int engine__cgroup_setup(const char *prefix, struct st_error **err)
 			CG.pids_base[0] = '\0';
 		(void)write_file(CG.mem_base, "memory.use_hierarchy", "1");
 		CG.ready = true;
+		sweep_parents();
 		return 0;
 	}
 	if (find_self_cgroup(NULL, rel, sizeof(rel)) &&
@@ -549,6 +614,7 @@ int engine__cgroup_setup(const char *prefix, struct st_error **err)
 			    CG.mem_base);
 		}
 		CG.ready = true;
+		sweep_parents();
 		return 0;
 	}
 	return st_error_make(err, ENOENT, "no memory cgroup controller is available");

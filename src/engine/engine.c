@@ -748,8 +748,8 @@ int engine_pool_new(const struct engine_pool_options *opts, struct engine_pool *
 	snprintf(pool->cg_prefix, sizeof(pool->cg_prefix), "%s",
 	         opts->cgroup_prefix ? opts->cgroup_prefix : "");
 	if (pool->cg_prefix[0] == '\0')
-		snprintf(pool->cg_prefix, sizeof(pool->cg_prefix), "stockade-engine-%d",
-		         (int)getpid());
+		snprintf(pool->cg_prefix, sizeof(pool->cg_prefix),
+		         ENGINE_CGROUP_DEFAULT_PREFIX "%d", (int)getpid());
 	struct st_error *cgerr = NULL;
 	if (engine__cgroup_setup(pool->cg_prefix, &cgerr) == 0) {
 		pool->cgroups = true;
