@@ -115,4 +115,13 @@ out=$(py -c 'import os
 return os.uname().nodename')
 check_eq "hostname is the jail's" "$(json_get "$out" .result)" stockade
 
+# The runner's own code after the user's must not depend on builtins the code can remove.
+out=$(py -c 'import builtins
+del builtins.len
+builtins.all = None
+builtins.isinstance = lambda *a: False
+return {"a": [1, 2.5]}')
+check_eq "deleted and replaced builtins: the result still converts" \
+  "$(jq -c '[.status, .result]' <<<"$out")" '["ok",{"a":[1,2.5]}]'
+
 done_testing
