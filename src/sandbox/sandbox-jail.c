@@ -255,18 +255,17 @@ static const char *v2_mount(void)
 	return NULL;
 }
 
-/* The cgroup directories pid is in whose last component is name: the ones the jail made. */
-static json_t *cgroup_dirs_of(pid_t pid, const char *name, char **v2_out)
+/*
+ * Calls fn for each line "<id>:<controllers>:<path>" of a /proc/<pid>/cgroup file, with the
+ * controllers ("" on the v2 line) and the path. The strings are only valid during the call.
+ */
+static void each_cgroup_line(const char *file, void (*fn)(char *ctrls, const char *path, void *ud),
+                             void *ud)
 {
-	json_t *a = json_array();
-	char p[64];
-	snprintf(p, sizeof(p), "/proc/%d/cgroup", (int)pid);
 	cleanup_free char *text = NULL;
 	size_t len;
-	*v2_out = NULL;
-	if (st_read_file(p, 65536, &text, &len, NULL) < 0)
-		return a;
-	const char *v2m = v2_mount();
+	if (st_read_file(file, 65536, &text, &len, NULL) < 0)
+		return;
 	for (char *line = text; line && *line;) {
 		char *nl = strchr(line, '\n');
 		if (nl)
@@ -275,26 +274,72 @@ static json_t *cgroup_dirs_of(pid_t pid, const char *name, char **v2_out)
 		char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
 		if (c2) {
 			*c2 = '\0';
-			const char *ctrls = c1 + 1, *path = c2 + 1;
-			const char *base = strrchr(path, '/');
-			if (base && !strcmp(base + 1, name)) {
-				char *dir = NULL;
-				if (!*ctrls && v2m)
-					dir = st_xasprintf("%s%s", v2m, path);
-				else if (*ctrls && !st_str_has_prefix(ctrls, "name="))
-					dir = st_xasprintf("/sys/fs/cgroup/%s%s", ctrls, path);
-				struct stat st;
-				if (dir && stat(dir, &st) == 0) {
-					json_array_append_new(a, json_string(dir));
-					if (!*ctrls && !*v2_out)
-						*v2_out = st_xstrdup(dir);
-				}
-				free(dir);
-			}
+			fn(c1 + 1, c2 + 1, ud);
 		}
 		line = nl ? nl + 1 : NULL;
 	}
-	return a;
+}
+
+struct dirs_of {
+	const char *name, *v2m;
+	json_t *a;
+	char **v2_out;
+};
+
+static void dirs_of_line(char *ctrls, const char *path, void *ud)
+{
+	struct dirs_of *d = ud;
+	const char *base = strrchr(path, '/');
+	if (!base || strcmp(base + 1, d->name) != 0)
+		return;
+	char *dir = NULL;
+	if (!*ctrls && d->v2m)
+		dir = st_xasprintf("%s%s", d->v2m, path);
+	else if (*ctrls && !st_str_has_prefix(ctrls, "name="))
+		dir = st_xasprintf("/sys/fs/cgroup/%s%s", ctrls, path);
+	struct stat st;
+	if (dir && stat(dir, &st) == 0) {
+		json_array_append_new(d->a, json_string(dir));
+		if (!*ctrls && !*d->v2_out)
+			*d->v2_out = st_xstrdup(dir);
+	}
+	free(dir);
+}
+
+/* The cgroup directories pid is in whose last component is name: the ones the jail made. */
+static json_t *cgroup_dirs_of(pid_t pid, const char *name, char **v2_out)
+{
+	char p[64];
+	snprintf(p, sizeof(p), "/proc/%d/cgroup", (int)pid);
+	*v2_out = NULL;
+	struct dirs_of d = {.name = name, .v2m = v2_mount(), .a = json_array(), .v2_out = v2_out};
+	each_cgroup_line(p, dirs_of_line, &d);
+	return d.a;
+}
+
+struct paths_named {
+	const char *name, *ctrl, *parent, *v2m;
+	json_t *a;
+};
+
+static void paths_named_line(char *ctrls, const char *path, void *ud)
+{
+	struct paths_named *d = ud;
+	const char *own = strcmp(path, "/") ? path : "";
+	bool v2_line = !*ctrls;
+	char *save = NULL;
+	for (char *c = strtok_r(ctrls, ",", &save); c; c = strtok_r(NULL, ",", &save)) {
+		if (st_str_has_prefix(c, "name=") || (d->ctrl && strcmp(c, d->ctrl)))
+			continue;
+		char *p = st_xasprintf("/sys/fs/cgroup/%s%s/%s/%s", c, own, d->parent, d->name);
+		json_array_append_new(d->a, json_string(p));
+		free(p);
+	}
+	if (v2_line && !d->ctrl && d->v2m) {
+		char *p = st_xasprintf("%s%s/%s/%s", d->v2m, own, d->parent, d->name);
+		json_array_append_new(d->a, json_string(p));
+		free(p);
+	}
 }
 
 /*
@@ -305,43 +350,13 @@ static json_t *cgroup_dirs_of(pid_t pid, const char *name, char **v2_out)
  */
 static json_t *cgroup_paths_named(const char *name, const char *ctrl)
 {
-	json_t *a = json_array();
 	const char *parent = getenv("STOCKADE_CGROUP_PARENT");
 	if (!parent || !*parent || strstr(parent, ".."))
 		parent = "stockade";
-	cleanup_free char *text = NULL;
-	size_t len;
-	if (st_read_file("/proc/self/cgroup", 65536, &text, &len, NULL) < 0)
-		return a;
-	const char *v2m = v2_mount();
-	for (char *line = text; line && *line;) {
-		char *nl = strchr(line, '\n');
-		if (nl)
-			*nl = '\0';
-		char *c1 = strchr(line, ':');
-		char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
-		if (c2) {
-			*c2 = '\0';
-			const char *own = strcmp(c2 + 1, "/") ? c2 + 1 : "";
-			char *save = NULL;
-			for (char *c = strtok_r(c1 + 1, ",", &save); c;
-			     c = strtok_r(NULL, ",", &save)) {
-				if (st_str_has_prefix(c, "name=") || (ctrl && strcmp(c, ctrl)))
-					continue;
-				char *p =
-				    st_xasprintf("/sys/fs/cgroup/%s%s/%s/%s", c, own, parent, name);
-				json_array_append_new(a, json_string(p));
-				free(p);
-			}
-			if (!c1[1] && !ctrl && v2m) {
-				char *p = st_xasprintf("%s%s/%s/%s", v2m, own, parent, name);
-				json_array_append_new(a, json_string(p));
-				free(p);
-			}
-		}
-		line = nl ? nl + 1 : NULL;
-	}
-	return a;
+	struct paths_named d = {
+	    .name = name, .ctrl = ctrl, .parent = parent, .v2m = v2_mount(), .a = json_array()};
+	each_cgroup_line("/proc/self/cgroup", paths_named_line, &d);
+	return d.a;
 }
 
 /* A v1 freezer cgroup beside the jail's own (the jail does not use the freezer), for hosts
