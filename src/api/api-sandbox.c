@@ -163,17 +163,28 @@ static int h_list(struct http_request *req, void *ctx)
 	                       json_pack("{s:o}", "sandboxes", sandbox_list(g_mgr, owner_of(req))));
 }
 
+/* Answer a call that returned r: its JSON out with status on success (out may be built from
+   results that are only valid then: it is dropped on failure), the error otherwise. Frees
+   err. */
+static void reply_result(struct http_request *req, int r, struct st_error *err, int status,
+                         json_t *out)
+{
+	if (r < 0) {
+		json_decref(out);
+		reply_err(req, r, err);
+	} else {
+		http_reply_json(req, status, out);
+	}
+	st_error_free(err);
+}
+
 static int h_get(struct http_request *req, void *ctx)
 {
 	(void)ctx;
 	json_t *out = NULL;
 	struct st_error *err = NULL;
 	int r = sandbox_get(g_mgr, owner_of(req), http_param(req, "id"), &out, &err);
-	if (r < 0)
-		reply_err(req, r, err);
-	else
-		http_reply_json(req, 200, out);
-	st_error_free(err);
+	reply_result(req, r, err, 200, out);
 	return 0;
 }
 
@@ -216,11 +227,7 @@ static int h_snapshot(struct http_request *req, void *ctx)
 	json_t *out = NULL;
 	struct st_error *err = NULL;
 	int r = sandbox_snapshot(g_mgr, owner_of(req), http_param(req, "id"), &out, &err);
-	if (r < 0)
-		reply_err(req, r, err);
-	else
-		http_reply_json(req, 201, out);
-	st_error_free(err);
+	reply_result(req, r, err, 201, out);
 	return 0;
 }
 
@@ -231,11 +238,7 @@ static int h_snapshot_list(struct http_request *req, void *ctx)
 	json_t *list = NULL;
 	struct st_error *err = NULL;
 	int r = sandbox_snapshot_list(g_mgr, owner_of(req), sid, &list, &err);
-	if (r < 0)
-		reply_err(req, r, err);
-	else
-		http_reply_json(req, 200, json_pack("{s:o}", "snapshots", list));
-	st_error_free(err);
+	reply_result(req, r, err, 200, json_pack("{s:o}", "snapshots", list));
 	return 0;
 }
 
@@ -245,11 +248,7 @@ static int h_snapshot_get(struct http_request *req, void *ctx)
 	json_t *out = NULL;
 	struct st_error *err = NULL;
 	int r = sandbox_snapshot_get(g_mgr, owner_of(req), http_param(req, "id"), &out, &err);
-	if (r < 0)
-		reply_err(req, r, err);
-	else
-		http_reply_json(req, 200, out);
-	st_error_free(err);
+	reply_result(req, r, err, 200, out);
 	return 0;
 }
 
@@ -486,11 +485,7 @@ static int reply_listing(struct http_request *req, const char *path)
 	json_t *list = NULL;
 	struct st_error *err = NULL;
 	int r = sandbox_file_list(g_mgr, owner_of(req), http_param(req, "id"), path, &list, &err);
-	if (r < 0)
-		reply_err(req, r, err);
-	else
-		http_reply_json(req, 200, json_pack("{s:s,s:o}", "path", path, "entries", list));
-	st_error_free(err);
+	reply_result(req, r, err, 200, json_pack("{s:s,s:o}", "path", path, "entries", list));
 	return 0;
 }
 
@@ -571,11 +566,7 @@ static int h_files_delete(struct http_request *req, void *ctx)
 	struct st_error *err = NULL;
 	int r =
 	    sandbox_file_delete(g_mgr, owner_of(req), http_param(req, "id"), path, recursive, &err);
-	if (r < 0)
-		reply_err(req, r, err);
-	else
-		http_reply_json(req, 200, json_pack("{s:s,s:b}", "path", path, "deleted", 1));
-	st_error_free(err);
+	reply_result(req, r, err, 200, json_pack("{s:s,s:b}", "path", path, "deleted", 1));
 	return 0;
 }
 
@@ -587,11 +578,7 @@ static int h_files_mkdir(struct http_request *req, void *ctx)
 		return http_reply_bad_field(req, "path", "the 'path' query parameter is required");
 	struct st_error *err = NULL;
 	int r = sandbox_file_mkdir(g_mgr, owner_of(req), http_param(req, "id"), path, &err);
-	if (r < 0)
-		reply_err(req, r, err);
-	else
-		http_reply_json(req, 201, json_pack("{s:s,s:s}", "path", path, "type", "dir"));
-	st_error_free(err);
+	reply_result(req, r, err, 201, json_pack("{s:s,s:s}", "path", path, "type", "dir"));
 	return 0;
 }
 
