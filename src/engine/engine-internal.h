@@ -126,7 +126,7 @@ void engine__child_finish(enum engine_status status, json_t *result, const char 
 #define ENGINE_LANG_LIB_ENV "STOCKADE_LANG_LIB"
 #define ENGINE_LANG_LIB_NAME "libstockade-lang.so"
 #define ENGINE_LANG_OPS_SYMBOL "engine_lang_ops"
-#define ENGINE_LANG_ABI 2
+#define ENGINE_LANG_ABI 3
 
 struct engine_child_request;
 struct engine_lang_ops {
@@ -134,6 +134,7 @@ struct engine_lang_ops {
 	int (*js_zygote_init)(const char *modules_dir, struct st_error **err);
 	int (*py_zygote_init)(const char *const *modules, struct st_error **err);
 	void (*py_after_fork)(void);
+	void (*js_after_fork)(void);
 	void (*js_run)(const struct engine_child_request *req) __attribute__((noreturn));
 	void (*py_run)(const struct engine_child_request *req) __attribute__((noreturn));
 	/* Child-side, before READY: run a trivial execution of our own (see child_main). */
@@ -147,8 +148,10 @@ const struct engine_lang_ops *engine__lang_load(struct st_error **err);
 /* Zygote-time initialisation (runtime loaded, modules imported); 0 or an error message. */
 int engine__js_zygote_init(const char *modules_dir, struct st_error **err);
 int engine__py_zygote_init(const char *const *modules, struct st_error **err);
-/* Child-side: after fork, before the sandbox is applied. */
+/* Child-side: after fork, before the sandbox is applied and before any code runs: reinitialise
+   what must not be shared between executions (random number generators' state). */
 void engine__py_after_fork(void);
+void engine__js_after_fork(void);
 /* Run the request and finish (never returns). */
 void engine__js_run(const struct engine_child_request *req) __attribute__((noreturn));
 void engine__py_run(const struct engine_child_request *req) __attribute__((noreturn));
@@ -156,6 +159,8 @@ void engine__py_run(const struct engine_child_request *req) __attribute__((noret
 /* JS host API (engine-js-host.c): install console, timers, TextEncoder... into a context. */
 #include <JavaScriptCore/JavaScript.h>
 void engine__js_host_install(JSGlobalContextRef ctx, const char *modules_dir);
+/* Seed Math.random's generator (the host's own: engine-js-host.c) from getrandom. */
+void engine__js_host_reseed(void);
 /* JSValueRef is a pointer to const, JSObjectRef is not: the C API expects callers to cast
    once they checked JSValueIsObject. */
 static inline JSObjectRef engine__js_obj(JSValueRef v)

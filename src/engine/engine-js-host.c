@@ -12,6 +12,10 @@
  *   __host.readFile(path)           file text, or null; only under the modules dir
  *   __host.stat(path)               1 file, 2 dir, 0 absent; only under the modules dir
  *   __host.compile(src, url)        evaluate src with sourceURL url (module wrappers)
+ * Math.random is the host's own (h_math_random): JavaScriptCore keeps its generator's state in
+ * the global object, which every child inherits from the zygote, so every execution would draw
+ * the same sequence. Ours is xoshiro256** seeded from getrandom in each child before any code
+ * runs (engine__js_host_reseed, called from engine__js_after_fork).
  * Timers run to completion inside the execution: after the code's promise settles the driver
  * keeps firing due timers (sleeping until the next) until none is left.
  */
@@ -446,6 +450,47 @@ static JSValueRef h_random(JSContextRef ctx, JSObjectRef fn, JSObjectRef self, s
 	return arr;
 }
 
+/* Math.random: xoshiro256** (Blackman and Vigna), 53 random bits per double in [0, 1). */
+static uint64_t rng[4];
+
+static uint64_t rotl(uint64_t x, int k)
+{
+	return (x << k) | (x >> (64 - k));
+}
+
+static uint64_t rng_next(void)
+{
+	uint64_t result = rotl(rng[1] * 5, 7) * 9, t = rng[1] << 17;
+	rng[2] ^= rng[0];
+	rng[3] ^= rng[1];
+	rng[1] ^= rng[2];
+	rng[0] ^= rng[3];
+	rng[2] ^= t;
+	rng[3] = rotl(rng[3], 45);
+	return result;
+}
+
+void engine__js_host_reseed(void)
+{
+	size_t got = 0;
+	while (got < sizeof(rng)) {
+		ssize_t r = getrandom((unsigned char *)rng + got, sizeof(rng) - got, 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			abort(); /* no entropy: better no execution than a shared sequence */
+		got += (size_t)r;
+	}
+	if ((rng[0] | rng[1] | rng[2] | rng[3]) == 0)
+		rng[0] = 1; /* the one state the generator cannot leave */
+}
+
+static JSValueRef h_math_random(JSContextRef ctx, JSObjectRef fn, JSObjectRef self, size_t argc,
+                                const JSValueRef argv[], JSValueRef *exc)
+{
+	return JSValueMakeNumber(ctx, (double)(rng_next() >> 11) * 0x1.0p-53);
+}
+
 /* Only paths under the modules dir, without "..": the prelude normalises, we re-check. */
 static char *checked_path(JSContextRef ctx, JSValueRef v)
 {
@@ -523,6 +568,19 @@ static JSObjectRef driver;
 void engine__js_host_install(JSGlobalContextRef ctx, const char *modules_dir)
 {
 	st_strlcpy(host_modules_dir, modules_dir ? modules_dir : "", sizeof(host_modules_dir));
+	/* Math.random, with the property's usual attributes (writable, configurable, not
+	   enumerable); seeded here for the zygote's own warm-up, again in every child. */
+	engine__js_host_reseed();
+	JSStringRef mn = JSStringCreateWithUTF8CString("Math");
+	JSValueRef math = JSObjectGetProperty(ctx, JSContextGetGlobalObject(ctx), mn, NULL);
+	JSStringRelease(mn);
+	if (math != NULL && JSValueIsObject(ctx, math)) {
+		JSStringRef rn = JSStringCreateWithUTF8CString("random");
+		JSObjectSetProperty(ctx, engine__js_obj(math), rn,
+		                    JSObjectMakeFunctionWithCallback(ctx, rn, h_math_random),
+		                    kJSPropertyAttributeDontEnum, NULL);
+		JSStringRelease(rn);
+	}
 	JSObjectRef host = JSObjectMake(ctx, NULL, NULL);
 	set_fn(ctx, host, "write", h_write);
 	set_fn(ctx, host, "now", h_now);

@@ -147,6 +147,11 @@ void engine__js_warm_up(void)
 	JSGarbageCollect(ctx);
 }
 
+void engine__js_after_fork(void)
+{
+	engine__js_host_reseed();
+}
+
 void engine__js_touch(void)
 {
 	drive("(async function(params) {return 1+1;\n})");

@@ -11,6 +11,7 @@ const struct engine_lang_ops engine_lang_ops = {
     .js_zygote_init = engine__js_zygote_init,
     .py_zygote_init = engine__py_zygote_init,
     .py_after_fork = engine__py_after_fork,
+    .js_after_fork = engine__js_after_fork,
     .js_run = engine__js_run,
     .py_run = engine__py_run,
     .js_touch = engine__js_touch,

@@ -6,7 +6,7 @@
  * (RUNNER below, compiled once) and the `_stockade` capture module. The zygote holds the GIL
  * and never runs user code.
  *
- * Child: PyOS_AfterFork_Child(), then the runner compiles the code as the body of a function
+ * Child: PyOS_AfterFork_Child() and numpy's global generator reseeded, then the runner compiles the code as the body of a function
  * (`def __main__(params)`, or `async def` when the body awaits) from its AST, so line numbers
  * are the user's own; the return value is converted to JSON (numpy scalars and arrays,
  * pandas DataFrame -> list of records, Series -> list, or dict when its index is not the
@@ -194,6 +194,8 @@ static const char RUNNER[] =
 
 static PyObject *runner_fn;
 static PyObject *touch_fn;
+/* numpy.random.seed when the zygote imported numpy.random (see engine__py_after_fork). */
+static PyObject *np_seed_fn;
 
 static PyObject *py_write(PyObject *self, PyObject *args)
 {
@@ -302,6 +304,13 @@ int engine__py_zygote_init(const char *const *modules, struct st_error **err)
 	Py_DECREF(wr);
 	/* Objects created so far are the zygote's; freezing them keeps the collector from
 	   touching (and copying) their pages in every child. */
+	/* numpy keeps its global generator (numpy.random.random(), pandas' sample()...) in the
+	   module: every child would inherit the zygote's state and draw the same numbers. The
+	   stdlib's random module reseeds itself after a fork; numpy's is reseeded by each child. */
+	PyObject *npr = PyDict_GetItemString(PyImport_GetModuleDict(), "numpy.random");
+	if (npr != NULL)
+		np_seed_fn = PyObject_GetAttrString(npr, "seed");
+	PyErr_Clear();
 	PyObject *gc = PyImport_ImportModule("gc");
 	if (gc) {
 		PyObject *r = PyObject_CallMethod(gc, "freeze", NULL);
@@ -314,7 +323,14 @@ int engine__py_zygote_init(const char *const *modules, struct st_error **err)
 
 void engine__py_after_fork(void)
 {
+	/* CPython's own after-fork work, including the at-fork hooks (random reseeds there). */
 	PyOS_AfterFork_Child();
+	if (np_seed_fn != NULL) {
+		PyObject *r = PyObject_CallNoArgs(np_seed_fn);
+		if (r == NULL)
+			abort(); /* no execution rather than one sharing the zygote's sequence */
+		Py_DECREF(r);
+	}
 }
 
 void engine__py_touch(void)

@@ -399,6 +399,7 @@ static void probe_one(const char *code, const struct zmap *maps, size_t nmaps)
 			Z.ops->py_after_fork();
 			Z.ops->py_run(&cr);
 		}
+		Z.ops->js_after_fork();
 		Z.ops->js_run(&cr);
 	}
 	close(p[1]);
@@ -627,6 +628,8 @@ static __attribute__((noreturn)) void child_main(int exec_fd)
 
 	if (Z.lang == ENGINE_LANG_PYTHON)
 		Z.ops->py_after_fork();
+	else
+		Z.ops->js_after_fork();
 	child_prefault();
 	/* RLIMIT_CPU is set for the pool's longest timeout; the supervisor lowers it with
 	   prlimit() for a shorter one when it hands over the request (setrlimit is refused

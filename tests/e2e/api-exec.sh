@@ -145,6 +145,25 @@ exec_py 'open("/tmp/leak.txt", "w").write("secret"); return 1'
 exec_py 'import os
 return os.path.exists("/tmp/leak.txt")'
 check_eq "/tmp files do not survive" "$(json_get "$REQ_BODY" .result)" false
+# Every execution is a fork of the same zygote: random number generators whose state lives in
+# the process must not hand two executions the same sequence.
+distinct() { # name lang code: three executions, three different results
+  local seen=""
+  for _ in 1 2 3; do
+    if [ "$2" = js ]; then exec_js "$3"; else exec_py "$3"; fi
+    seen="$seen $(jq -c .result <<<"$REQ_BODY")"
+  done
+  check_eq "$1" "$(tr ' ' '\n' <<<"$seen" | grep -v '^$' | sort -u | wc -l | tr -d ' ')" 3
+}
+distinct "js Math.random differs between executions" js 'return [Math.random(), Math.random()]'
+distinct "python random differs between executions" py 'import random
+return random.random()'
+distinct "numpy's global generator differs between executions" py 'import numpy
+return float(numpy.random.random())'
+exec_js 'const d = Object.getOwnPropertyDescriptor(Math, "random"); const xs = Array.from({length: 10000}, Math.random);
+return [String(Math.random).includes("[native code]"), d.writable, d.enumerable, d.configurable,
+  xs.every(x => x >= 0 && x < 1), new Set(xs).size]'
+check_eq "js Math.random: native, usual attributes, values in [0, 1)" "$(jq -c .result <<<"$REQ_BODY")" '[true,true,false,true,true,10000]'
 
 # ---- 50 concurrent requests ------------------------------------------------------------------
 mkdir -p "$_serve_tmp/conc"
