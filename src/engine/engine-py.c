@@ -15,6 +15,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <sys/random.h>
 
 #include "engine/engine-internal.h"
 
@@ -194,8 +195,107 @@ static const char RUNNER[] =
 
 static PyObject *runner_fn;
 static PyObject *touch_fn;
-/* numpy.random.seed when the zygote imported numpy.random (see engine__py_after_fork). */
-static PyObject *np_seed_fn;
+/*
+ * numpy's global generator (numpy.random.random(), pandas' sample(), ...): an MT19937 whose
+ * state the children would inherit from the zygote, so that every execution drew the same
+ * numbers. A child gives it a fresh 624-word key from getrandom. Calling numpy for that
+ * (numpy.random.seed(), or set_state) costs 5-9 ms in a fresh child here (the first touch of
+ * numpy's code), so when the zygote has verified where the key lives (the bit generator's
+ * public BitGenerator capsule points at its state: the 624-word key, then the position) the
+ * child writes it directly; otherwise it calls numpy.random.set_state.
+ */
+static PyObject *np_set_state_fn;
+static uint32_t *np_key; /* 624 words, then an int: the position (624 = twist first) */
+#define NP_MT_WORDS 624
+
+/* numpy's public bitgen_t (numpy/random/bitgen.h): the first member is the state pointer. */
+struct np_bitgen {
+	void *state;
+};
+
+/* Is `key` numpy's global MT19937 state? Compared word for word with get_state(). */
+static bool np_key_verified(PyObject *npr, uint32_t *key)
+{
+	PyObject *st = PyObject_CallMethod(npr, "get_state", NULL);
+	bool ok = st != NULL && PyTuple_Check(st) && PyTuple_Size(st) == 5;
+	if (ok) {
+		PyObject *words = PyTuple_GetItem(st, 1);
+		long pos = PyLong_AsLong(PyTuple_GetItem(st, 2));
+		long has_gauss = PyLong_AsLong(PyTuple_GetItem(st, 3));
+		ok = PySequence_Check(words) && PySequence_Size(words) == NP_MT_WORDS &&
+		     pos == *(int *)(key + NP_MT_WORDS) && has_gauss == 0;
+		for (Py_ssize_t i = 0; ok && i < NP_MT_WORDS; i++) {
+			PyObject *w = PySequence_GetItem(words, i);
+			PyObject *n = w ? PyNumber_Index(w) : NULL;
+			ok = n != NULL && PyLong_AsUnsignedLong(n) == key[i];
+			Py_XDECREF(n);
+			Py_XDECREF(w);
+		}
+	}
+	Py_XDECREF(st);
+	PyErr_Clear();
+	return ok;
+}
+
+static void np_find_generator(void)
+{
+	PyObject *mods = PyImport_GetModuleDict();
+	PyObject *npr = PyDict_GetItemString(mods, "numpy.random");
+	if (npr == NULL)
+		return; /* not imported: a child that imports it seeds it from the OS */
+	np_set_state_fn = PyObject_GetAttrString(npr, "set_state");
+	PyObject *mt = PyDict_GetItemString(mods, "numpy.random.mtrand");
+	PyObject *rs = mt ? PyObject_GetAttrString(mt, "_rand") : NULL;
+	PyObject *bg = rs ? PyObject_GetAttrString(rs, "_bit_generator") : NULL;
+	PyObject *cap = bg ? PyObject_GetAttrString(bg, "capsule") : NULL;
+	struct np_bitgen *b = cap ? PyCapsule_GetPointer(cap, "BitGenerator") : NULL;
+	const char *kind = bg ? Py_TYPE(bg)->tp_name : "";
+	if (b != NULL && b->state != NULL && strcmp(kind, "numpy.random._mt19937.MT19937") == 0 &&
+	    np_key_verified(npr, b->state))
+		np_key = b->state;
+	Py_XDECREF(cap);
+	Py_XDECREF(bg);
+	Py_XDECREF(rs);
+	PyErr_Clear();
+}
+
+static void random_words(void *buf, size_t n)
+{
+	size_t got = 0;
+	while (got < n) {
+		ssize_t r = getrandom((unsigned char *)buf + got, n - got, 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			abort(); /* no entropy: no execution rather than one sharing a sequence */
+		got += (size_t)r;
+	}
+}
+
+static void np_reseed(void)
+{
+	if (np_key != NULL) {
+		random_words(np_key, NP_MT_WORDS * sizeof(uint32_t));
+		np_key[0] |= 0x80000000u; /* as numpy seeds it: never an all-zero state */
+		*(int *)(np_key + NP_MT_WORDS) = NP_MT_WORDS;
+		return;
+	}
+	if (np_set_state_fn == NULL)
+		return;
+	uint32_t key[NP_MT_WORDS];
+	random_words(key, sizeof(key));
+	key[0] |= 0x80000000u;
+	PyObject *list = PyList_New(NP_MT_WORDS);
+	for (Py_ssize_t i = 0; list != NULL && i < NP_MT_WORDS; i++)
+		PyList_SET_ITEM(list, i, PyLong_FromUnsignedLong(key[i]));
+	PyObject *r = list ? PyObject_CallFunction(np_set_state_fn, "((sOiid))", "MT19937", list,
+	                                           NP_MT_WORDS, 0, 0.0)
+	                   : NULL;
+	Py_XDECREF(list);
+	if (r == NULL)
+		abort(); /* no execution rather than one sharing the zygote's sequence */
+	Py_DECREF(r);
+}
 
 static PyObject *py_write(PyObject *self, PyObject *args)
 {
@@ -304,13 +404,12 @@ int engine__py_zygote_init(const char *const *modules, struct st_error **err)
 	Py_DECREF(wr);
 	/* Objects created so far are the zygote's; freezing them keeps the collector from
 	   touching (and copying) their pages in every child. */
-	/* numpy keeps its global generator (numpy.random.random(), pandas' sample()...) in the
-	   module: every child would inherit the zygote's state and draw the same numbers. The
-	   stdlib's random module reseeds itself after a fork; numpy's is reseeded by each child. */
-	PyObject *npr = PyDict_GetItemString(PyImport_GetModuleDict(), "numpy.random");
-	if (npr != NULL)
-		np_seed_fn = PyObject_GetAttrString(npr, "seed");
-	PyErr_Clear();
+	/* The stdlib's random module reseeds itself after a fork; numpy's global generator is
+	   reseeded by each child (np_reseed). */
+	np_find_generator();
+	if (np_set_state_fn != NULL)
+		st_log(ST_LOG_DEBUG, "numpy's global generator: each child reseeds it %s",
+		       np_key ? "in place" : "through numpy.random.set_state");
 	PyObject *gc = PyImport_ImportModule("gc");
 	if (gc) {
 		PyObject *r = PyObject_CallMethod(gc, "freeze", NULL);
@@ -325,12 +424,7 @@ void engine__py_after_fork(void)
 {
 	/* CPython's own after-fork work, including the at-fork hooks (random reseeds there). */
 	PyOS_AfterFork_Child();
-	if (np_seed_fn != NULL) {
-		PyObject *r = PyObject_CallNoArgs(np_seed_fn);
-		if (r == NULL)
-			abort(); /* no execution rather than one sharing the zygote's sequence */
-		Py_DECREF(r);
-	}
+	np_reseed();
 }
 
 void engine__py_touch(void)
