@@ -202,6 +202,15 @@ int cmd_serve(int argc, char **argv)
 		goto out;
 	}
 	cfg_loaded = true;
+	/* logLevel (or STOCKADE_LOG_LEVEL): the service's own lines and its zygotes'. */
+	static const enum st_log_level levels[] = {
+	    [CONFIG_LOG_DEBUG] = ST_LOG_DEBUG,
+	    [CONFIG_LOG_INFO] = ST_LOG_INFO,
+	    [CONFIG_LOG_WARN] = ST_LOG_WARN,
+	    [CONFIG_LOG_ERROR] = ST_LOG_ERROR,
+	};
+	if ((size_t)cfg.log_level < ST_ARRAY_SIZE(levels))
+		st_log_set_level(levels[cfg.log_level]);
 	for (size_t i = 0; i < probs.n; i++)
 		st_log(ST_LOG_WARN, "config: %s: %s", probs.items[i].key_path,
 		       probs.items[i].message);

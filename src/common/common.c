@@ -494,6 +494,11 @@ void st_log_set_level(enum st_log_level level)
 	log_min = level;
 }
 
+enum st_log_level st_log_get_level(void)
+{
+	return log_min;
+}
+
 void st_log_set_plain(bool plain)
 {
 	log_plain = plain;

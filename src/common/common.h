@@ -151,6 +151,7 @@ enum st_log_level { ST_LOG_DEBUG, ST_LOG_INFO, ST_LOG_WARN, ST_LOG_ERROR };
 /* One JSON object per line on stderr: {"ts":"...","level":"warn","msg":"..."}. */
 void st_log(enum st_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void st_log_set_level(enum st_log_level level);
+enum st_log_level st_log_get_level(void);
 /* Human-readable lines ("stockade: warning: ...") instead of JSON, for CLI commands. */
 void st_log_set_plain(bool plain);
 

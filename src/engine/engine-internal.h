@@ -37,6 +37,9 @@
 #define ENGINE_JSDIR_ENV "STOCKADE_ENGINE_JSDIR"
 /* "0": no prefaulting of the pages executions write (engine-zygote.c); for measurements. */
 #define ENGINE_PREFAULT_ENV "STOCKADE_ENGINE_PREFAULT"
+/* The service's log level (enum st_log_level as a digit), so that a zygote logs what the
+   service would: set by engine.c on the zygote's exec only. */
+#define ENGINE_LOG_LEVEL_ENV "STOCKADE_ENGINE_LOG_LEVEL"
 /* "0": the zygote keeps its 4 KiB pages (engine-huge.c); for measurements. */
 #define ENGINE_HUGEPAGES_ENV "STOCKADE_ENGINE_HUGEPAGES"
 

@@ -1081,5 +1081,9 @@ __attribute__((constructor)) static void engine_zygote_entry(void)
 	const char *spec = getenv(ENGINE_ZYGOTE_ENV);
 	if (spec == NULL || *spec == '\0')
 		return;
+	const char *lv = getenv(ENGINE_LOG_LEVEL_ENV);
+	if (lv != NULL && lv[0] >= '0' && lv[0] <= '0' + ST_LOG_ERROR && lv[1] == '\0')
+		st_log_set_level((enum st_log_level)(lv[0] - '0'));
+	unsetenv(ENGINE_LOG_LEVEL_ENV);
 	zygote_main(spec);
 }

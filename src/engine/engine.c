@@ -303,11 +303,15 @@ static int zygote_start(struct engine_pool *pool, struct zygote *z, struct st_er
 	    /* No BLAS/OpenMP threads: the zygote must be single-threaded when it forks. */
 	    "OPENBLAS_NUM_THREADS=1", "OMP_NUM_THREADS=1", "MKL_NUM_THREADS=1",
 	    "NUMEXPR_NUM_THREADS=1", "PYTHONDONTWRITEBYTECODE=1", "PYTHONNOUSERSITE=1"};
-	char *envp[ST_ARRAY_SIZE(fixed_env) + 8];
+	/* Three always, five optional below, the log level, the terminating NULL. */
+	char *envp[ST_ARRAY_SIZE(fixed_env) + 10];
 	size_t ne = 0;
 	envp[ne++] = zenv;
 	envp[ne++] = jsenv;
 	envp[ne++] = pyenv;
+	char log_env[64];
+	snprintf(log_env, sizeof(log_env), "%s=%d", ENGINE_LOG_LEVEL_ENV, (int)st_log_get_level());
+	envp[ne++] = log_env;
 	for (size_t i = 0; i < ST_ARRAY_SIZE(fixed_env); i++)
 		envp[ne++] = (char *)(uintptr_t)fixed_env[i];
 	/* Sanitizer builds: keep the sanitizer's options. */

@@ -3,7 +3,7 @@
  *
  * Access log line: {"ts","level":"info","msg":"request","method","path","route","status",
  * "bytes","ms","requestId","principal","client"}. Written with one write(2) so lines from
- * concurrent connections never interleave.
+ * concurrent connections never interleave; not written when logLevel is warn or error.
  *
  * Metrics are kept per route (route name = its pattern unless named), so label cardinality is
  * bounded by the route table, never by client-chosen paths: stockade_http_requests_total
@@ -19,6 +19,8 @@ static const double bucket_s[HTTP__HIST_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 
 
 void http__access_log(struct http__conn *c, int64_t dur_us)
 {
+	if (st_log_get_level() > ST_LOG_INFO)
+		return; /* logLevel warn or error: the access log is an info line */
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	struct tm tm;

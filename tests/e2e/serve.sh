@@ -117,6 +117,21 @@ stop_server TERM; rc=$?
 check_eq "SIGTERM: clean exit 0" "$rc" 0
 check_contains "shutdown logged" "$(cat "$SERVER_LOG")" '"msg":"stopped"'
 
+# logLevel / STOCKADE_LOG_LEVEL applies to the service and to its engines' zygotes
+SERVE_ENV="STOCKADE_LOG_LEVEL=warn" start_server --role code-executor
+req GET /api/v1/readyz >/dev/null 2>&1 || true
+req POST /api/v1/execute '{"language":"javascript","code":"return 1"}'
+check_eq "logLevel warn: the service works" "$REQ_STATUS" 200
+stop_server TERM
+check "logLevel warn: no info lines (requests included)" \
+  bash -c "! grep -q '\"level\":\"info\"' '$SERVER_LOG'"
+SERVE_ENV="STOCKADE_LOG_LEVEL=debug" start_server --role code-executor
+req POST /api/v1/execute '{"language":"javascript","code":"return 1"}'
+stop_server TERM
+check_contains "logLevel debug: the zygotes' debug lines too" "$(grep '"level":"debug"' "$SERVER_LOG")" \
+  "the javascript zygote"
+SERVE_ENV=
+
 # production mode refuses to start without credentials
 cfg=$_serve_tmp/prod.yaml
 printf 'encryptionKey: "0123456789abcdef0123456789abcdef"\n' >"$cfg"
