@@ -156,6 +156,10 @@ static void pool_options_from(const struct config_exec_limits *lim, struct engin
 		o->max_result_bytes = lim->max_result_bytes;
 	if (lim->queue_size)
 		o->queue_size = lim->queue_size;
+	if (lim->max_pids)
+		o->pids_max = lim->max_pids;
+	if (lim->tmpfs_mb)
+		o->tmp_bytes = lim->tmpfs_mb << 20;
 	if (lim->concurrency)
 		o->max_concurrency = lim->concurrency;
 }

@@ -210,6 +210,8 @@ void engine_pool_options_init(struct engine_pool_options *o)
 	o->max_params_bytes = 8u << 20;
 	o->max_output_bytes = 1u << 20;
 	o->max_result_bytes = 8u << 20;
+	o->pids_max = 64;
+	o->tmp_bytes = 64u << 20;
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	o->max_concurrency = (unsigned)(cpus > 0 ? cpus * 2 : 4);
 	o->queue_size = 64;
@@ -689,6 +691,8 @@ int engine_pool_new(const struct engine_pool_options *opts, struct engine_pool *
 	DEF(max_params_bytes);
 	DEF(max_output_bytes);
 	DEF(max_result_bytes);
+	DEF(pids_max);
+	DEF(tmp_bytes);
 	DEF(max_concurrency);
 	DEF(queue_size);
 #undef DEF
@@ -1120,7 +1124,8 @@ static int child_prepare(struct engine_pool *pool, enum engine_language lang, ui
 		char name[64];
 		snprintf(name, sizeof(name), "x%llu", (unsigned long long)seq);
 		struct st_error *cgerr = NULL;
-		if (engine__cgroup_create(name, memory_mb << 20, 256, &w->cg, &cgerr) < 0 ||
+		if (engine__cgroup_create(name, memory_mb << 20, pool->o.pids_max, &w->cg, &cgerr) <
+		        0 ||
 		    engine__cgroup_attach(w->cg, host_pid, &cgerr) < 0) {
 			*msg = st_xstrdup(st_error_msg(cgerr));
 			st_error_free(cgerr);
@@ -1133,8 +1138,8 @@ static int child_prepare(struct engine_pool *pool, enum engine_language lang, ui
 	char setup[64];
 	/* The third field asks a child kept warm to run its trivial execution first (the child's
 	   "touch"); one prepared for a waiting request goes straight to it. */
-	snprintf(setup, sizeof(setup), "%llu %llu %d", 64ull << 20, (unsigned long long)w->cpu_s,
-	         warm ? 1 : 0);
+	snprintf(setup, sizeof(setup), "%llu %llu %d", (unsigned long long)pool->o.tmp_bytes,
+	         (unsigned long long)w->cpu_s, warm ? 1 : 0);
 	r = engine__frame_write(w->sock, ENGINE_FRAME_SETUP, setup, strlen(setup));
 	uint32_t type = 0;
 	char *data = NULL;

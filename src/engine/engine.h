@@ -66,6 +66,8 @@ struct engine_pool_options {
 	size_t max_params_bytes; /* default 8 MiB of JSON (-E2BIG) */
 	size_t max_output_bytes; /* default 1 MiB, cap on stdout and on stderr each */
 	size_t max_result_bytes; /* default 8 MiB of result JSON */
+	unsigned pids_max; /* pids.max of an execution's cgroup (its threads); default 64 */
+	uint64_t tmp_bytes; /* size of an execution's /tmp (tmpfs, charged to it); default 64 MiB */
 
 	unsigned max_concurrency; /* executions running at once; default 2 x CPUs */
 	unsigned queue_size; /* executions waiting for a slot; beyond: -EAGAIN; default 64 */

@@ -272,6 +272,35 @@ check "graceful stop: engine processes existed" test "$kids_before" -ge 1
 leftover=$(ps -eo pid,args | grep -c "[s]tockade-engine-$SERVER_PID" || true)
 check_eq "graceful stop: nothing orphaned" "$leftover" 0
 
+# ---- configured limits: codeExecutor.limits.maxPids and tmpfsMb -------------------------------
+printf 'codeExecutor:\n  limits:\n    maxPids: 16\n    tmpfsMb: 2\n' >"$_serve_tmp/limits.yaml"
+if start_server --config "$_serve_tmp/limits.yaml" --role code-executor; then
+  exec_py 'open("/tmp/f", "wb").write(b"x" * (1 << 20))
+return 1'
+  check_eq "tmpfsMb 2: 1 MiB fits in /tmp" "$(json_get "$REQ_BODY" .result)" 1
+  exec_py 'open("/tmp/f", "wb").write(b"x" * (4 << 20))
+return 1'
+  check_eq "tmpfsMb 2: 4 MiB does not" "$(json_get "$REQ_BODY" .error.message)" \
+    "[Errno 28] No space left on device"
+  exec_py 'import threading
+ev = threading.Event()
+ts = []
+try:
+    for i in range(40):
+        t = threading.Thread(target=ev.wait)
+        t.start()
+        ts.append(t)
+except RuntimeError:
+    pass
+ev.set()
+return len(ts)'
+  n=$(json_get "$REQ_BODY" .result)
+  check "maxPids 16: threads beyond it are refused (started: $n)" test "${n:-40}" -lt 16
+  stop_server TERM
+else
+  not_ok "server starts with codeExecutor.limits"
+fi
+
 # ---- the explicit unsandboxed mode ----------------------------------------------------------
 printf 'codeExecutor:\n  mode: unsandboxed\n' >"$_serve_tmp/unsandboxed.yaml"
 if start_server --config "$_serve_tmp/unsandboxed.yaml" --role code-executor; then
