@@ -929,6 +929,7 @@ int api_register_sandbox(struct http_server *srv, struct app *app, struct st_err
 		o.allowed_domains = allowed;
 		o.backend_domain_suffixes = backend;
 		o.blocked_cidrs = blocked;
+		o.egress_disabled = !c->proxy.egress_enabled;
 		if (c->sandbox.workspace_dir)
 			state = st_xstrdup(c->sandbox.workspace_dir);
 		if (app->config->rr.snapshots_blob.provider != CONFIG_BLOB_NONE)

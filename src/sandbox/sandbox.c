@@ -729,6 +729,12 @@ int sandbox_create(struct sandbox_mgr *m, const struct sandbox_create_opts *o, j
 {
 	if (!o->owner || !*o->owner)
 		return st_error_make(err, EINVAL, "sandbox create needs an owner");
+	if (o->allow_egress && m->o.egress_disabled)
+		return st_error_make(
+		    err, EINVAL,
+		    "'network.allowEgress': egress is switched off for this service "
+		    "(rr.agentSandbox.proxy.egressEnabled: false); create the sandbox "
+		    "without it");
 	if (!m->sign_key)
 		return st_error_make(
 		    err, EACCES,

@@ -69,6 +69,8 @@ struct sandbox_options {
 	const char *const *allowed_domains; /* NULL-terminated suffixes; NULL/empty: none */
 	const char *const *backend_domain_suffixes;
 	const char *const *blocked_cidrs; /* NULL: the default list (private, loopback, ...) */
+	/* proxy.egressEnabled: false: no sandbox gets egress (a create asking for it is refused). */
+	bool egress_disabled;
 };
 
 void sandbox_options_init(struct sandbox_options *o);

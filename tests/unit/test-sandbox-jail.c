@@ -17,6 +17,7 @@
 static char g_dir[64];
 static char *g_priv, *g_pub;
 static uint8_t g_key[32];
+static bool g_egress_disabled; /* proxy.egressEnabled: false for the next open_mgr */
 
 static struct sandbox_mgr *open_mgr(void)
 {
@@ -38,6 +39,7 @@ static struct sandbox_mgr *open_mgr(void)
 	o.workspace_bytes = 32 << 20;
 	o.memory_bytes = 128 << 20;
 	o.pids = 64;
+	o.egress_disabled = g_egress_disabled;
 	struct sandbox_mgr *m = NULL;
 	struct st_error *err = NULL;
 	int r = sandbox_mgr_open(&o, &m, &err);
@@ -291,6 +293,27 @@ TEST(sandbox_jail_interrupted_start_cleaned)
 	/* The cgroup is gone: nothing can join it any more. */
 	CHECK(jail_cgroup_attach(g_orphan, getpid(), &err) < 0);
 	st_error_release(&err);
+	sandbox_mgr_free(m);
+	rm_dir();
+}
+
+TEST(sandbox_jail_egress_switched_off)
+{
+	g_egress_disabled = true;
+	struct sandbox_mgr *m = open_mgr();
+	/* Asking for egress is refused, naming the field and the setting. */
+	struct sandbox_create_opts co = {.owner = "alice", .allow_egress = true};
+	json_t *j = NULL;
+	struct st_error *err = NULL;
+	CHECK_EQ_INT(sandbox_create(m, &co, &j, &err), -EINVAL);
+	CHECK_CONTAINS(st_error_msg(err), "network.allowEgress");
+	CHECK_CONTAINS(st_error_msg(err), "egressEnabled: false");
+	st_error_free(err);
+	/* Without it, sandboxes are served as before. */
+	char *id = create(m);
+	err = NULL;
+	CHECK(sandbox_destroy(m, "alice", id, &err) == 0);
+	free(id);
 	sandbox_mgr_free(m);
 	rm_dir();
 }
