@@ -281,6 +281,16 @@ int cmd_serve(int argc, char **argv)
 			goto out;
 		}
 	}
+	/* rr.agentSandbox.apiSecret: the backend's credential for calling the sandbox API
+	   (service to service), limited to the sandbox scopes. */
+	const struct config_agent_sandbox *as = &cfg.rr.agent_sandbox;
+	if (as->enabled && as->api_secret && *as->api_secret &&
+	    http_auth_add_token(srv, "agent-sandbox-service", as->api_secret,
+	                        "sandbox:read sandbox:write", &err) < 0) {
+		fprintf(stderr, "stockade serve: rr.agentSandbox.apiSecret: %s\n",
+		        st_error_msg(err));
+		goto out;
+	}
 	if (cfg.jwt_secret && *cfg.jwt_secret)
 		http_auth_set_jwt_secret(srv, cfg.jwt_secret, strlen(cfg.jwt_secret));
 	if (cfg.dev_mode) {

@@ -206,7 +206,7 @@ struct config_agent_sandbox {
 	char *encryption_key_hex; /* exactly 64 hex characters */
 	uint8_t encryption_key[32]; /* decoded; valid when has_encryption_key */
 	bool has_encryption_key;
-	char *api_secret; /* optional shared secret for service-to-service calls */
+	char *api_secret; /* optional: a bearer credential for the sandbox API (cmd-serve.c) */
 
 	struct config_postgres postgres; /* inherited from `postgresql` unless overridden */
 

@@ -35,6 +35,12 @@ sbx_config "    proxy:
 sbx_start || { not_ok "service starts"; done_testing; exit 1; }
 ok "service starts with the agent sandbox ($SBX_RUNTIME)"
 
+# rr.agentSandbox.apiSecret: a service credential for the sandbox API, and only for it
+out=$(SBX_TOKEN=$(cat "$SBX_D/keys/api_secret.txt") api GET /api/v1/sandboxes)
+check_eq "apiSecret: the sandbox API accepts it" "$(status)" 200
+SBX_TOKEN=wrong-$(cat "$SBX_D/keys/api_secret.txt") api GET /api/v1/sandboxes >/dev/null
+check_eq "apiSecret: anything else is 401" "$(status)" 401
+
 # ---- lifecycle ------------------------------------------------------------------------------
 echo "# t=${SECONDS}s lifecycle"
 create || not_ok "create"

@@ -67,6 +67,7 @@ rr:
     jwtPrivateKeyFile: $SBX_D/keys/private_key.pem
     jwtPublicKeyFile: $SBX_D/keys/public_key.pem
     encryptionKeyFile: $SBX_D/keys/encryption_key.txt
+    apiSecretFile: $SBX_D/keys/api_secret.txt
     sandbox: {workspaceDir: $SBX_STATE${2:+, $2}}
 ${1:-}
 EOF
