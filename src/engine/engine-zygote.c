@@ -52,20 +52,32 @@
 
 /* ---- frames -------------------------------------------------------------------------------- */
 
+/* All of buf to the socket fd; a peer that is gone is -EPIPE, never SIGPIPE (the library runs
+   inside processes that do not ignore it: `stockade run`, tests). */
+static int send_all(int fd, const void *buf, size_t n)
+{
+	const uint8_t *p = buf;
+	while (n > 0) {
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
 int engine__frame_write(int fd, uint32_t type, const void *data, size_t len)
 {
 	if (len > ENGINE_FRAME_MAX)
 		return -E2BIG;
 	uint32_t hdr[2] = {type, (uint32_t)len};
-	ssize_t n = st_write_all(fd, hdr, sizeof(hdr));
-	if (n < 0)
-		return (int)n;
-	if (len > 0) {
-		n = st_write_all(fd, data, len);
-		if (n < 0)
-			return (int)n;
-	}
-	return 0;
+	int r = send_all(fd, hdr, sizeof(hdr));
+	if (r == 0 && len > 0)
+		r = send_all(fd, data, len);
+	return r;
 }
 
 static int read_full_deadline(int fd, void *buf, size_t n, int64_t deadline_ms)
