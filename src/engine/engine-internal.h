@@ -161,9 +161,25 @@ void engine__py_run(const struct engine_child_request *req) __attribute__((noret
 
 /* JS host API (engine-js-host.c): install console, timers, TextEncoder... into a context. */
 #include <JavaScriptCore/JavaScript.h>
+#include <sys/random.h>
 void engine__js_host_install(JSGlobalContextRef ctx, const char *modules_dir);
 /* Seed Math.random's generator (the host's own: engine-js-host.c) from getrandom. */
 void engine__js_host_reseed(void);
+
+/* n bytes from getrandom (short reads and EINTR retried): 0 or -errno. */
+static inline int engine__random_bytes(void *buf, size_t n)
+{
+	size_t got = 0;
+	while (got < n) {
+		ssize_t r = getrandom((unsigned char *)buf + got, n - got, 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		got += (size_t)r;
+	}
+	return 0;
+}
 /* JSValueRef is a pointer to const, JSObjectRef is not: the C API expects callers to cast
    once they checked JSValueIsObject. */
 static inline JSObjectRef engine__js_obj(JSValueRef v)

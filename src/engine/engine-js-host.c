@@ -433,14 +433,12 @@ static JSValueRef h_random(JSContextRef ctx, JSObjectRef fn, JSObjectRef self, s
 	double d = argc > 0 ? JSValueToNumber(ctx, argv[0], NULL) : 0;
 	size_t n = d > 0 && d <= 65536 ? (size_t)d : 0;
 	unsigned char buf[65536];
-	size_t got = 0;
-	while (got < n) {
-		ssize_t r = getrandom(buf + got, n - got, 0);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			break;
-		got += (size_t)r;
+	if (engine__random_bytes(buf, n) < 0) {
+		JSStringRef m =
+		    JSStringCreateWithUTF8CString("getRandomValues: no entropy (getrandom)");
+		*exc = JSValueMakeString(ctx, m);
+		JSStringRelease(m);
+		return JSValueMakeUndefined(ctx);
 	}
 	JSValueRef *vals = st_xcalloc(n ? n : 1, sizeof(JSValueRef));
 	for (size_t i = 0; i < n; i++)
@@ -472,15 +470,8 @@ static uint64_t rng_next(void)
 
 void engine__js_host_reseed(void)
 {
-	size_t got = 0;
-	while (got < sizeof(rng)) {
-		ssize_t r = getrandom((unsigned char *)rng + got, sizeof(rng) - got, 0);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			abort(); /* no entropy: better no execution than a shared sequence */
-		got += (size_t)r;
-	}
+	if (engine__random_bytes(rng, sizeof(rng)) < 0)
+		abort(); /* no entropy: better no execution than a shared sequence */
 	if ((rng[0] | rng[1] | rng[2] | rng[3]) == 0)
 		rng[0] = 1; /* the one state the generator cannot leave */
 }

@@ -15,7 +15,6 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <sys/random.h>
 
 #include "engine/engine-internal.h"
 
@@ -259,23 +258,11 @@ static void np_find_generator(void)
 	PyErr_Clear();
 }
 
-static void random_words(void *buf, size_t n)
-{
-	size_t got = 0;
-	while (got < n) {
-		ssize_t r = getrandom((unsigned char *)buf + got, n - got, 0);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			abort(); /* no entropy: no execution rather than one sharing a sequence */
-		got += (size_t)r;
-	}
-}
-
 static void np_reseed(void)
 {
 	if (np_key != NULL) {
-		random_words(np_key, NP_MT_WORDS * sizeof(uint32_t));
+		if (engine__random_bytes(np_key, NP_MT_WORDS * sizeof(uint32_t)) < 0)
+			abort(); /* no entropy: no execution rather than one sharing a sequence */
 		np_key[0] |= 0x80000000u; /* as numpy seeds it: never an all-zero state */
 		*(int *)(np_key + NP_MT_WORDS) = NP_MT_WORDS;
 		return;
@@ -283,7 +270,8 @@ static void np_reseed(void)
 	if (np_set_state_fn == NULL)
 		return;
 	uint32_t key[NP_MT_WORDS];
-	random_words(key, sizeof(key));
+	if (engine__random_bytes(key, sizeof(key)) < 0)
+		abort();
 	key[0] |= 0x80000000u;
 	PyObject *list = PyList_New(NP_MT_WORDS);
 	for (Py_ssize_t i = 0; list != NULL && i < NP_MT_WORDS; i++)
