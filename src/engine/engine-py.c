@@ -6,12 +6,13 @@
  * (RUNNER below, compiled once) and the `_stockade` capture module. The zygote holds the GIL
  * and never runs user code.
  *
- * Child: PyOS_AfterFork_Child() and numpy's global generator reseeded, then the runner compiles the code as the body of a function
- * (`def __main__(params)`, or `async def` when the body awaits) from its AST, so line numbers
- * are the user's own; the return value is converted to JSON (numpy scalars and arrays,
- * pandas DataFrame -> list of records, Series -> list, or dict when its index is not the
- * default range; NaN and infinities -> null; datetimes -> ISO 8601 strings); sys.stdout and
- * sys.stderr write into the capped capture buffers.
+ * Child: PyOS_AfterFork_Child() and numpy's global generator reseeded, then the runner
+ * compiles the code as the body of a function (`def __main__(params)`, or `async def` when
+ * the body awaits) from its AST, so line numbers are the user's own; the return value is
+ * converted to JSON (numpy scalars and arrays, pandas DataFrame -> list of records, Series ->
+ * list, or dict when its index is not the default range; NaN and infinities -> null;
+ * datetimes -> ISO 8601 strings); sys.stdout and sys.stderr write into the capped capture
+ * buffers.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -260,19 +261,17 @@ static void np_find_generator(void)
 
 static void np_reseed(void)
 {
-	if (np_key != NULL) {
-		if (engine__random_bytes(np_key, NP_MT_WORDS * sizeof(uint32_t)) < 0)
-			abort(); /* no entropy: no execution rather than one sharing a sequence */
-		np_key[0] |= 0x80000000u; /* as numpy seeds it: never an all-zero state */
-		*(int *)(np_key + NP_MT_WORDS) = NP_MT_WORDS;
-		return;
-	}
 	if (np_set_state_fn == NULL)
 		return;
 	uint32_t key[NP_MT_WORDS];
 	if (engine__random_bytes(key, sizeof(key)) < 0)
-		abort();
-	key[0] |= 0x80000000u;
+		abort(); /* no entropy: no execution rather than one sharing a sequence */
+	key[0] |= 0x80000000u; /* as numpy seeds it: never an all-zero state */
+	if (np_key != NULL) {
+		memcpy(np_key, key, sizeof(key));
+		*(int *)(np_key + NP_MT_WORDS) = NP_MT_WORDS;
+		return;
+	}
 	PyObject *list = PyList_New(NP_MT_WORDS);
 	for (Py_ssize_t i = 0; list != NULL && i < NP_MT_WORDS; i++)
 		PyList_SET_ITEM(list, i, PyLong_FromUnsignedLong(key[i]));
