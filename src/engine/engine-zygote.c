@@ -638,11 +638,11 @@ static __attribute__((noreturn)) void child_main(int exec_fd)
 		child_die("chdir '/tmp'", errno);
 	(void)setsid();
 
+	child_prefault();
 	if (Z.lang == ENGINE_LANG_PYTHON)
 		Z.ops->py_after_fork();
 	else
 		Z.ops->js_after_fork();
-	child_prefault();
 	/* RLIMIT_CPU is set for the pool's longest timeout; the supervisor lowers it with
 	   prlimit() for a shorter one when it hands over the request (setrlimit is refused
 	   once the policy is loaded). */
