@@ -59,6 +59,7 @@ struct zygote {
 	int pidfd;
 	int ctl_fd;
 	bool up;
+	uint64_t gen; /* +1 at every start: a child records the generation that forked it */
 	int64_t next_start_ms; /* back-off after a failed or crashed start */
 	unsigned fast_failures;
 };
@@ -78,6 +79,8 @@ struct warm {
 	struct engine_cgroup *cg; /* NULL without cgroups */
 	uint64_t memory_mb; /* the cgroup's limit now */
 	uint64_t cpu_s; /* the RLIMIT_CPU the child set */
+	struct zygote *z; /* the zygote that forked it, and that zygote's generation */
+	uint64_t zgen;
 };
 
 /* A child that answered (RESULT) and is exiting: the reaper waits for its EXIT, then removes
@@ -470,6 +473,7 @@ static int zygote_start(struct engine_pool *pool, struct zygote *z, struct st_er
 	z->pid = pid;
 	z->pidfd = pidfd;
 	z->ctl_fd = ctl[0];
+	z->gen++;
 	z->up = true;
 	pthread_mutex_unlock(&z->send_lock);
 	return 0;
@@ -975,7 +979,8 @@ static struct zygote *pick_zygote(struct engine_pool *pool, enum engine_language
 	return NULL;
 }
 
-static int send_exec(struct zygote *z, int fd)
+/* Hand `fd` to zygote z for a new child; *gen is the zygote's generation that took it. */
+static int send_exec(struct zygote *z, int fd, uint64_t *gen)
 {
 	struct engine_ctl_msg m = {.type = ENGINE_CTL_EXEC, .len = 0};
 	char cbuf[CMSG_SPACE(sizeof(int))];
@@ -996,6 +1001,7 @@ static int send_exec(struct zygote *z, int fd)
 			n = sendmsg(z->ctl_fd, &mh, MSG_NOSIGNAL);
 		} while (n < 0 && errno == EINTR);
 		r = n < 0 ? -errno : 0;
+		*gen = z->gen;
 		/* A dead zygote: stop choosing it; the monitor reaps and replaces it. */
 		if (r == -EPIPE || r == -ECONNRESET || r == -ENOTCONN)
 			z->up = false;
@@ -1008,6 +1014,33 @@ static int send_exec(struct zygote *z, int fd)
 
 /* RLIMIT_CPU seconds for a wall-clock timeout: a backstop only (threads can burn more CPU than
    wall time, so the supervisor's timer stays the real limit). */
+/* Is generation `gen` of zygote z still the one running (not known to be dead)? */
+static bool zygote_current(struct zygote *z, uint64_t gen)
+{
+	pthread_mutex_lock(&z->send_lock);
+	bool current = z->up && z->gen == gen;
+	pthread_mutex_unlock(&z->send_lock);
+	return current;
+}
+
+/*
+ * Wait until generation `gen` of zygote z has been reaped (its pidfd was readable: every
+ * process in its pid namespace, its children included, is gone), or `deadline`. A dying
+ * zygote closes its sockets before the kernel kills its children, so until then a child of
+ * it can still look alive.
+ */
+static void zygote_wait_reaped(struct zygote *z, uint64_t gen, int64_t deadline)
+{
+	for (;;) {
+		pthread_mutex_lock(&z->send_lock);
+		bool gone = z->gen != gen || z->pid == 0;
+		pthread_mutex_unlock(&z->send_lock);
+		if (gone || st_now_ms() >= deadline)
+			return;
+		poll(NULL, 0, 10);
+	}
+}
+
 static uint64_t cpu_backstop_s(uint64_t timeout_ms)
 {
 	return timeout_ms / 1000 * 2 + 2;
@@ -1067,15 +1100,18 @@ static int child_prepare(struct engine_pool *pool, enum engine_language lang, ui
 		}
 		int one = 1;
 		(void)setsockopt(sv[0], SOL_SOCKET, SO_PASSCRED, &one, sizeof(one));
-		r = send_exec(z, sv[1]);
+		uint64_t zgen = 0;
+		r = send_exec(z, sv[1], &zgen);
 		/* The zygote died since we chose it: choose again (pick_zygote waits for a
 		   replacement). */
 		for (int retry = 0; r < 0 && retry < 3; retry++) {
 			z = pick_zygote(pool, lang);
 			if (z == NULL)
 				break;
-			r = send_exec(z, sv[1]);
+			r = send_exec(z, sv[1], &zgen);
 		}
+		w->z = z;
+		w->zgen = zgen;
 		close(sv[1]);
 		sv[1] = -1;
 		if (r < 0) {
@@ -1182,9 +1218,10 @@ static bool warm_take(struct engine_pool *pool, enum engine_language lang, struc
 			return false;
 		wake(pool->warm_fd);
 		/* A READY child sends nothing until GO: anything readable means it (or its
-		   zygote) died while it waited. */
+		   zygote) died while it waited. A zygote known to be dead takes its children
+		   with it, readable yet or not. */
 		struct pollfd p = {.fd = w->sock, .events = POLLIN};
-		if (poll(&p, 1, 0) != 0) {
+		if (poll(&p, 1, 0) != 0 || !zygote_current(w->z, w->zgen)) {
 			warm_discard(pool, w);
 			free(w);
 			continue;
@@ -1578,10 +1615,12 @@ int engine_execute(struct engine_pool *pool, const struct engine_request *req,
 	struct engine_cgroup *cg = NULL;
 	bool have_result = false, have_exit = false, timed_out = false;
 	int wstatus = 0;
-	int64_t cpu_ms = 0, rss_kb = 0, t_go = 0, t_end = 0;
+	int64_t cpu_ms = 0, rss_kb = 0, t_go = 0, t_first_go = 0, t_end = 0;
 	char *go_text = NULL;
+	bool rerun = false; /* the first child's zygote died under it: this is the second run */
 
 	struct warm w;
+again:
 	if (!warm_take(pool, req->language, &w)) {
 		char *msg = NULL;
 		if (child_prepare(pool, req->language, memory_mb, false, &w, &msg) < 0) {
@@ -1637,6 +1676,8 @@ int engine_execute(struct engine_pool *pool, const struct engine_request *req,
 		json_decref(g);
 	}
 	t_go = st_now_ms();
+	if (t_first_go == 0)
+		t_first_go = t_go;
 	if (go_text == NULL ||
 	    engine__frame_write(sv[0], ENGINE_FRAME_GO, go_text, strlen(go_text)) < 0) {
 		pidfd_kill(run.pidfd);
@@ -1651,7 +1692,7 @@ drain:
 	   answer does not wait for the child's exit after its RESULT: tearing down its copy of
 	   the zygote's address space is the reaper's business (reaper_main). */
 	{
-		int64_t deadline = (t_go ? t_go : st_now_ms()) + (int64_t)timeout_ms;
+		int64_t deadline = (t_first_go ? t_first_go : st_now_ms()) + (int64_t)timeout_ms;
 		for (;;) {
 			char *fdata = NULL;
 			size_t flen = 0;
@@ -1698,11 +1739,49 @@ drain:
 			engine__cgroup_stats(cg, &cst);
 		if (cst.max_rss_kb > 0)
 			rss_kb = cst.max_rss_kb;
-		res->stats.wall_ms = t_go ? t_end - t_go : t_end - t_start;
+		res->stats.wall_ms = t_first_go ? t_end - t_first_go : t_end - t_start;
 		res->stats.cpu_ms = cpu_ms;
 		res->stats.max_rss_kb = rss_kb;
 
 		bool shutdown_kill = __atomic_load_n(&run.killed_by_shutdown, __ATOMIC_ACQUIRE);
+		/* Neither a result nor the zygote's EXIT: the zygote died, and the child with it
+		   (the zygote reports every child's end). The code has no effect outside its own
+		   process (no network, a private /tmp), so it is run once more on a new child
+		   within the same deadline: the zygote may have died before the child even read
+		   the request (a dying zygote closes its sockets before the kernel kills its
+		   children, so a warm child of it can still look alive). */
+		bool zygote_died = !have_result && !have_exit && !timed_out && !shutdown_kill &&
+		                   !cst.oom && !res->has_error;
+		int64_t end_by = (t_first_go ? t_first_go : t_start) + (int64_t)timeout_ms;
+		pthread_mutex_lock(&pool->lock);
+		bool stopping = pool->shutting_down;
+		pthread_mutex_unlock(&pool->lock);
+		if (zygote_died && !rerun && !stopping) {
+			st_log(ST_LOG_WARN,
+			       "the %s engine process died under an execution; running it again "
+			       "on a new one",
+			       engine_language_name(req->language));
+			zygote_wait_reaped(w.z, w.zgen, end_by);
+			if (st_now_ms() < end_by) {
+				pthread_mutex_lock(&pool->lock);
+				int old_pidfd = run.pidfd;
+				run.pidfd = -1;
+				pthread_mutex_unlock(&pool->lock);
+				if (old_pidfd >= 0)
+					close(old_pidfd);
+				engine__cgroup_destroy(cg);
+				cg = NULL;
+				close(sv[0]);
+				sv[0] = -1;
+				free(go_text);
+				go_text = NULL;
+				have_result = have_exit = timed_out = false;
+				wstatus = 0;
+				cpu_ms = rss_kb = t_end = 0;
+				rerun = true;
+				goto again;
+			}
+		}
 		if (res->has_error && res->status == ENGINE_INTERNAL && !have_result) {
 			/* already explained (setup failure) */
 		} else if (have_result && res->status == ENGINE_ERROR && res->error.name &&
@@ -1734,8 +1813,11 @@ drain:
 			    "the execution was killed because the service is shutting down");
 		} else if (timed_out) {
 			result_set_error(res, ENGINE_TIMEOUT, "Timeout",
-			                 "the execution did not finish within %llu ms",
-			                 (unsigned long long)timeout_ms);
+			                 "the execution did not finish within %llu ms%s",
+			                 (unsigned long long)timeout_ms,
+			                 rerun ? " (its engine process died under it and it was "
+			                         "started again)"
+			                       : "");
 		} else if (have_exit && WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGSYS) {
 			result_set_error(res, ENGINE_SANDBOX_VIOLATION, "SandboxViolation",
 			                 "the sandbox refused a system call");

@@ -11,7 +11,8 @@
  *
  * Return convention (common.h): 0 or a negative errno-style code with *err filled.
  *   engine_execute() returns 0 whenever the code was admitted, whatever happened to it (the
- *   outcome is result->status, including ENGINE_INTERNAL when a zygote died under it), and:
+ *   outcome is result->status; an execution whose zygote died under it is run once more on a
+ *   new child within its deadline, and is ENGINE_INTERNAL only when that one dies too), and:
  *     -EINVAL    the request is malformed (err names the field: "code", "language", "timeoutMs",
  *                "memoryMb", "params"); HTTP 400
  *     -E2BIG     code or params over their size caps; HTTP 413
