@@ -72,6 +72,16 @@ static void pool_metrics(struct st_buf *out, struct engine_pool *pool, const cha
 		st_buf_appendf(
 		    out, "stockade_engine_zygote_rss_bytes{pool=\"%s\",language=\"%s\"} %lld\n",
 		    name, ln, (long long)st.zygote_rss_kb[l] * 1024);
+		unsigned pandas = l == ENGINE_LANG_PYTHON ? st.warm_pandas : 0;
+		st_buf_appendf(out,
+		               "stockade_engine_warm_children{pool=\"%s\",language=\"%s\","
+		               "prepared_for=\"any\"} %u\n",
+		               name, ln, st.warm[l] - pandas);
+		if (l == ENGINE_LANG_PYTHON)
+			st_buf_appendf(out,
+			               "stockade_engine_warm_children{pool=\"%s\",language=\"%s\","
+			               "prepared_for=\"pandas\"} %u\n",
+			               name, ln, pandas);
 	}
 }
 

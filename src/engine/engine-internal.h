@@ -88,6 +88,25 @@ int engine__frame_read(int fd, int64_t deadline_ms, uint32_t *type, char **data,
 
 /* ---- what the child runs (engine-zygote.c calls these) ----------------------------------- */
 
+/*
+ * What a child is prepared for before its request exists. PLAIN: the runtime's own paths (a
+ * trivial execution). PANDAS (Python, when the zygote imported pandas): those plus the pages a
+ * typical DataFrame execution writes, copied and touched while the child waits, so that code
+ * using pandas does not pay for them (engine.c sends Python code that mentions pandas to such
+ * a child).
+ */
+enum engine_profile { ENGINE_PROFILE_PLAIN, ENGINE_PROFILE_PANDAS, ENGINE_PROFILE__COUNT };
+/* The execution a PANDAS child runs before READY, and the zygote's probe for it (a body of
+   user code: `return` allowed; it does nothing when pandas was not imported). */
+#define ENGINE_PY_PANDAS_TOUCH                                        \
+	"import sys\n"                                                \
+	"if 'pandas' not in sys.modules: return None\n"               \
+	"import pandas as pd\n"                                       \
+	"df = pd.DataFrame({'a': [1, 2, 3], 'b': ['x', 'y', 'x']})\n" \
+	"s = int(df['a'].sum()) + float(df['a'].mean())\n"            \
+	"g = df[df['a'] > 1].groupby('b')['a'].sum().to_dict()\n"     \
+	"return {'s': s, 'g': g, 'rows': df}\n"
+
 /* The request as the child sees it (parsed from GO). */
 struct engine_child_request {
 	const char *code;
@@ -129,7 +148,7 @@ void engine__child_finish(enum engine_status status, json_t *result, const char 
 #define ENGINE_LANG_LIB_ENV "STOCKADE_LANG_LIB"
 #define ENGINE_LANG_LIB_NAME "libstockade-lang.so"
 #define ENGINE_LANG_OPS_SYMBOL "engine_lang_ops"
-#define ENGINE_LANG_ABI 3
+#define ENGINE_LANG_ABI 4
 
 struct engine_child_request;
 struct engine_lang_ops {
@@ -140,9 +159,10 @@ struct engine_lang_ops {
 	void (*js_after_fork)(void);
 	void (*js_run)(const struct engine_child_request *req) __attribute__((noreturn));
 	void (*py_run)(const struct engine_child_request *req) __attribute__((noreturn));
-	/* Child-side, before READY: run a trivial execution of our own (see child_main). */
+	/* Child-side, before READY: run a trivial execution of our own (see child_main); Python
+	   also runs `extra` (user code, e.g. ENGINE_PY_PANDAS_TOUCH) when it is not NULL. */
 	void (*js_touch)(void);
-	void (*py_touch)(void);
+	void (*py_touch)(const char *extra);
 };
 /* Load the object once (dlopen RTLD_GLOBAL: CPython extension modules resolve libpython's
    symbols globally); NULL with an error naming the path it tried. */
@@ -194,7 +214,7 @@ void engine__js_warm_up(void);
    output, no result, the driver reset). Touching the runtime's pages now is what makes the
    request's own first touch cheap (engine-zygote.c, "Warm children"). */
 void engine__js_touch(void);
-void engine__py_touch(void);
+void engine__py_touch(const char *extra);
 
 /* ---- sandbox helpers (engine-sandbox.c) ----------------------------------------------------- */
 

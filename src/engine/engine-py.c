@@ -169,10 +169,11 @@ static const char RUNNER[] =
     "    df.sort_values('v').to_json(); df.to_csv(); df[df['v'] > 1].copy()\n"
     "    pd.read_csv(io.StringIO('a,b\\n1,2\\n')); pd.to_datetime(['2024-01-01'])\n"
     "    pd.concat([df, df]).reset_index(drop=True).pivot_table(index='k', values='v')\n"
-    "def touch():\n"
+    "def touch(extra=None):\n"
     "    out, err = _sys.stdout, _sys.stderr\n"
     "    try:\n"
     "        run('return 1+1', 'null', 'params', 1 << 20)\n"
+    "        if extra is not None: run(extra, 'null', 'params', 1 << 20)\n"
     "    finally:\n"
     "        _sys.stdout, _sys.stderr = out, err\n"
     "def warm():\n"
@@ -414,9 +415,10 @@ void engine__py_after_fork(void)
 	np_reseed();
 }
 
-void engine__py_touch(void)
+void engine__py_touch(const char *extra)
 {
-	PyObject *r = PyObject_CallNoArgs(touch_fn);
+	PyObject *r =
+	    extra ? PyObject_CallFunction(touch_fn, "s", extra) : PyObject_CallNoArgs(touch_fn);
 	Py_XDECREF(r);
 	PyErr_Clear();
 }

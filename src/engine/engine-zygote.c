@@ -281,8 +281,12 @@ static void *st_xrealloc_(void *p, size_t n)
 	return q;
 }
 
-static struct hot_range *hot;
-static size_t n_hot, hot_pages;
+/* What a child of each profile copies (a PANDAS child copies both sets). */
+struct hot_set {
+	struct hot_range *r;
+	size_t n, pages;
+};
+static struct hot_set hot_sets[ENGINE_PROFILE__COUNT];
 
 /* Report runs of pages: kind 0, anonymous pages that became the probe's own (it wrote
    them); kind 1, file pages it mapped (code and data it read: a fork copies no page-table
@@ -356,23 +360,23 @@ static void probe_report(void)
 
 /* Keep the parts of a reported range that lie in the zygote's own mappings of that kind (a
    probe's new mappings do not exist in the next child). */
-static void hot_add_clipped(uintptr_t start, size_t len, int kind, const struct zmap *maps,
-                            size_t nmaps)
+static void hot_add_clipped(struct hot_set *hs, uintptr_t start, size_t len, int kind,
+                            const struct zmap *maps, size_t nmaps)
 {
 	uintptr_t end = start + len;
-	for (size_t i = 0; i < nmaps && hot_pages < 2 * PROBE_MAX_PAGES; i++) {
+	for (size_t i = 0; i < nmaps && hs->pages < 2 * PROBE_MAX_PAGES; i++) {
 		if (maps[i].kind != kind)
 			continue;
 		uintptr_t s = start > maps[i].start ? start : maps[i].start;
 		uintptr_t e = end < maps[i].end ? end : maps[i].end;
 		if (s >= e)
 			continue;
-		hot = st_xrealloc_(hot, (n_hot + 1) * sizeof(*hot));
-		hot[n_hot].start = s;
-		hot[n_hot].len = e - s;
-		hot[n_hot].kind = kind;
-		n_hot++;
-		hot_pages += (e - s) / 4096;
+		hs->r = st_xrealloc_(hs->r, (hs->n + 1) * sizeof(*hs->r));
+		hs->r[hs->n].start = s;
+		hs->r[hs->n].len = e - s;
+		hs->r[hs->n].kind = kind;
+		hs->n++;
+		hs->pages += (e - s) / 4096;
 	}
 }
 
@@ -384,8 +388,8 @@ static int cmp_hot(const void *a, const void *b)
 	return x->start < y->start ? -1 : x->start > y->start;
 }
 
-/* Run `code` in a probe child and add the pages it wrote to the hot set. */
-static void probe_one(const char *code, const struct zmap *maps, size_t nmaps)
+/* Run `code` in a probe child and add the pages it wrote to hot set hs. */
+static void probe_one(struct hot_set *hs, const char *code, const struct zmap *maps, size_t nmaps)
 {
 	int p[2];
 	if (pipe2(p, O_CLOEXEC) < 0)
@@ -424,11 +428,35 @@ static void probe_one(const char *code, const struct zmap *maps, size_t nmaps)
 		ssize_t n = st_read_all(p[0], r, sizeof(r));
 		if (n != (ssize_t)sizeof(r))
 			break;
-		hot_add_clipped((uintptr_t)r[0], (size_t)r[1], (int)r[2], maps, nmaps);
+		hot_add_clipped(hs, (uintptr_t)r[0], (size_t)r[1], (int)r[2], maps, nmaps);
 	}
 	close(p[0]);
 	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
 	}
+}
+
+/* Sort and merge what the probes found. */
+static void hot_merge(struct hot_set *hs)
+{
+	if (hs->n == 0)
+		return;
+	qsort(hs->r, hs->n, sizeof(*hs->r), cmp_hot);
+	size_t out = 0;
+	for (size_t i = 0; i < hs->n; i++) {
+		struct hot_range *prev = out > 0 ? &hs->r[out - 1] : NULL;
+		if (prev != NULL && prev->kind == hs->r[i].kind &&
+		    prev->start + prev->len >= hs->r[i].start) {
+			uintptr_t e = hs->r[i].start + hs->r[i].len;
+			if (e > prev->start + prev->len)
+				prev->len = e - prev->start;
+		} else {
+			hs->r[out++] = hs->r[i];
+		}
+	}
+	hs->n = out;
+	hs->pages = 0;
+	for (size_t i = 0; i < hs->n; i++)
+		hs->pages += hs->r[i].len / 4096;
 }
 
 static void zygote_calibrate(void)
@@ -473,35 +501,25 @@ static void zygote_calibrate(void)
 	    NULL};
 	const char *const *probes = Z.lang == ENGINE_LANG_PYTHON ? py_probes : js_probes;
 	for (size_t i = 0; probes[i] != NULL; i++)
-		probe_one(probes[i], maps, nmaps);
+		probe_one(&hot_sets[ENGINE_PROFILE_PLAIN], probes[i], maps, nmaps);
+	if (Z.lang == ENGINE_LANG_PYTHON)
+		probe_one(&hot_sets[ENGINE_PROFILE_PANDAS], ENGINE_PY_PANDAS_TOUCH, maps, nmaps);
 	free(maps);
-	if (n_hot == 0)
-		return;
-	/* Sort and merge what the probes found. */
-	qsort(hot, n_hot, sizeof(*hot), cmp_hot);
-	size_t out = 0;
-	hot_pages = 0;
-	for (size_t i = 0; i < n_hot; i++) {
-		if (out > 0 && hot[out - 1].kind == hot[i].kind &&
-		    hot[out - 1].start + hot[out - 1].len >= hot[i].start) {
-			uintptr_t e = hot[i].start + hot[i].len;
-			if (e > hot[out - 1].start + hot[out - 1].len)
-				hot[out - 1].len = e - hot[out - 1].start;
-		} else {
-			hot[out++] = hot[i];
-		}
-	}
-	n_hot = out;
-	for (size_t i = 0; i < n_hot; i++)
-		hot_pages += hot[i].len / 4096;
+	for (int p = 0; p < ENGINE_PROFILE__COUNT; p++)
+		hot_merge(&hot_sets[p]);
 }
 
-/* In a child before its request: copy the pages executions write (see above). */
-static void child_prefault(void)
+/* In a child before its request: copy the pages executions of its profile write (see
+   above). */
+static void child_prefault(enum engine_profile profile)
 {
-	for (size_t i = 0; i < n_hot; i++)
-		(void)madvise((void *)hot[i].start, hot[i].len,
-		              hot[i].kind == 0 ? MADV_POPULATE_WRITE : MADV_POPULATE_READ);
+	for (int p = 0; p <= (int)profile && p < ENGINE_PROFILE__COUNT; p++) {
+		const struct hot_set *hs = &hot_sets[p];
+		for (size_t i = 0; i < hs->n; i++)
+			(void)madvise((void *)hs->r[i].start, hs->r[i].len,
+			              hs->r[i].kind == 0 ? MADV_POPULATE_WRITE
+			                                 : MADV_POPULATE_READ);
+	}
 }
 
 void engine__capture_write(bool to_err, const char *s, size_t n)
@@ -611,7 +629,8 @@ static __attribute__((noreturn)) void child_main(int exec_fd)
 	/*
 	 * SETUP arrives once the supervisor has moved us into our cgroup: everything that does
 	 * not depend on the request happens now, so that a child kept warm (engine.c) has done
-	 * it before a request exists. Payload: "<tmp bytes> <cpu seconds> <touch: 0|1>".
+	 * it before a request exists. Payload: "<tmp bytes> <cpu seconds> <touch: 0|1> <profile>"
+	 * (enum engine_profile).
 	 */
 	uint32_t type = 0;
 	char *msg = NULL;
@@ -620,8 +639,9 @@ static __attribute__((noreturn)) void child_main(int exec_fd)
 	    type != ENGINE_FRAME_SETUP)
 		_exit(73);
 	unsigned long long tmp_bytes = 0, cpu_s = 0;
-	int touch = 0;
-	if (sscanf(msg, "%llu %llu %d", &tmp_bytes, &cpu_s, &touch) != 3)
+	int touch = 0, profile = 0;
+	if (sscanf(msg, "%llu %llu %d %d", &tmp_bytes, &cpu_s, &touch, &profile) != 4 ||
+	    profile < 0 || profile >= ENGINE_PROFILE__COUNT)
 		child_die("setup", EPROTO);
 	free(msg);
 	if (tmp_bytes == 0)
@@ -638,7 +658,7 @@ static __attribute__((noreturn)) void child_main(int exec_fd)
 		child_die("chdir '/tmp'", errno);
 	(void)setsid();
 
-	child_prefault();
+	child_prefault((enum engine_profile)profile);
 	if (Z.lang == ENGINE_LANG_PYTHON)
 		Z.ops->py_after_fork();
 	else
@@ -662,7 +682,7 @@ static __attribute__((noreturn)) void child_main(int exec_fd)
 	if (touch && Z.lang == ENGINE_LANG_JAVASCRIPT)
 		Z.ops->js_touch();
 	else if (touch)
-		Z.ops->py_touch();
+		Z.ops->py_touch(profile == ENGINE_PROFILE_PANDAS ? ENGINE_PY_PANDAS_TOUCH : NULL);
 	if (touch)
 		child_touch_json();
 	if (engine__frame_write(ENGINE_CHILD_FD, ENGINE_FRAME_READY, "ready", 5) < 0)
@@ -1031,9 +1051,13 @@ static __attribute__((noreturn)) void zygote_main(const char *spec)
 	unsetenv(ENGINE_HUGEPAGES_ENV);
 	zygote_calibrate();
 	unsetenv(ENGINE_PREFAULT_ENV);
-	if (hot_pages > 0)
-		st_log(ST_LOG_DEBUG, "the %s zygote prefaults %zu pages in %zu ranges per child",
-		       engine_language_name(Z.lang), hot_pages, n_hot);
+	if (hot_sets[ENGINE_PROFILE_PLAIN].pages > 0)
+		st_log(ST_LOG_DEBUG,
+		       "the %s zygote prefaults %zu pages in %zu ranges per child (%zu more in "
+		       "%zu ranges for one prepared for pandas)",
+		       engine_language_name(Z.lang), hot_sets[ENGINE_PROFILE_PLAIN].pages,
+		       hot_sets[ENGINE_PROFILE_PLAIN].n, hot_sets[ENGINE_PROFILE_PANDAS].pages,
+		       hot_sets[ENGINE_PROFILE_PANDAS].n);
 
 	Z.sig_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (Z.sig_fd < 0)

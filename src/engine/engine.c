@@ -79,6 +79,7 @@ struct warm {
 	struct engine_cgroup *cg; /* NULL without cgroups */
 	uint64_t memory_mb; /* the cgroup's limit now */
 	uint64_t cpu_s; /* the RLIMIT_CPU the child set */
+	enum engine_profile profile; /* what it was prepared for */
 	struct zygote *z; /* the zygote that forked it, and that zygote's generation */
 	uint64_t zgen;
 };
@@ -122,11 +123,11 @@ struct engine_pool {
 	char *warnings[8];
 	size_t n_warnings;
 
-	/* Warm children (warmer_main keeps warm_target per language) and exiting ones
+	/* Warm children (warmer_main keeps warm_target[profile] per language) and exiting ones
 	   (reaper_main); both lists are guarded by lock. */
-	struct warm *warm[ENGINE_LANG__COUNT];
-	unsigned n_warm[ENGINE_LANG__COUNT];
-	unsigned warm_target;
+	struct warm *warm[ENGINE_LANG__COUNT][ENGINE_PROFILE__COUNT];
+	unsigned n_warm[ENGINE_LANG__COUNT][ENGINE_PROFILE__COUNT];
+	unsigned warm_target[ENGINE_LANG__COUNT][ENGINE_PROFILE__COUNT];
 	bool warm_stop;
 	pthread_t warmer;
 	bool warmer_started;
@@ -710,9 +711,11 @@ int engine_pool_new(const struct engine_pool_options *opts, struct engine_pool *
 		else
 			o->warm_per_language = WARM_DEFAULT;
 	}
-	pool->warm_target = o->warm_per_language > 0 ? (unsigned)o->warm_per_language : 0;
-	if (pool->warm_target > WARM_MAX)
-		pool->warm_target = WARM_MAX;
+	unsigned warm_target = o->warm_per_language > 0 ? (unsigned)o->warm_per_language : 0;
+	if (warm_target > WARM_MAX)
+		warm_target = WARM_MAX;
+	for (int l = 0; l < ENGINE_LANG__COUNT; l++)
+		pool->warm_target[l][ENGINE_PROFILE_PLAIN] = warm_target;
 	pool->nzy = o->zygotes_per_language;
 	if (o->memory_budget_bytes == 0)
 		o->memory_budget_bytes = default_memory_budget();
@@ -736,6 +739,9 @@ int engine_pool_new(const struct engine_pool_options *opts, struct engine_pool *
 				return r;
 			}
 		pool->py_modules[i] = st_xstrdup(mods[i]);
+		/* One Python child is kept ready for code that uses pandas (enum engine_profile). */
+		if (strcmp(mods[i], "pandas") == 0 && warm_target > 0)
+			pool->warm_target[ENGINE_LANG_PYTHON][ENGINE_PROFILE_PANDAS] = 1;
 	}
 	pool->js_modules_dir =
 	    o->js_modules_dir ? st_xstrdup(o->js_modules_dir) : js_modules_default();
@@ -822,7 +828,7 @@ int engine_pool_new(const struct engine_pool_options *opts, struct engine_pool *
 		return st_error_make(err, EAGAIN, "cannot start the engine reaper thread");
 	}
 	pool->reaper_started = true;
-	if (pool->warm_target > 0 && pthread_create(&pool->warmer, NULL, warmer_main, pool) == 0)
+	if (warm_target > 0 && pthread_create(&pool->warmer, NULL, warmer_main, pool) == 0)
 		pool->warmer_started = true;
 	*out = pool;
 	return 0;
@@ -1041,6 +1047,23 @@ static void zygote_wait_reaped(struct zygote *z, uint64_t gen, int64_t deadline)
 	}
 }
 
+/* Wait until a zygote of `lang` is up (a restart can take longer than pick_zygote waits), or
+   `deadline`. */
+static void zygote_wait_up(struct engine_pool *pool, enum engine_language lang, int64_t deadline)
+{
+	while (st_now_ms() < deadline) {
+		for (unsigned k = 0; k < pool->nzy; k++)
+			if (__atomic_load_n(&pool->zy[lang][k].up, __ATOMIC_ACQUIRE))
+				return;
+		pthread_mutex_lock(&pool->lock);
+		bool stop = pool->shutting_down;
+		pthread_mutex_unlock(&pool->lock);
+		if (stop)
+			return;
+		poll(NULL, 0, 20);
+	}
+}
+
 static uint64_t cpu_backstop_s(uint64_t timeout_ms)
 {
 	return timeout_ms / 1000 * 2 + 2;
@@ -1079,9 +1102,10 @@ static void warm_discard(struct engine_pool *pool, struct warm *w)
  * has applied its sandbox). On failure *msg says why (for an `internal` result).
  */
 static int child_prepare(struct engine_pool *pool, enum engine_language lang, uint64_t memory_mb,
-                         bool warm, struct warm *w, char **msg)
+                         bool warm, enum engine_profile profile, struct warm *w, char **msg)
 {
 	memset(w, 0, sizeof(*w));
+	w->profile = profile;
 	w->sock = w->pidfd = -1;
 	*msg = NULL;
 	int sv[2] = {-1, -1};
@@ -1173,9 +1197,10 @@ static int child_prepare(struct engine_pool *pool, enum engine_language lang, ui
 	w->cpu_s = cpu_backstop_s(pool->o.max_timeout_ms);
 	char setup[64];
 	/* The third field asks a child kept warm to run its trivial execution first (the child's
-	   "touch"); one prepared for a waiting request goes straight to it. */
-	snprintf(setup, sizeof(setup), "%llu %llu %d", (unsigned long long)pool->o.tmp_bytes,
-	         (unsigned long long)w->cpu_s, warm ? 1 : 0);
+	   "touch"); one prepared for a waiting request goes straight to it. The fourth is what
+	   it prepares for (the pages it copies, and the touch). */
+	snprintf(setup, sizeof(setup), "%llu %llu %d %d", (unsigned long long)pool->o.tmp_bytes,
+	         (unsigned long long)w->cpu_s, warm ? 1 : 0, (int)profile);
 	r = engine__frame_write(w->sock, ENGINE_FRAME_SETUP, setup, strlen(setup));
 	uint32_t type = 0;
 	char *data = NULL;
@@ -1203,15 +1228,20 @@ static int child_prepare(struct engine_pool *pool, enum engine_language lang, ui
 	return -EIO;
 }
 
-/* Take a warm child of `lang` if one is ready and alive. */
-static bool warm_take(struct engine_pool *pool, enum engine_language lang, struct warm *out)
+/* Take a warm child of `lang` prepared for `profile` if one is ready and alive; for a
+   PANDAS execution a PLAIN child is the next best (it still skips the preparation). */
+static bool warm_take(struct engine_pool *pool, enum engine_language lang,
+                      enum engine_profile profile, struct warm *out)
 {
 	for (;;) {
 		pthread_mutex_lock(&pool->lock);
-		struct warm *w = pool->warm[lang];
+		int pr = (int)profile;
+		while (pr > 0 && pool->warm[lang][pr] == NULL)
+			pr--;
+		struct warm *w = pool->warm[lang][pr];
 		if (w != NULL) {
-			pool->warm[lang] = w->next;
-			pool->n_warm[lang]--;
+			pool->warm[lang][pr] = w->next;
+			pool->n_warm[lang][pr]--;
 		}
 		pthread_mutex_unlock(&pool->lock);
 		if (w == NULL)
@@ -1232,17 +1262,21 @@ static bool warm_take(struct engine_pool *pool, enum engine_language lang, struc
 	}
 }
 
-/* Keeps warm_target children READY per language, refilling after each claim. */
+/* Keeps warm_target[lang][profile] children READY, refilling after each claim. */
 static void *warmer_main(void *arg)
 {
 	struct engine_pool *pool = arg;
 	for (;;) {
-		int want = -1;
+		int want = -1, want_profile = 0;
 		pthread_mutex_lock(&pool->lock);
 		bool stop = pool->warm_stop || pool->shutting_down;
-		for (int l = 0; l < ENGINE_LANG__COUNT && want < 0; l++)
-			if (pool->o.languages[l] && pool->n_warm[l] < pool->warm_target)
-				want = l;
+		for (int p = 0; p < ENGINE_PROFILE__COUNT && want < 0; p++)
+			for (int l = 0; l < ENGINE_LANG__COUNT && want < 0; l++)
+				if (pool->o.languages[l] &&
+				    pool->n_warm[l][p] < pool->warm_target[l][p]) {
+					want = l;
+					want_profile = p;
+				}
 		pthread_mutex_unlock(&pool->lock);
 		if (stop)
 			break;
@@ -1257,7 +1291,7 @@ static void *warmer_main(void *arg)
 		struct warm w;
 		char *msg = NULL;
 		if (child_prepare(pool, (enum engine_language)want, pool->o.default_memory_mb, true,
-		                  &w, &msg) < 0) {
+		                  (enum engine_profile)want_profile, &w, &msg) < 0) {
 			/* A restarting zygote or a failing sandbox: executions report it; retry
 			   later rather than spin. */
 			free(msg);
@@ -1274,9 +1308,9 @@ static void *warmer_main(void *arg)
 			free(h);
 			break;
 		}
-		h->next = pool->warm[want];
-		pool->warm[want] = h;
-		pool->n_warm[want]++;
+		h->next = pool->warm[want][want_profile];
+		pool->warm[want][want_profile] = h;
+		pool->n_warm[want][want_profile]++;
 		pthread_mutex_unlock(&pool->lock);
 	}
 	return NULL;
@@ -1295,8 +1329,9 @@ static uint64_t running_memory_usage(struct engine_pool *pool)
 		uint64_t used = engine_memory_usage(pool);
 		uint64_t warm = 0;
 		for (int l = 0; l < ENGINE_LANG__COUNT; l++)
-			for (struct warm *w = pool->warm[l]; w; w = w->next)
-				warm += w->cg ? engine__cgroup_memory(w->cg) : 0;
+			for (int p = 0; p < ENGINE_PROFILE__COUNT; p++)
+				for (struct warm *w = pool->warm[l][p]; w; w = w->next)
+					warm += w->cg ? engine__cgroup_memory(w->cg) : 0;
 		used = used > warm ? used - warm : 0;
 		if (used * 10 <= pool->o.memory_budget_bytes * 8 || pool->tails == NULL ||
 		    st_now_ms() >= deadline)
@@ -1401,11 +1436,12 @@ static void warm_and_tails_stop(struct engine_pool *pool)
 		pthread_join(pool->warmer, NULL);
 		pool->warmer_started = false;
 	}
-	for (int l = 0; l < ENGINE_LANG__COUNT; l++) {
+	for (int i = 0; i < ENGINE_LANG__COUNT * ENGINE_PROFILE__COUNT; i++) {
+		int l = i / ENGINE_PROFILE__COUNT, p = i % ENGINE_PROFILE__COUNT;
 		pthread_mutex_lock(&pool->lock);
-		struct warm *w = pool->warm[l];
-		pool->warm[l] = NULL;
-		pool->n_warm[l] = 0;
+		struct warm *w = pool->warm[l][p];
+		pool->warm[l][p] = NULL;
+		pool->n_warm[l][p] = 0;
 		pthread_mutex_unlock(&pool->lock);
 		while (w != NULL) {
 			struct warm *next = w->next;
@@ -1553,6 +1589,13 @@ static int validate(struct engine_pool *pool, const struct engine_request *req, 
 	return 0;
 }
 
+/* Does the request's code contain `word`? */
+static bool code_mentions(const struct engine_request *req, const char *word)
+{
+	size_t len = req->code_len ? req->code_len : strlen(req->code);
+	return memmem(req->code, len, word, strlen(word)) != NULL;
+}
+
 int engine_execute(struct engine_pool *pool, const struct engine_request *req,
                    struct engine_result *res, struct st_error **err)
 {
@@ -1619,11 +1662,19 @@ int engine_execute(struct engine_pool *pool, const struct engine_request *req,
 	char *go_text = NULL;
 	bool rerun = false; /* the first child's zygote died under it: this is the second run */
 
+	/* Python code that mentions pandas goes to a child prepared for it (a hint only: any
+	   child runs any code). */
+	enum engine_profile profile = ENGINE_PROFILE_PLAIN;
+	if (req->language == ENGINE_LANG_PYTHON &&
+	    pool->warm_target[ENGINE_LANG_PYTHON][ENGINE_PROFILE_PANDAS] > 0 &&
+	    code_mentions(req, "pandas"))
+		profile = ENGINE_PROFILE_PANDAS;
+
 	struct warm w;
 again:
-	if (!warm_take(pool, req->language, &w)) {
+	if (!warm_take(pool, req->language, profile, &w)) {
 		char *msg = NULL;
-		if (child_prepare(pool, req->language, memory_mb, false, &w, &msg) < 0) {
+		if (child_prepare(pool, req->language, memory_mb, false, profile, &w, &msg) < 0) {
 			result_set_error(res, ENGINE_INTERNAL, "InternalError", "%s", msg);
 			free(msg);
 			goto done;
@@ -1762,6 +1813,7 @@ drain:
 			       "on a new one",
 			       engine_language_name(req->language));
 			zygote_wait_reaped(w.z, w.zgen, end_by);
+			zygote_wait_up(pool, req->language, end_by);
 			if (st_now_ms() < end_by) {
 				pthread_mutex_lock(&pool->lock);
 				int old_pidfd = run.pidfd;
@@ -1954,6 +2006,10 @@ void engine_pool_stats(struct engine_pool *pool, struct engine_pool_stats *st)
 	st->executions_total = pool->executions_total;
 	st->zygote_restarts = pool->zygote_restarts;
 	st->shutting_down = pool->shutting_down;
+	for (int l = 0; l < ENGINE_LANG__COUNT; l++)
+		for (int p = 0; p < ENGINE_PROFILE__COUNT; p++)
+			st->warm[l] += pool->n_warm[l][p];
+	st->warm_pandas = pool->n_warm[ENGINE_LANG_PYTHON][ENGINE_PROFILE_PANDAS];
 	pthread_mutex_unlock(&pool->lock);
 	st->sandboxed = pool->o.mode == ENGINE_MODE_JAILED;
 	st->memory_budget_bytes = pool->o.memory_budget_bytes;
@@ -1997,6 +2053,9 @@ json_t *engine_pool_stats_to_json(struct engine_pool *pool)
 		json_object_set_new(x, "alive", json_integer(st.zygotes_alive[l]));
 		json_object_set_new(x, "wanted", json_integer(st.zygotes_wanted[l]));
 		json_object_set_new(x, "rssKb", json_integer(st.zygote_rss_kb[l]));
+		json_object_set_new(x, "warm", json_integer(st.warm[l]));
+		if (l == ENGINE_LANG_PYTHON)
+			json_object_set_new(x, "warmPandas", json_integer(st.warm_pandas));
 		json_object_set_new(e, engine_language_name((enum engine_language)l), x);
 	}
 	json_object_set_new(o, "engines", e);

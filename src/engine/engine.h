@@ -182,6 +182,8 @@ struct engine_pool_stats {
 	unsigned zygotes_alive[ENGINE_LANG__COUNT];
 	unsigned zygotes_wanted[ENGINE_LANG__COUNT];
 	int64_t zygote_rss_kb[ENGINE_LANG__COUNT]; /* sum over the language's zygotes */
+	unsigned warm[ENGINE_LANG__COUNT]; /* children READY for a request */
+	unsigned warm_pandas; /* of warm[python], those prepared for code that uses pandas */
 	uint64_t memory_used_bytes; /* reserved by running executions (their memory limits) */
 	uint64_t memory_budget_bytes; /* -EBUSY above 80% of it */
 	uint64_t executions_total;
@@ -193,7 +195,7 @@ struct engine_pool_stats {
 void engine_pool_stats(struct engine_pool *pool, struct engine_pool_stats *st);
 /* {"inFlight","queued","maxConcurrency","queueSize","memoryUsedBytes","memoryBudgetBytes",
     "executionsTotal","zygoteRestarts","sandboxed","engines":{"javascript":{"alive","wanted",
-    "rssKb"},...}} - for /healthz, /metrics. */
+    "rssKb","warm"},"python":{...,"warmPandas"}}} - for /healthz, /metrics. */
 json_t *engine_pool_stats_to_json(struct engine_pool *pool);
 
 /* True when every enabled language has at least one live zygote (readiness). */

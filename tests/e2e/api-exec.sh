@@ -202,6 +202,7 @@ REQ_TOKEN=none req GET /metrics
 check_contains "metrics: queue depth" "$REQ_BODY" "stockade_engine_queue_depth"
 check_contains "metrics: executions by status" "$REQ_BODY" 'stockade_executions_total{language="javascript",status="ok"}'
 check_contains "metrics: rejected" "$REQ_BODY" 'stockade_executions_rejected_total{reason="queue_full"}'
+check_contains "metrics: warm children prepared for pandas" "$REQ_BODY" 'stockade_engine_warm_children{pool="code-executor",language="python",prepared_for="pandas"}'
 
 # ---- memory pressure -> 503 -------------------------------------------------------------------
 stop_server
@@ -231,13 +232,26 @@ wait $hog
 descendants() { local p c; for p in "$@"; do for c in $(ps -o pid= --ppid "$p"); do echo "$c"; descendants "$c"; done; done; }
 stop_server
 start_server --role code-executor
+# The execution runs again on the replacement, within its deadline (no effect of it leaves its
+# process, so nothing of the first run shows).
 curl -s --max-time 60 -H "Authorization: Bearer $TOKEN" -o "$_serve_tmp/zk.json" \
-  -d '{"language":"javascript","code":"while (true) {}","timeoutMs":20000}' "$BASE_URL/api/v1/execute" &
+  -d '{"language":"javascript","code":"await new Promise(r => setTimeout(r, 1500)); return \"done\"","timeoutMs":30000}' \
+  "$BASE_URL/api/v1/execute" &
 cpid=$!
 sleep 1
 kill -KILL $(descendants "$SERVER_PID") 2>/dev/null
 wait $cpid
-check_eq "execution whose zygote died: internal" "$(jq -r .status "$_serve_tmp/zk.json")" internal
+check_eq "execution whose zygote died: run again" "$(jq -c '[.status, .result]' "$_serve_tmp/zk.json")" '["ok","done"]'
+# One that cannot finish in the time left ends as timeout, and says why.
+curl -s --max-time 60 -H "Authorization: Bearer $TOKEN" -o "$_serve_tmp/zk2.json" \
+  -d '{"language":"javascript","code":"while (true) {}","timeoutMs":6000}' "$BASE_URL/api/v1/execute" &
+cpid=$!
+sleep 1
+kill -KILL $(descendants "$SERVER_PID") 2>/dev/null
+wait $cpid
+check_eq "run again, out of time: timeout" "$(jq -r .status "$_serve_tmp/zk2.json")" timeout
+check_contains "run again, out of time: the message says so" "$(jq -r .error.message "$_serve_tmp/zk2.json")" "started again"
+check_contains "the server logged the second run" "$(cat "$SERVER_LOG")" "running it again"
 ok_after=
 for i in $(seq 1 300); do
   exec_js 'return "alive"'

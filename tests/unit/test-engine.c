@@ -285,6 +285,48 @@ TEST(python_results)
 	engine_pool_shutdown(pool, 1000);
 }
 
+/* Python code that mentions pandas runs in a child prepared for it (its pages copied and a
+   DataFrame execution of our own run before READY); nothing of that run is visible, and the
+   result is the same as anywhere else. */
+TEST(python_pandas_children)
+{
+	struct engine_pool *pool = pool_start(false, true, ENGINE_MODE_JAILED);
+	struct engine_pool_stats st;
+	engine_pool_stats(pool, &st);
+	for (int i = 0; i < 2400 && st.warm_pandas == 0; i++) {
+		poll(NULL, 0, 50);
+		engine_pool_stats(pool, &st);
+	}
+	CHECK_EQ_INT(st.warm_pandas, 1);
+	json_t *sj = engine_pool_stats_to_json(pool);
+	json_t *py = json_object_get(json_object_get(sj, "engines"), "python");
+	CHECK(json_integer_value(json_object_get(py, "warmPandas")) == 1);
+	CHECK(json_integer_value(json_object_get(py, "warm")) >= 1);
+	json_decref(sj);
+	expect(pool, PY,
+	       "# uses pandas\nreturn sorted(k for k in globals() if not k.startswith('__'))",
+	       ENGINE_OK, "\"result\":[]");
+	expect(pool, PY,
+	       "import pandas as pd\nreturn int(pd.DataFrame({'a': [1, 2, 3]})['a'].sum())",
+	       ENGINE_OK, "\"result\":6");
+	expect(pool, PY, "s = 'pandas'\nreturn s", ENGINE_OK, "\"result\":\"pandas\"");
+	engine_pool_shutdown(pool, 1000);
+
+	/* Without warm children, pandas code runs on a child prepared for the waiting request. */
+	struct engine_pool_options o;
+	engine_pool_options_init(&o);
+	o.languages[ENGINE_LANG_JAVASCRIPT] = false;
+	o.warm_per_language = -1;
+	struct st_error *err = NULL;
+	pool = NULL;
+	CHECK_EQ_INT(engine_pool_new(&o, &pool, &err), 0);
+	engine_pool_stats(pool, &st);
+	CHECK_EQ_INT(st.warm_pandas, 0);
+	expect(pool, PY, "import pandas as pd\nreturn pd.Series([1, 2]).sum() * 1.5", ENGINE_OK,
+	       "\"result\":4.5");
+	engine_pool_shutdown(pool, 1000);
+}
+
 TEST(python_errors_and_lines)
 {
 	struct engine_pool *pool = pool_start(false, true, ENGINE_MODE_JAILED);
