@@ -739,9 +739,11 @@ int engine_pool_new(const struct engine_pool_options *opts, struct engine_pool *
 				return r;
 			}
 		pool->py_modules[i] = st_xstrdup(mods[i]);
-		/* One Python child is kept ready for code that uses pandas (enum engine_profile). */
-		if (strcmp(mods[i], "pandas") == 0 && warm_target > 0)
-			pool->warm_target[ENGINE_LANG_PYTHON][ENGINE_PROFILE_PANDAS] = 1;
+		/* Python children kept ready for code that uses pandas (enum engine_profile): two
+		   (at most warm_target), so that one is ready while the next is prepared. */
+		if (strcmp(mods[i], "pandas") == 0)
+			pool->warm_target[ENGINE_LANG_PYTHON][ENGINE_PROFILE_PANDAS] =
+			    warm_target < 2 ? warm_target : 2;
 	}
 	pool->js_modules_dir =
 	    o->js_modules_dir ? st_xstrdup(o->js_modules_dir) : js_modules_default();
