@@ -1053,8 +1053,8 @@ static __attribute__((noreturn)) void zygote_main(const char *spec)
 	unsetenv(ENGINE_PREFAULT_ENV);
 	if (hot_sets[ENGINE_PROFILE_PLAIN].pages > 0)
 		st_log(ST_LOG_DEBUG,
-		       "the %s zygote prefaults %zu pages in %zu ranges per child (%zu more in "
-		       "%zu ranges for one prepared for pandas)",
+		       "the %s zygote prefaults %zu pages in %zu ranges per child (and %zu in %zu "
+		       "ranges, partly the same, in one prepared for pandas)",
 		       engine_language_name(Z.lang), hot_sets[ENGINE_PROFILE_PLAIN].pages,
 		       hot_sets[ENGINE_PROFILE_PLAIN].n, hot_sets[ENGINE_PROFILE_PANDAS].pages,
 		       hot_sets[ENGINE_PROFILE_PANDAS].n);

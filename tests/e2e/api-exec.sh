@@ -244,7 +244,8 @@ wait $cpid
 check_eq "execution whose zygote died: run again" "$(jq -c '[.status, .result]' "$_serve_tmp/zk.json")" '["ok","done"]'
 # One that cannot finish in the time left ends as timeout, and says why.
 curl -s --max-time 60 -H "Authorization: Bearer $TOKEN" -o "$_serve_tmp/zk2.json" \
-  -d '{"language":"javascript","code":"while (true) {}","timeoutMs":6000}' "$BASE_URL/api/v1/execute" &
+  -d '{"language":"javascript","code":"await new Promise(r => setTimeout(r, 60000))","timeoutMs":15000}' \
+  "$BASE_URL/api/v1/execute" &
 cpid=$!
 sleep 1
 kill -KILL $(descendants "$SERVER_PID") 2>/dev/null
