@@ -1911,6 +1911,15 @@ drain:
 			result_set_error(res, ENGINE_INTERNAL, "InternalError",
 			                 "the execution ended without a result (exit status %d)",
 			                 WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1);
+		} else if (!stream_ended && drain_end < 0) {
+			/* Not a death: the child's socket carried something that is not a frame
+			   (code can write on its own end). It is stopped. */
+			pidfd_kill(run.pidfd);
+			result_set_error(
+			    res, ENGINE_INTERNAL, "InternalError",
+			    "the execution broke its channel to the service (%s); it was "
+			    "stopped",
+			    strerror(-drain_end));
 		} else {
 			result_set_error(res, ENGINE_INTERNAL, "InternalError",
 			                 "the %s engine process died during the execution",
@@ -1945,10 +1954,17 @@ done:
 	run.pidfd = -1;
 	pthread_mutex_unlock(&pool->lock);
 	if (have_result && !have_exit && sv[0] >= 0 && pidfd >= 0) {
-		/* Answered: the child is on its way out; the reaper waits for its EXIT and removes
-		   its cgroup. */
+		/* Answered: the child has nothing left to do (a child exits right after its
+		   RESULT), and code that wrote a RESULT of its own on its socket must not run on
+		   after its answer, outside the concurrency limit: it is killed now. The reaper
+		   waits for its EXIT and removes its cgroup. */
+		pidfd_kill(pidfd);
 		tail_add(pool, sv[0], pidfd, cg);
 	} else {
+		/* Gone already, or (no cgroup to kill it with) still there after a broken
+		   channel or a forged EXIT. */
+		if (pidfd >= 0)
+			pidfd_kill(pidfd);
 		engine__cgroup_destroy(cg);
 		if (sv[0] >= 0)
 			close(sv[0]);

@@ -539,37 +539,44 @@ static pid_t wait_new_zygote(struct engine_pool *pool, pid_t old)
 	return 0;
 }
 
-/* Wait until a child of `parent` has used at least 0.5 s of CPU (utime + stime). */
-static bool wait_busy_child(pid_t parent)
+/* Does `parent` have a child that has used at least 0.5 s of CPU (utime + stime)? Warm
+   children use far less. */
+static bool has_busy_child(pid_t parent)
 {
 	long hz = sysconf(_SC_CLK_TCK);
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	bool found = false;
+	while (d && !found && (e = readdir(d)) != NULL) {
+		char path[300], buf[1024];
+		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+		FILE *f = fopen(path, "re");
+		if (f == NULL)
+			continue;
+		size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[n] = '\0';
+		char *rp = strrchr(buf, ')');
+		int ppid = 0;
+		unsigned long ut = 0, stt = 0;
+		/* after "(comm)": state ppid pgrp session tty tpgid flags minflt cminflt majflt
+		   cmajflt utime stime */
+		if (rp &&
+		    sscanf(rp + 2, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ppid, &ut,
+		           &stt) == 3 &&
+		    ppid == parent && (long)(ut + stt) >= hz / 2)
+			found = true;
+	}
+	if (d)
+		closedir(d);
+	return found;
+}
+
+/* Wait until `parent` has a busy child (an execution seen running on it). */
+static bool wait_busy_child(pid_t parent)
+{
 	for (int i = 0; i < 1200; i++) {
-		DIR *d = opendir("/proc");
-		struct dirent *e;
-		bool found = false;
-		while (d && !found && (e = readdir(d)) != NULL) {
-			char path[300], buf[1024];
-			snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
-			FILE *f = fopen(path, "re");
-			if (f == NULL)
-				continue;
-			size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-			fclose(f);
-			buf[n] = '\0';
-			char *rp = strrchr(buf, ')');
-			int ppid = 0;
-			unsigned long ut = 0, stt = 0;
-			/* after "(comm)": state ppid pgrp session tty tpgid flags minflt cminflt majflt
-			   cmajflt utime stime */
-			if (rp &&
-			    sscanf(rp + 2, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
-			           &ppid, &ut, &stt) == 3 &&
-			    ppid == parent && (long)(ut + stt) >= hz / 2)
-				found = true;
-		}
-		if (d)
-			closedir(d);
-		if (found)
+		if (has_busy_child(parent))
 			return true;
 		poll(NULL, 0, 50);
 	}
@@ -638,6 +645,34 @@ TEST(zygote_death_and_replacement)
 	struct engine_pool_stats st;
 	engine_pool_stats(pool, &st);
 	CHECK(st.zygote_restarts >= 4);
+	engine_pool_shutdown(pool, 1000);
+}
+
+/* Code can write on its own end of the execution's socket. A frame that is not one ends the
+   execution as `internal`, saying so; a RESULT of its own is its answer, and then it is
+   killed: it does not run on after its answer (outside the concurrency limit). */
+TEST(python_forged_frames)
+{
+	struct engine_pool *pool = pool_start(false, true, ENGINE_MODE_JAILED);
+	struct engine_result res;
+	run_ex(
+	    pool, PY,
+	    "import os\nos.write(3, b'\\x01\\x00\\x00\\x00\\xff\\xff\\xff\\xff')\nwhile True: pass",
+	    NULL, &res);
+	CHECK_EQ_INT(res.status, ENGINE_INTERNAL);
+	CHECK_CONTAINS(res.error.message, "broke its channel");
+	engine_result_release(&res);
+	run_ex(pool, PY,
+	       "import os, struct\nb = b'{\"status\":\"ok\",\"result\":7}'\n"
+	       "os.write(3, struct.pack('<II', 3, len(b)) + b)\nwhile True: pass",
+	       NULL, &res);
+	CHECK_EQ_INT(res.status, ENGINE_OK);
+	engine_result_release(&res);
+	poll(NULL, 0, 1000);
+	pid_t z = find_zygote("zygote-python");
+	CHECK(z > 0);
+	CHECK(!has_busy_child(z));
+	expect(pool, PY, "return 6 * 7", ENGINE_OK, "\"result\":42");
 	engine_pool_shutdown(pool, 1000);
 }
 
