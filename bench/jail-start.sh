@@ -2,6 +2,7 @@
 # bench/jail-start.sh - how long until a jailed /bin/true has run and been reaped, against the
 # peers, in one run, round-robin. BENCH_N runs each (default 200). Uses the release build.
 # Goal (issue): stockade's median at most 0.6x bwrap's.
+# Also prints what each namespace costs alone (bench/nscost.c).
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 N=${BENCH_N:-200}
@@ -31,3 +32,12 @@ echo "# stockade-jail: $STOCKADE_BIN jail -- /bin/true (-no-cgroup: with --no-cg
 "$FE" "$N" "${args[@]}" >"$BENCH_TMP/times" || exit 1
 bench_summary "$BENCH_TMP/times" bwrap
 awk '$1 ~ /^stockade/ && $3 != 0 { n++ } END { if (n) print "# warning: " n " stockade runs did not exit 0" }' "$BENCH_TMP/times"
+
+# What each namespace costs by itself here (clone3 with that flag + exec /bin/true + wait): the
+# part of the floor no jail can avoid.
+NSC="$BENCH_TMP/nscost"
+if cc -std=gnu17 -O2 -Wall -o "$NSC" "$STOCKADE_ROOT/bench/nscost.c"; then
+  echo
+  echo "# per namespace (bench/nscost.c):"
+  "$NSC" "$N" "$TRUE"
+fi
