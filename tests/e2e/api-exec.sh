@@ -232,24 +232,23 @@ wait $hog
 descendants() { local p c; for p in "$@"; do for c in $(ps -o pid= --ppid "$p"); do echo "$c"; descendants "$c"; done; done; }
 stop_server
 start_server --role code-executor
+# exec_killing_engines OUT BODY: send BODY, kill every engine process of the server a second
+# later, wait for the answer in OUT.
+exec_killing_engines() {
+  curl -s --max-time 60 -H "Authorization: Bearer $TOKEN" -o "$1" -d "$2" "$BASE_URL/api/v1/execute" &
+  local cpid=$!
+  sleep 1
+  kill -KILL $(descendants "$SERVER_PID") 2>/dev/null
+  wait $cpid
+}
 # The execution runs again on the replacement, within its deadline (no effect of it leaves its
 # process, so nothing of the first run shows).
-curl -s --max-time 60 -H "Authorization: Bearer $TOKEN" -o "$_serve_tmp/zk.json" \
-  -d '{"language":"javascript","code":"await new Promise(r => setTimeout(r, 1500)); return \"done\"","timeoutMs":30000}' \
-  "$BASE_URL/api/v1/execute" &
-cpid=$!
-sleep 1
-kill -KILL $(descendants "$SERVER_PID") 2>/dev/null
-wait $cpid
+exec_killing_engines "$_serve_tmp/zk.json" \
+  '{"language":"javascript","code":"await new Promise(r => setTimeout(r, 1500)); return \"done\"","timeoutMs":30000}'
 check_eq "execution whose zygote died: run again" "$(jq -c '[.status, .result]' "$_serve_tmp/zk.json")" '["ok","done"]'
 # One that cannot finish in the time left ends as timeout, and says why.
-curl -s --max-time 60 -H "Authorization: Bearer $TOKEN" -o "$_serve_tmp/zk2.json" \
-  -d '{"language":"javascript","code":"await new Promise(r => setTimeout(r, 60000))","timeoutMs":15000}' \
-  "$BASE_URL/api/v1/execute" &
-cpid=$!
-sleep 1
-kill -KILL $(descendants "$SERVER_PID") 2>/dev/null
-wait $cpid
+exec_killing_engines "$_serve_tmp/zk2.json" \
+  '{"language":"javascript","code":"await new Promise(r => setTimeout(r, 60000))","timeoutMs":15000}'
 check_eq "run again, out of time: timeout" "$(jq -r .status "$_serve_tmp/zk2.json")" timeout
 check_contains "run again, out of time: the message says so" "$(jq -r .error.message "$_serve_tmp/zk2.json")" "started again"
 check_contains "the server logged the second run" "$(cat "$SERVER_LOG")" "running it again"
