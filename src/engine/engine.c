@@ -506,6 +506,15 @@ static void zygote_reap(struct zygote *z)
 	}
 }
 
+/* Has engine_pool_shutdown begun? */
+static bool pool_stopping(struct engine_pool *pool)
+{
+	pthread_mutex_lock(&pool->lock);
+	bool stop = pool->shutting_down;
+	pthread_mutex_unlock(&pool->lock);
+	return stop;
+}
+
 static void *monitor_main(void *arg)
 {
 	struct engine_pool *pool = arg;
@@ -539,10 +548,7 @@ static void *monitor_main(void *arg)
 		int r = poll(p, n, timeout);
 		if (r < 0 && errno != EINTR)
 			break;
-		pthread_mutex_lock(&pool->lock);
-		bool stop = pool->shutting_down;
-		pthread_mutex_unlock(&pool->lock);
-		if (stop)
+		if (pool_stopping(pool))
 			break;
 		for (size_t i = 1; r > 0 && i < n; i++)
 			if (p[i].revents)
@@ -1030,14 +1036,6 @@ static bool zygote_current(struct zygote *z, uint64_t gen)
 	bool current = z->up && z->gen == gen;
 	pthread_mutex_unlock(&z->send_lock);
 	return current;
-}
-
-static bool pool_stopping(struct engine_pool *pool)
-{
-	pthread_mutex_lock(&pool->lock);
-	bool stop = pool->shutting_down;
-	pthread_mutex_unlock(&pool->lock);
-	return stop;
 }
 
 /*
