@@ -180,13 +180,21 @@ TEST(sandbox_snapshot_roundtrip)
 	const char *id2 = json_string_value(json_object_get(j, "id"));
 	CHECK(run(m, id2, "cat", (const char *const[]){"p/q.txt", NULL}, NULL, &b, &res) == 0);
 	CHECK_STREQ(b.o.data, "snapdata");
-	/* tamper */
-	char cmd[512];
-	snprintf(cmd, sizeof(cmd),
-	         "f=$(find %s/snapshots -type f | head -1); printf 'X' | dd of=$f bs=1 seek=40 "
-	         "conv=notrunc 2>/dev/null",
-	         g_dir);
-	CHECK(system(cmd) == 0);
+	/* tamper: invert one byte (a fixed byte would be no change one time in 256) */
+	char cmd[512], path[512] = "";
+	snprintf(cmd, sizeof(cmd), "find %s/snapshots -type f | head -1", g_dir);
+	FILE *f = popen(cmd, "r");
+	CHECK(f != NULL);
+	CHECK(fgets(path, sizeof(path), f) != NULL);
+	pclose(f);
+	path[strcspn(path, "\n")] = 0;
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	CHECK(fd >= 0);
+	unsigned char byte;
+	CHECK(pread(fd, &byte, 1, 40) == 1);
+	byte ^= 0xff;
+	CHECK(pwrite(fd, &byte, 1, 40) == 1);
+	close(fd);
 	co.from_snapshot = sid;
 	json_t *j2 = NULL;
 	r = sandbox_create(m, &co, &j2, &err);
