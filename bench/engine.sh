@@ -17,10 +17,15 @@ engine() { # name lang code [extra args]
   "$B" run --lang "$lang" --repeat "$N" -c "$code" "$@" | sed 's/^{//'
 }
 
-# p50/p99 of N wall-clock runs of a command, in ms.
+# p50/p99 of N wall-clock runs of a command, in ms. A command that fails is reported, not
+# timed: the time of an error is no baseline.
 spawn() { # name cmd...
   local name=$1; shift
-  local ts=()
+  local ts=() err
+  if ! err=$("$@" 2>&1 >/dev/null); then
+    printf '{"case":"%s","error":%s}\n' "$name" "$(printf '%s' "$err" | tail -c 600 | jq -Rs .)"
+    return 0
+  fi
   for ((i = 0; i < NB; i++)); do
     local t0 t1
     t0=$(date +%s%N)
@@ -55,8 +60,9 @@ if [ "${COMPARE:-0}" = 1 ]; then
   done
 fi
 if command -v bwrap >/dev/null; then
-  spawn bwrap-python3-1plus1 "${BWRAP[@]}" python3 -c 'print(1+1)'
-  spawn bwrap-python3-pandas "${BWRAP[@]}" python3 -c 'import pandas as pd; print(int(pd.DataFrame({"a": range(100)})["a"].sum()))'
+  # Debian's interpreter by path: the CPython the engine embeds, with python3-pandas.
+  spawn bwrap-python3-1plus1 "${BWRAP[@]}" /usr/bin/python3 -c 'print(1+1)'
+  spawn bwrap-python3-pandas "${BWRAP[@]}" /usr/bin/python3 -c 'import pandas as pd; print(int(pd.DataFrame({"a": range(100)})["a"].sum()))'
   if command -v node >/dev/null; then
     NODE=$(readlink -f "$(command -v node)")
     spawn bwrap-node-1plus1 "${BWRAP[@]}" --ro-bind "$NODE" "$NODE" "$NODE" -e 'console.log(1+1)'

@@ -10,7 +10,11 @@
 # (libcurl multi, keep-alive), one connection for latency and 4 for throughput.
 # Baselines: `bwrap ... node -e`, `bwrap ... python3 -c`, and `bwrap ... python3 -c 'import
 # pandas ...'`, run sequentially from a small Python timer (its own overhead, ~1 ms, counts
-# against the baseline, which makes the ratios conservative).
+# against the baseline, which makes the ratios conservative). The interpreters are named by
+# path: Debian's /usr/bin/python3 (the CPython whose libpython the engine embeds, with
+# python3-pandas) and the node on PATH resolved, never a version manager's shim earlier on
+# PATH (a shim adds its own start-up, and its Python may not have pandas). A baseline whose
+# command fails stops the run: timing an error would make a meaningless ratio.
 # Env: N (requests per Stockade case, default 300), BN (runs per baseline, default 10);
 # STOCKADE_ENGINE_WARM / STOCKADE_ENGINE_PREFAULT (docs/engines.md) pass through to the
 # server, e.g. =0 to measure without warm children or prefaulting.
@@ -79,28 +83,33 @@ zrss_py=$(echo "$metrics" | awk '/^stockade_engine_zygote_rss_bytes.*python/ {pr
 kill -TERM "$PID"; wait "$PID" 2>/dev/null; PID=
 
 # baselines: one fresh sandboxed interpreter per request
-python3 - "$BN" >"$TMP/base.json" <<'PY'
+NODE=$(readlink -f "$(command -v node)")
+/usr/bin/python3 - "$BN" "$NODE" >"$TMP/base.json" <<'PY' || exit 1
 import json, subprocess, sys, time
-n = int(sys.argv[1])
+n, node = int(sys.argv[1]), sys.argv[2]
 bw = ["bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "--dev", "/dev",
       "--proc", "/proc", "--tmpfs", "/tmp", "--new-session"]
 cases = {
-    "node": bw + ["node", "-e", "console.log(1+1)"],
-    "python": bw + ["python3", "-c", "print(1+1)"],
-    "pandas": bw + ["python3", "-c",
-                    "import pandas as pd; print(int(pd.DataFrame({'a':[1,2,3]})['a'].sum()))"],
+    "node": (bw + [node, "-e", "console.log(1+1)"], b"2"),
+    "python": (bw + ["/usr/bin/python3", "-c", "print(1+1)"], b"2"),
+    "pandas": (bw + ["/usr/bin/python3", "-c",
+                     "import pandas as pd; print(int(pd.DataFrame({'a':[1,2,3]})['a'].sum()))"],
+               b"6"),
 }
 out = {}
-for name, cmd in cases.items():
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # warm caches
+for name, (cmd, want) in cases.items():
+    r = subprocess.run(cmd, capture_output=True)  # warms caches, and checks the command works
+    if r.returncode != 0 or r.stdout.strip() != want:
+        sys.exit("baseline %s failed (exit %d, stdout %r): %s\n%s" % (
+            name, r.returncode, r.stdout[:200], " ".join(cmd), r.stderr.decode(errors="replace")[-600:]))
     lat = []
     t_all = time.perf_counter()
     for _ in range(n):
         t0 = time.perf_counter()
         r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         lat.append((time.perf_counter() - t0) * 1000)
-        if r.stdout.strip() not in (b"2", b"6"):
-            out.setdefault("errors", []).append(name)
+        if r.returncode != 0 or r.stdout.strip() != want:
+            sys.exit("baseline %s failed on run %d (exit %d)" % (name, len(lat), r.returncode))
     secs = time.perf_counter() - t_all
     lat.sort()
     out[name] = {"p50_ms": lat[len(lat) // 2], "p99_ms": lat[min(len(lat) - 1, int(0.99 * (len(lat) - 1) + 0.5))],
@@ -125,8 +134,8 @@ report=$(cat <<MD
 | spaced (50 ms pause, 1 conn): pandas | $(j pdp .p50_ms) | $(j pdp .p99_ms) | | |
 | HTTP floor: \`GET /healthz\` (no execution) | $(j hz .p50_ms) | $(j hz .p99_ms) | $(j hz .rps) | |
 | bwrap + \`node -e\` | $(b '.node.p50_ms*1000|round/1000') | $(b '.node.p99_ms*1000|round/1000') | $(b '.node.rps*10|round/10') | |
-| bwrap + \`python3 -c\` | $(b '.python.p50_ms*1000|round/1000') | $(b '.python.p99_ms*1000|round/1000') | $(b '.python.rps*10|round/10') | |
-| bwrap + python3 importing pandas | $(b '.pandas.p50_ms*1000|round/1000') | $(b '.pandas.p99_ms*1000|round/1000') | $(b '.pandas.rps*10|round/10') | |
+| bwrap + \`/usr/bin/python3 -c\` | $(b '.python.p50_ms*1000|round/1000') | $(b '.python.p99_ms*1000|round/1000') | $(b '.python.rps*10|round/10') | |
+| bwrap + /usr/bin/python3 importing pandas | $(b '.pandas.p50_ms*1000|round/1000') | $(b '.pandas.p99_ms*1000|round/1000') | $(b '.pandas.rps*10|round/10') | |
 
 Ratios of p50 latency (baseline / Stockade): JS $(ratio "$(b .node.p50_ms)" "$(j js1 .p50_ms)"),
 Python $(ratio "$(b .python.p50_ms)" "$(j py1 .p50_ms)"), pandas $(ratio "$(b .pandas.p50_ms)" "$(j pd1 .p50_ms)");
