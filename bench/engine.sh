@@ -40,7 +40,7 @@ spawn() { # name cmd...
         v[int(n * 0.5) + 1] / 1000, v[i99] / 1000 }'
 }
 
-BWRAP=(bwrap --ro-bind /usr /usr --symlink usr/lib /lib --symlink usr/lib64 /lib64
+BWRAP=(bwrap --ro-bind /usr /usr --ro-bind /etc /etc --symlink usr/lib /lib --symlink usr/lib64 /lib64
        --symlink usr/bin /bin --proc /proc --dev /dev --tmpfs /tmp --unshare-all
        --die-with-parent)
 
