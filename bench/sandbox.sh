@@ -23,6 +23,11 @@ ms_of() { awk '{printf "%.2f\n", $1*1000}'; }
 
 # Baseline: runsc start-up for a trivial command, same flags as the service.
 base_root=$SBX_D/base-root
+# Once first, checked: the time of a failing command is no baseline.
+if ! err=$(runsc --root="$base_root" --platform=ptrace --network=none do true 2>&1 >/dev/null); then
+  echo "baseline failed: runsc --platform=ptrace --network=none do true: ${err: -600}" >&2
+  exit 1
+fi
 for _ in $(seq 1 5); do
   s=$(date +%s%N)
   runsc --root="$base_root" --platform=ptrace --network=none do true >/dev/null 2>&1
