@@ -685,7 +685,16 @@ static __attribute__((noreturn)) void child_main(int exec_fd)
 		Z.ops->py_touch(profile == ENGINE_PROFILE_PANDAS ? ENGINE_PY_PANDAS_TOUCH : NULL);
 	if (touch)
 		child_touch_json();
-	if (engine__frame_write(ENGINE_CHILD_FD, ENGINE_FRAME_READY, "ready", 5) < 0)
+	/* READY carries the CPU time spent so far (preparing, not executing) in microseconds:
+	   the supervisor reports the execution's CPU time without it. */
+	char ready[64];
+	struct rusage ru;
+	unsigned long long prep_us = 0;
+	if (getrusage(RUSAGE_SELF, &ru) == 0)
+		prep_us = (unsigned long long)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000u +
+		          (unsigned long long)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+	int ready_len = snprintf(ready, sizeof(ready), "ready %llu", prep_us);
+	if (engine__frame_write(ENGINE_CHILD_FD, ENGINE_FRAME_READY, ready, (size_t)ready_len) < 0)
 		_exit(74);
 
 	/* From here on the seccomp policy is in force: the request is parsed under it. */

@@ -82,6 +82,7 @@ struct warm {
 	struct engine_cgroup *cg; /* NULL without cgroups */
 	uint64_t memory_mb; /* the cgroup's limit now */
 	uint64_t cpu_s; /* the RLIMIT_CPU the child set */
+	int64_t prep_cpu_ms; /* CPU time it spent getting ready (READY's payload) */
 	enum engine_profile profile; /* what it was prepared for */
 	struct zygote *z; /* the zygote that forked it, and that zygote's generation */
 	uint64_t zgen;
@@ -1219,6 +1220,9 @@ static int child_prepare(struct engine_pool *pool, enum engine_language lang, ui
 	if (r == 0)
 		r = engine__frame_read(w->sock, st_now_ms() + SETUP_TIMEOUT_MS, &type, &data, &len);
 	if (r == 0 && type == ENGINE_FRAME_READY) {
+		unsigned long long prep_us = 0;
+		if (data != NULL && sscanf(data, "ready %llu", &prep_us) == 1)
+			w->prep_cpu_ms = (int64_t)(prep_us / 1000);
 		free(data);
 		return 0;
 	}
@@ -1810,7 +1814,9 @@ drain:
 		if (cst.max_rss_kb > 0)
 			rss_kb = cst.max_rss_kb;
 		res->stats.wall_ms = t_first_go ? t_end - t_first_go : t_end - t_start;
-		res->stats.cpu_ms = cpu_ms;
+		/* The child's CPU time counts from its READY: what it spent getting ready (copying
+		   pages, a warm child's own trivial execution) was not the execution's. */
+		res->stats.cpu_ms = cpu_ms > w.prep_cpu_ms ? cpu_ms - w.prep_cpu_ms : 0;
 		res->stats.max_rss_kb = rss_kb;
 
 		bool shutdown_kill = __atomic_load_n(&run.killed_by_shutdown, __ATOMIC_ACQUIRE);
