@@ -1676,6 +1676,7 @@ int engine_execute(struct engine_pool *pool, const struct engine_request *req,
 	int64_t cpu_ms = 0, rss_kb = 0, t_go = 0, t_first_go = 0, t_end = 0;
 	char *go_text = NULL;
 	bool rerun = false; /* the first child's zygote died under it: this is the second run */
+	int drain_end = 0; /* why reading the child stopped: -EPIPE for end of stream */
 
 	/* Python code that mentions pandas goes to a child prepared for it (a hint only: any
 	   child runs any code), unless it asks for less memory than warm children have: such a
@@ -1762,7 +1763,7 @@ drain:
 	/* Read RESULT (any time) and EXIT (after the child is reaped) until EOF or deadline. The
 	   answer does not wait for the child's exit after its RESULT: tearing down its copy of
 	   the zygote's address space is the reaper's business (reaper_main). */
-	int drain_end = 0; /* why the loop below stopped reading: -EPIPE for end of stream */
+	drain_end = 0;
 	{
 		int64_t deadline = (t_first_go ? t_first_go : st_now_ms()) + (int64_t)timeout_ms;
 		for (;;) {
