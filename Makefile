@@ -34,11 +34,13 @@ LAZY_PKGS := $(filter-out $(EAGER_PKGS),$(PKGS))
 LANG_PKGS := javascriptcoregtk-4.1 python3-embed
 
 # Deliberate warning list (bubblewrap/crun style): everything -Wall -Wextra has, plus shadowing,
-# prototypes, switch defaults, format safety, casts that drop qualifiers, and VLAs.
+# prototypes, switch defaults, format safety, casts that drop qualifiers, and VLAs; with gcc also
+# what only C2x allows (a declaration right after a label: clang 14, the fuzz build, refuses it).
 WARN := -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
         -Wswitch-default -Wformat=2 -Wformat-security -Wcast-qual -Wpointer-arith \
         -Wundef -Wvla -Wwrite-strings -Wnull-dereference -Wimplicit-fallthrough \
-        -Wno-unused-parameter -Wno-format-nonliteral
+        -Wno-unused-parameter -Wno-format-nonliteral \
+        $(if $(findstring clang,$(CC)),,-Wc11-c2x-compat)
 CFLAGS_BASE := -std=gnu17 $(WARN) -D_GNU_SOURCE -fno-strict-aliasing -fstack-protector-strong \
         -D_FORTIFY_SOURCE=2 -g -MMD -MP -Isrc
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) $(LANG_PKGS) 2>/dev/null)
