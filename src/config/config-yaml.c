@@ -63,10 +63,23 @@ static char *join(const char *path, const char *key)
 	return *path ? st_xasprintf("%s.%s", path, key) : st_xstrdup(key);
 }
 
+/* How deep merge keys (`<<`) may nest, and how many mappings the merges of one mapping may
+   reach in all. An alias can name the mapping that holds it (a cycle), and lists of aliases
+   can fan out exponentially: both are refused before anything is read (merges_ok). */
+#define MERGE_MAX_DEPTH 8
+#define MERGE_MAX_VISITS 4096
+
+static ynode *mget_(struct yctx *c, ynode *map, const char *key, int depth);
+
 /* Look a key up in a mapping, then in its merge keys (`<<`). */
 static ynode *mget(struct yctx *c, ynode *map, const char *key)
 {
-	if (map == NULL || map->type != YAML_MAPPING_NODE)
+	return mget_(c, map, key, 0);
+}
+
+static ynode *mget_(struct yctx *c, ynode *map, const char *key, int depth)
+{
+	if (map == NULL || map->type != YAML_MAPPING_NODE || depth > MERGE_MAX_DEPTH)
 		return NULL;
 	for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
 	     p++) {
@@ -81,19 +94,65 @@ static ynode *mget(struct yctx *c, ynode *map, const char *key)
 			continue;
 		ynode *v = N(c, p->value);
 		if (v && v->type == YAML_MAPPING_NODE) {
-			ynode *r = mget(c, v, key);
+			ynode *r = mget_(c, v, key, depth + 1);
 			if (r)
 				return r;
 		} else if (v && v->type == YAML_SEQUENCE_NODE) {
 			for (yaml_node_item_t *it = v->data.sequence.items.start;
 			     it < v->data.sequence.items.top; it++) {
-				ynode *r = mget(c, N(c, *it), key);
+				ynode *r = mget_(c, N(c, *it), key, depth + 1);
 				if (r)
 					return r;
 			}
 		}
 	}
 	return NULL;
+}
+
+/* Are the merges reachable from map bounded (no cycle, at most MERGE_MAX_DEPTH deep, at most
+   *budget mappings visited)? */
+static bool merges_ok(struct yctx *c, ynode *map, int depth, unsigned *budget)
+{
+	if (map == NULL || map->type != YAML_MAPPING_NODE)
+		return true;
+	if (depth > MERGE_MAX_DEPTH || *budget == 0)
+		return false;
+	(*budget)--;
+	for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+	     p++) {
+		const char *k = sval(N(c, p->key));
+		if (k == NULL || strcmp(k, "<<") != 0)
+			continue;
+		ynode *v = N(c, p->value);
+		if (v && v->type == YAML_SEQUENCE_NODE) {
+			for (yaml_node_item_t *it = v->data.sequence.items.start;
+			     it < v->data.sequence.items.top; it++)
+				if (!merges_ok(c, N(c, *it), depth + 1, budget))
+					return false;
+		} else if (!merges_ok(c, v, depth + 1, budget)) {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Every mapping's merges are bounded; otherwise an error naming the line of the first that
+   is not. */
+static bool check_merges(struct yctx *c, const char *name)
+{
+	for (ynode *n = c->doc->nodes.start; n < c->doc->nodes.top; n++) {
+		unsigned budget = MERGE_MAX_VISITS;
+		if (n->type == YAML_MAPPING_NODE && !merges_ok(c, n, 0, &budget)) {
+			config_problems_add(
+			    c->pr, CONFIG_ERROR, "",
+			    "'%s' line %zu: merge keys ('<<') refer back to the mapping "
+			    "that holds them, nest more than %d deep or reach more than "
+			    "%d mappings; write the keys out",
+			    name, n->start_mark.line + 1, MERGE_MAX_DEPTH, MERGE_MAX_VISITS);
+			return false;
+		}
+	}
+	return true;
 }
 
 /* ---- duplicate keys and unknown keys ------------------------------------------------------ */
@@ -1073,7 +1132,10 @@ int config__parse_yaml(const char *yaml, size_t len, const char *name, struct st
 		uint8_t *seen = st_xcalloc(nn + 1, 1);
 		find_duplicates(&c, root, "", seen, 0);
 		free(seen);
-		rd_root(&c, root);
+		if (check_merges(&c, name))
+			rd_root(&c, root);
+		else
+			rc = -EINVAL;
 	}
 	yaml_document_delete(&doc);
 	return rc;

@@ -344,6 +344,24 @@ TEST(yaml_syntax_duplicates_anchors_merge)
 	           &cfg, &pr) == 0);
 	config_release(&cfg);
 	config_problems_release(&pr);
+	/* a merge key that names the mapping holding it: refused with the line, not recursed
+	   into (found by fuzz-config: the lookup recursed until the stack overflowed) */
+	CHECK(load("&x\n<<: *x\nlisten: 0\n", &cfg, &pr) == -EINVAL);
+	CHECK(has(&pr, CONFIG_ERROR, "", "refer back to the mapping"));
+	CHECK(has(&pr, CONFIG_ERROR, "", "line 1"));
+	config_problems_release(&pr);
+	CHECK(load(BASE "rr: &x {<<: {<<: *x}}\n", &cfg, &pr) == -EINVAL);
+	CHECK(has(&pr, CONFIG_ERROR, "", "merge keys"));
+	config_problems_release(&pr);
+	/* merges fanning out through lists of aliases (10^9 paths) are refused too */
+	CHECK(load(BASE "a: &a {k: 1}\nb: &b {<<: [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]}\n"
+	                "c: &c {<<: [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]}\n"
+	                "d: &d {<<: [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]}\n"
+	                "e: &e {<<: [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]}\n"
+	                "rr: {<<: [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]}\n",
+	           &cfg, &pr) == -EINVAL);
+	CHECK(has(&pr, CONFIG_ERROR, "", "reach more than"));
+	config_problems_release(&pr);
 }
 
 TEST(blob_storage_exactly_one_when_git_or_snapshots)
