@@ -139,6 +139,22 @@ char *sandbox__workspace_path(const struct sandbox *sb);
  * at log_path, trailing newlines dropped) to *err as context, after "<label>: " when label is
  * not NULL. Nothing when the log is missing, empty or over 1 MiB. */
 void sandbox__error_wrap_log_tail(struct st_error **err, const char *log_path, const char *label);
+/* The head of a request to the egress proxy (sandbox-proxy.c), which a sandbox writes: CONNECT
+   host:port, or an absolute-form http:// request. */
+struct sandbox_egress_req {
+	char method[16];
+	char host[256]; /* brackets of an IPv6 literal removed */
+	char port[6]; /* digits, 1-65535 */
+	bool connect;
+	char path[2048]; /* origin form of a plain HTTP request ("/" for CONNECT) */
+	size_t line_len; /* bytes of the request line, up to its CRLF */
+	size_t head_len; /* bytes up to and including the blank line */
+};
+/* Parse head[0..len) (len bytes read so far, NUL-terminated by the caller): 0 when it holds
+   a whole head; -EAGAIN when the blank line has not come yet; -EINVAL with *msg (static text
+   for the 400 reply) when it is not a request the proxy serves. */
+int sandbox__egress_parse(const char *head, size_t len, struct sandbox_egress_req *r,
+                          const char **msg);
 /* References for threads that outlive a request (egress connections). */
 void sandbox__sb_ref(struct sandbox_mgr *m, struct sandbox *sb);
 void sandbox__sb_unref(struct sandbox_mgr *m, struct sandbox *sb);

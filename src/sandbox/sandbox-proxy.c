@@ -293,6 +293,138 @@ static void reply_status(int fd, int code, const char *msg)
 		(void)st_write_all(fd, b, (size_t)n);
 }
 
+/* host[:port] or [v6][:port] from a[0..n) into r; the port is required when def is NULL. */
+static bool split_authority(const char *a, size_t n, const char *def, struct sandbox_egress_req *r,
+                            const char **msg)
+{
+	const char *end = a + n, *hs = a, *he = end, *ps = NULL;
+	if (memchr(a, '@', n) != NULL) {
+		*msg = "bad host: credentials in the URL are not passed on (no credentials)";
+		return false;
+	}
+	if (n > 0 && a[0] == '[') {
+		const char *close = memchr(a, ']', n);
+		if (close == NULL) {
+			*msg = "an IPv6 address needs its closing ']'";
+			return false;
+		}
+		hs = a + 1;
+		he = close;
+		if (close + 1 < end) {
+			if (close[1] != ':') {
+				*msg = "bad host: only ':port' may follow ']'";
+				return false;
+			}
+			ps = close + 2;
+		}
+	} else {
+		const char *colon = memrchr(a, ':', n);
+		if (colon != NULL) {
+			he = colon;
+			ps = colon + 1;
+		}
+		if (memchr(hs, ':', (size_t)(he - hs)) != NULL) {
+			*msg = "an IPv6 address must be in brackets: [address]:port";
+			return false;
+		}
+	}
+	size_t hl = (size_t)(he - hs);
+	if (hl == 0 || hl >= sizeof(r->host)) {
+		*msg = "bad host: empty or longer than 255 bytes";
+		return false;
+	}
+	for (size_t i = 0; i < hl; i++)
+		if ((unsigned char)hs[i] <= ' ' || (unsigned char)hs[i] >= 0x7f || hs[i] == '/' ||
+		    hs[i] == '\\') {
+			*msg = "bad host: names are letters, digits, '-' and '.'";
+			return false;
+		}
+	memcpy(r->host, hs, hl);
+	r->host[hl] = '\0';
+	if (ps == NULL) {
+		if (def == NULL) {
+			*msg = "CONNECT needs host:port";
+			return false;
+		}
+		st_strlcpy(r->port, def, sizeof(r->port));
+		return true;
+	}
+	size_t pl = (size_t)(end - ps);
+	unsigned v = 0;
+	for (size_t i = 0; i < pl && v <= 65535; i++) {
+		if (ps[i] < '0' || ps[i] > '9') {
+			v = 0;
+			break;
+		}
+		v = v * 10 + (unsigned)(ps[i] - '0');
+	}
+	if (pl == 0 || pl > 5 || v == 0 || v > 65535) {
+		*msg = "bad port: a number from 1 to 65535";
+		return false;
+	}
+	snprintf(r->port, sizeof(r->port), "%u", v);
+	return true;
+}
+
+int sandbox__egress_parse(const char *head, size_t len, struct sandbox_egress_req *r,
+                          const char **msg)
+{
+	memset(r, 0, sizeof(*r));
+	const char *blank = memmem(head, len, "\r\n\r\n", 4);
+	if (blank == NULL)
+		return -EAGAIN;
+	r->head_len = (size_t)(blank + 4 - head);
+	const char *le = memmem(head, len, "\r\n", 2); /* not NULL: the blank line is one */
+	size_t ll = (size_t)(le - head);
+	r->line_len = ll;
+	*msg = "malformed proxy request: want 'METHOD target HTTP/1.1'";
+	/* METHOD SP target [SP HTTP/x.y] */
+	const char *sp1 = memchr(head, ' ', ll);
+	if (sp1 == NULL || sp1 == head || (size_t)(sp1 - head) >= sizeof(r->method))
+		return -EINVAL;
+	for (const char *c = head; c < sp1; c++)
+		if (*c < 'A' || *c > 'Z')
+			return -EINVAL;
+	memcpy(r->method, head, (size_t)(sp1 - head));
+	const char *t = sp1 + 1;
+	const char *sp2 = memchr(t, ' ', (size_t)(le - t));
+	const char *t_end = sp2 ? sp2 : le;
+	size_t tl = (size_t)(t_end - t);
+	if (tl == 0 || tl >= sizeof(r->path))
+		return -EINVAL;
+	if (sp2 != NULL) {
+		size_t vl = (size_t)(le - sp2 - 1);
+		if (vl < 6 || vl > 15 || memcmp(sp2 + 1, "HTTP/", 5) != 0)
+			return -EINVAL;
+	}
+	for (const char *c = t; c < t_end; c++)
+		if ((unsigned char)*c <= ' ' || (unsigned char)*c == 0x7f)
+			return -EINVAL;
+	r->connect = strcmp(r->method, "CONNECT") == 0;
+	if (r->connect) {
+		if (!split_authority(t, tl, NULL, r, msg))
+			return -EINVAL;
+		st_strlcpy(r->path, "/", sizeof(r->path));
+		return 0;
+	}
+	if (tl < 7 || strncasecmp(t, "http://", 7) != 0) {
+		*msg = "plain HTTP requests must use an absolute http:// URL (HTTPS goes through "
+		       "CONNECT)";
+		return -EINVAL;
+	}
+	const char *a = t + 7;
+	size_t al = 0;
+	while (a + al < t_end && a[al] != '/' && a[al] != '?' && a[al] != '#')
+		al++;
+	if (!split_authority(a, al, "80", r, msg))
+		return -EINVAL;
+	const char *p = a + al;
+	size_t pl = (size_t)(t_end - p);
+	/* origin form: "/" when the URL has no path, "/" before a bare query */
+	snprintf(r->path, sizeof(r->path), "%s%.*s", pl == 0 || *p != '/' ? "/" : "", (int)pl, p);
+	return 0;
+}
+
 static void *egress_conn_main(void *arg)
 {
 	struct egress_conn *c = arg;
@@ -303,90 +435,49 @@ static void *egress_conn_main(void *arg)
 	/* Read the request head (capped). */
 	char head[16384];
 	size_t len = 0;
-	char *end = NULL;
-	while (len < sizeof(head) - 1) {
+	struct sandbox_egress_req rq;
+	const char *msg = "malformed proxy request";
+	int pr = -EAGAIN;
+	while (pr == -EAGAIN && len < sizeof(head) - 1) {
 		ssize_t k = read(fd, head + len, sizeof(head) - 1 - len);
 		if (k <= 0)
 			break;
 		len += (size_t)k;
 		head[len] = '\0';
-		if ((end = strstr(head, "\r\n\r\n")))
-			break;
+		pr = sandbox__egress_parse(head, len, &rq, &msg);
 	}
-	char method[16], target[2048], host[256], port[8];
-	if (!end || sscanf(head, "%15s %2047s", method, target) != 2) {
-		reply_status(fd, 400, "malformed proxy request");
+	if (pr < 0) {
+		reply_status(fd, 400,
+		             pr == -EAGAIN ? "incomplete or oversized proxy request head" : msg);
 		goto out;
-	}
-	bool connect_m = !strcmp(method, "CONNECT");
-	const char *path = "/";
-	if (connect_m) {
-		char *colon = strrchr(target, ':');
-		if (!colon || colon == target || (size_t)(colon - target) >= sizeof(host)) {
-			reply_status(fd, 400, "CONNECT needs host:port");
-			goto out;
-		}
-		memcpy(host, target, (size_t)(colon - target));
-		host[colon - target] = '\0';
-		st_strlcpy(port, colon + 1, sizeof(port));
-	} else {
-		if (strncmp(target, "http://", 7) != 0) {
-			reply_status(fd, 400,
-			             "plain HTTP requests must use an absolute http:// URL");
-			goto out;
-		}
-		const char *h = target + 7;
-		const char *slash = strchr(h, '/');
-		size_t hl = slash ? (size_t)(slash - h) : strlen(h);
-		if (hl == 0 || hl >= sizeof(host)) {
-			reply_status(fd, 400, "bad host");
-			goto out;
-		}
-		memcpy(host, h, hl);
-		host[hl] = '\0';
-		path = slash ? slash : "/";
-		char *colon = strrchr(host, ':');
-		if (colon && !strchr(host, ']')) {
-			*colon = '\0';
-			st_strlcpy(port, colon + 1, sizeof(port));
-		} else {
-			st_strlcpy(port, "80", sizeof(port));
-		}
-	}
-	if (host[0] == '[') { /* [v6] literal */
-		size_t hl = strlen(host);
-		if (hl > 2 && host[hl - 1] == ']') {
-			memmove(host, host + 1, hl - 2);
-			host[hl - 2] = '\0';
-		}
 	}
 	char why[256] = "";
-	int up = egress_connect(m, sb, host, port, why, sizeof(why));
+	int up = egress_connect(m, sb, rq.host, rq.port, why, sizeof(why));
 	st_log(up >= 0 ? ST_LOG_INFO : ST_LOG_WARN, "egress %s: sandbox '%s' %s %s:%s%s%s",
-	       up >= 0 ? "allowed" : "denied", sb->id, method, host, port, up >= 0 ? "" : ": ",
-	       up >= 0 ? "" : why);
+	       up >= 0 ? "allowed" : "denied", sb->id, rq.method, rq.host, rq.port,
+	       up >= 0 ? "" : ": ", up >= 0 ? "" : why);
 	if (up < 0) {
-		char msg[1024];
-		snprintf(msg, sizeof(msg), "egress to %s denied: %s", host, why);
-		reply_status(fd, 403, msg);
+		char deny[1024];
+		snprintf(deny, sizeof(deny), "egress to %s denied: %s", rq.host, why);
+		reply_status(fd, 403, deny);
 		goto out;
 	}
-	if (connect_m) {
+	if (rq.connect) {
 		static const char ok[] = "HTTP/1.1 200 Connection Established\r\n\r\n";
 		(void)st_write_all(fd, ok, sizeof(ok) - 1);
-		size_t rest = len - (size_t)(end + 4 - head);
-		if (rest)
-			(void)st_write_all(up, end + 4, rest);
+		if (len > rq.head_len)
+			(void)st_write_all(up, head + rq.head_len, len - rq.head_len);
 	} else {
-		/* Origin-form request line, then the client's headers and whatever body followed. */
-		const char *line_end = strstr(head, "\r\n");
-		const char *proto = memrchr(head, ' ', (size_t)(line_end - head));
+		/* The request line in origin form, then the client's headers and whatever body
+		   followed them. */
+		const char *sp2 =
+		    memchr(head + strlen(rq.method) + 1, ' ', rq.line_len - strlen(rq.method) - 1);
 		char first[2400];
-		int n = snprintf(first, sizeof(first), "%s %s%.*s", method, path,
-		                 proto ? (int)(line_end - proto) : 0, proto ? proto : "");
-		if (n > 0)
+		int n = snprintf(first, sizeof(first), "%s %s%.*s", rq.method, rq.path,
+		                 sp2 ? (int)(head + rq.line_len - sp2) : 0, sp2 ? sp2 : "");
+		if (n > 0 && (size_t)n < sizeof(first))
 			(void)st_write_all(up, first, (size_t)n);
-		(void)st_write_all(up, line_end, len - (size_t)(line_end - head));
+		(void)st_write_all(up, head + rq.line_len, len - rq.line_len);
 	}
 	splice2(fd, up);
 	close(up);

@@ -255,6 +255,11 @@ out=$(runp "$B" "[\"-s\",\"-x\",\"http://127.0.0.1:3128\",\"http://169.254.169.2
 check_contains "egress: metadata address denied" "$(json_get "$out" .stdout)" "blocked range"
 out=$(runp "$B" "[\"-s\",\"-p\",\"-x\",\"http://127.0.0.1:3128\",\"https://localhost:$EG_PORT/\"]")
 check_eq "egress: CONNECT to a blocked address fails" "$(json_get "$out" .exitCode)" 56
+# a head the proxy cannot act on: 400 with the reason (sent raw: curl would not send it)
+raw=$(jq -cn --arg s 'exec 3<>/dev/tcp/127.0.0.1/3128 && printf "GET https://x.example/ HTTP/1.1\r\n\r\n" >&3 && cat <&3' '["-c",$s]')
+out=$(run "$B" bash "$raw")
+check_contains "egress: an https:// URL without CONNECT: 400" "$(json_get "$out" .stdout)" "400 Bad Request"
+check_contains "egress: ... with the reason" "$(json_get "$out" .stdout)" "HTTPS goes through CONNECT"
 out=$(run "$B" curl "[\"-s\",\"-m\",\"3\",\"--noproxy\",\"*\",\"http://127.0.0.2:$EG_PORT/hello.txt\"]")
 check_eq "egress: no route around the proxy" "$(json_get "$out" .stdout)" ""
 out=$(run "$A" curl "[\"-s\",\"-x\",\"http://127.0.0.1:3128\",\"http://127.0.0.2:$EG_PORT/hello.txt\"]")

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "crypto/crypto.h"
+#include "sandbox/sandbox-internal.h"
 #include "sandbox/sandbox.h"
 #include "unit.h"
 
@@ -203,4 +204,77 @@ TEST(sandbox_snapshot_roundtrip)
 	json_decref(j);
 	json_decref(snap);
 	close_mgr(m);
+}
+
+/* The egress proxy's request head, as a sandbox writes it (sandbox__egress_parse). */
+static int eparse(const char *head, struct sandbox_egress_req *r, const char **msg)
+{
+	*msg = NULL;
+	return sandbox__egress_parse(head, strlen(head), r, msg);
+}
+
+TEST(egress_request_parse)
+{
+	struct sandbox_egress_req r;
+	const char *msg;
+	CHECK_EQ_INT(eparse("CONNECT example.com:443 HTTP/1.1\r\nHost: x\r\n\r\nTLS", &r, &msg), 0);
+	CHECK(r.connect);
+	CHECK_STREQ(r.host, "example.com");
+	CHECK_STREQ(r.port, "443");
+	CHECK_EQ_INT((int)r.head_len,
+	             (int)strlen("CONNECT example.com:443 HTTP/1.1\r\nHost: x\r\n\r\n"));
+	CHECK_EQ_INT(eparse("CONNECT [2001:db8::1]:8443 HTTP/1.1\r\n\r\n", &r, &msg), 0);
+	CHECK_STREQ(r.host, "2001:db8::1");
+	CHECK_STREQ(r.port, "8443");
+	CHECK_EQ_INT(
+	    eparse("GET http://example.com/a?b=1 HTTP/1.1\r\nHost: example.com\r\n\r\n", &r, &msg),
+	    0);
+	CHECK(!r.connect);
+	CHECK_STREQ(r.method, "GET");
+	CHECK_STREQ(r.host, "example.com");
+	CHECK_STREQ(r.port, "80");
+	CHECK_STREQ(r.path, "/a?b=1");
+	CHECK_EQ_INT((int)r.line_len, (int)strlen("GET http://example.com/a?b=1 HTTP/1.1"));
+	/* an IPv6 literal with a port (the port used to stay in the host) */
+	CHECK_EQ_INT(eparse("GET http://[::1]:8080 HTTP/1.1\r\n\r\n", &r, &msg), 0);
+	CHECK_STREQ(r.host, "::1");
+	CHECK_STREQ(r.port, "8080");
+	CHECK_STREQ(r.path, "/");
+	CHECK_EQ_INT(eparse("POST HTTP://h.example:81?q HTTP/1.0\r\n\r\n", &r, &msg), 0);
+	CHECK_STREQ(r.host, "h.example");
+	CHECK_STREQ(r.port, "81");
+	CHECK_STREQ(r.path, "/?q");
+	/* not whole yet */
+	CHECK_EQ_INT(eparse("GET http://example.com/ HTTP/1.1\r\nHost: x\r\n", &r, &msg), -EAGAIN);
+	/* refused, each with its reason */
+	static const struct {
+		const char *head, *why;
+	} bad[] = {
+	    {"CONNECT example.com HTTP/1.1\r\n\r\n", "needs host:port"},
+	    {"CONNECT example.com:0 HTTP/1.1\r\n\r\n", "bad port"},
+	    {"CONNECT example.com:65536 HTTP/1.1\r\n\r\n", "bad port"},
+	    {"CONNECT example.com:https HTTP/1.1\r\n\r\n", "bad port"},
+	    {"CONNECT :443 HTTP/1.1\r\n\r\n", "bad host"},
+	    {"CONNECT ::1:443 HTTP/1.1\r\n\r\n", "in brackets"},
+	    {"CONNECT [::1 HTTP/1.1\r\n\r\n", "closing ']'"},
+	    {"CONNECT [::1]x:443 HTTP/1.1\r\n\r\n", "only ':port'"},
+	    {"GET https://example.com/ HTTP/1.1\r\n\r\n", "absolute http://"},
+	    {"GET /relative HTTP/1.1\r\n\r\n", "absolute http://"},
+	    {"GET http://user:pw@example.com/ HTTP/1.1\r\n\r\n", "no credentials"},
+	    {"GET http:///path HTTP/1.1\r\n\r\n", "bad host"},
+	    {"get http://example.com/ HTTP/1.1\r\n\r\n", "malformed"},
+	    {"GET http://example.com/ FTP/1\r\n\r\n", "malformed"},
+	    {"GET  http://example.com/ HTTP/1.1\r\n\r\n", "malformed"},
+	    {"\r\n\r\n", "malformed"},
+	};
+	for (size_t i = 0; i < ST_ARRAY_SIZE(bad); i++) {
+		int rc = eparse(bad[i].head, &r, &msg);
+		if (rc != -EINVAL || msg == NULL || strstr(msg, bad[i].why) == NULL)
+			fprintf(stderr, "case %zu: rc %d msg '%s'\n", i, rc, msg ? msg : "(none)");
+		CHECK_EQ_INT(rc, -EINVAL);
+		CHECK_CONTAINS(msg, bad[i].why);
+	}
+	/* a NUL in the head is data, not the end of it */
+	static const char nul[] = "GET http://a.example/\0x HTTP/1.1\r\n\r\n";
+	CHECK_EQ_INT(sandbox__egress_parse(nul, sizeof(nul) - 1, &r, &msg), -EINVAL);
 }
