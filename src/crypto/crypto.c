@@ -341,7 +341,9 @@ struct crypto_stream {
 	uint8_t *buf;
 	size_t len;
 	size_t cap;
-	uint8_t *work; /* output scratch of chunk_size + 20 bytes */
+	uint8_t *work; /* output scratch: chunk_size + 20 bytes sealing; opening, grown to the
+	                  largest record seen (a header may declare 16 MiB chunks for 10 bytes) */
+	size_t work_cap;
 };
 
 static void put_u32(uint8_t *p, uint32_t v)
@@ -396,7 +398,8 @@ int crypto_stream_seal_new(const uint8_t key[CRYPTO_KEY_BYTES], size_t chunk_siz
 	}
 	s->cap = chunk_size;
 	s->buf = st_xmalloc(chunk_size);
-	s->work = st_xmalloc(chunk_size + 20);
+	s->work_cap = chunk_size + 20;
+	s->work = st_xmalloc(s->work_cap);
 	int rc = sink(ctx, s->header, sizeof(s->header));
 	if (rc < 0) {
 		crypto_stream_free(s);
@@ -448,6 +451,11 @@ static int open_record(struct crypto_stream *s, struct st_error **err)
 	uint32_t n = get_u32(s->buf);
 	uint8_t nonce[12];
 	bool last = n < s->chunk_size;
+	if (s->work_cap < (size_t)n + 20) { /* empty: wiped after every record */
+		free(s->work);
+		s->work_cap = (size_t)n + 20;
+		s->work = st_xmalloc(s->work_cap);
+	}
 	/* a short chunk can only be the last one; a full-size chunk is a middle chunk or, when
 	 * the plaintext is a multiple of the chunk size, the last one: try both nonces */
 	for (int attempt = 0; attempt < 2; attempt++) {
@@ -520,6 +528,19 @@ int crypto_stream_update(struct crypto_stream *s, const void *data, size_t n, st
 		size_t take = want - s->len;
 		if (take > n)
 			take = n;
+		/* The buffer grows with the bytes that came, doubling up to the record's size:
+		   a header may declare 16 MiB chunks and a record 16 MiB for a few bytes of
+		   input. It holds only ciphertext, so the old copy needs no wiping. */
+		if (s->len + take > s->cap) {
+			size_t nc = s->cap * 2 > want ? want : s->cap * 2;
+			if (nc < s->len + take)
+				nc = s->len + take;
+			uint8_t *nb = st_xmalloc(nc);
+			memcpy(nb, s->buf, s->len);
+			free(s->buf);
+			s->buf = nb;
+			s->cap = nc;
+		}
 		memcpy(s->buf + s->len, p, take);
 		s->len += take;
 		p += take;
@@ -539,20 +560,17 @@ int crypto_stream_update(struct crypto_stream *s, const void *data, size_t n, st
 				return -EINVAL;
 			}
 			s->chunk_size = cs;
-			s->cap = cs + 20;
-			free(s->buf);
-			s->buf = st_xmalloc(s->cap);
-			s->work = st_xmalloc(cs + 20);
 			s->len = 0;
 			s->state = S_CHUNKS;
 		} else if (want == 4) {
-			if (get_u32(s->buf) > s->chunk_size) {
+			uint32_t rl = get_u32(s->buf);
+			if (rl > s->chunk_size) {
 				s->state = S_FAILED;
 				st_error_make(
 				    err, 0,
 				    "cannot decrypt stream chunk %u: length %u exceeds the "
 				    "chunk size",
-				    s->index, get_u32(s->buf));
+				    s->index, rl);
 				return -EACCES;
 			}
 		} else {
@@ -595,7 +613,7 @@ void crypto_stream_free(struct crypto_stream *s)
 		crypto_wipe(s->buf, s->cap);
 	free(s->buf);
 	if (s->work)
-		crypto_wipe(s->work, s->chunk_size + 20);
+		crypto_wipe(s->work, s->work_cap);
 	free(s->work);
 	free(s);
 }
