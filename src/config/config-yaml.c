@@ -69,7 +69,41 @@ static char *join(const char *path, const char *key)
 #define MERGE_MAX_DEPTH 8
 #define MERGE_MAX_VISITS 4096
 
+/* Call fn for each mapping the merge keys (`<<`) of map name, in order (one alias, or each of
+   a list); stop at the first non-NULL return and return it. */
+typedef void *(*merge_fn)(struct yctx *c, ynode *merged, void *arg);
+static void *each_merge(struct yctx *c, ynode *map, merge_fn fn, void *arg)
+{
+	for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+	     p++) {
+		const char *k = sval(N(c, p->key));
+		if (k == NULL || strcmp(k, "<<") != 0)
+			continue;
+		ynode *v = N(c, p->value);
+		void *r = NULL;
+		if (v && v->type == YAML_SEQUENCE_NODE) {
+			for (yaml_node_item_t *it = v->data.sequence.items.start;
+			     r == NULL && it < v->data.sequence.items.top; it++)
+				r = fn(c, N(c, *it), arg);
+		} else if (v) {
+			r = fn(c, v, arg);
+		}
+		if (r)
+			return r;
+	}
+	return NULL;
+}
+
+struct mget_arg {
+	const char *key;
+	int depth;
+};
 static ynode *mget_(struct yctx *c, ynode *map, const char *key, int depth);
+static void *mget_merged(struct yctx *c, ynode *merged, void *arg)
+{
+	const struct mget_arg *a = arg;
+	return mget_(c, merged, a->key, a->depth + 1);
+}
 
 /* Look a key up in a mapping, then in its merge keys (`<<`). */
 static ynode *mget(struct yctx *c, ynode *map, const char *key)
@@ -87,30 +121,23 @@ static ynode *mget_(struct yctx *c, ynode *map, const char *key, int depth)
 		if (k && strcmp(k, key) == 0)
 			return N(c, p->value);
 	}
-	for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
-	     p++) {
-		const char *k = sval(N(c, p->key));
-		if (k == NULL || strcmp(k, "<<") != 0)
-			continue;
-		ynode *v = N(c, p->value);
-		if (v && v->type == YAML_MAPPING_NODE) {
-			ynode *r = mget_(c, v, key, depth + 1);
-			if (r)
-				return r;
-		} else if (v && v->type == YAML_SEQUENCE_NODE) {
-			for (yaml_node_item_t *it = v->data.sequence.items.start;
-			     it < v->data.sequence.items.top; it++) {
-				ynode *r = mget_(c, N(c, *it), key, depth + 1);
-				if (r)
-					return r;
-			}
-		}
-	}
-	return NULL;
+	struct mget_arg a = {key, depth};
+	return each_merge(c, map, mget_merged, &a);
 }
 
 /* Are the merges reachable from map bounded (no cycle, at most MERGE_MAX_DEPTH deep, at most
    *budget mappings visited)? */
+struct merges_arg {
+	int depth;
+	unsigned *budget;
+};
+static bool merges_ok(struct yctx *c, ynode *map, int depth, unsigned *budget);
+static void *merged_not_ok(struct yctx *c, ynode *merged, void *arg)
+{
+	const struct merges_arg *a = arg;
+	return merges_ok(c, merged, a->depth + 1, a->budget) ? NULL : merged;
+}
+
 static bool merges_ok(struct yctx *c, ynode *map, int depth, unsigned *budget)
 {
 	if (map == NULL || map->type != YAML_MAPPING_NODE)
@@ -118,22 +145,8 @@ static bool merges_ok(struct yctx *c, ynode *map, int depth, unsigned *budget)
 	if (depth > MERGE_MAX_DEPTH || *budget == 0)
 		return false;
 	(*budget)--;
-	for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
-	     p++) {
-		const char *k = sval(N(c, p->key));
-		if (k == NULL || strcmp(k, "<<") != 0)
-			continue;
-		ynode *v = N(c, p->value);
-		if (v && v->type == YAML_SEQUENCE_NODE) {
-			for (yaml_node_item_t *it = v->data.sequence.items.start;
-			     it < v->data.sequence.items.top; it++)
-				if (!merges_ok(c, N(c, *it), depth + 1, budget))
-					return false;
-		} else if (!merges_ok(c, v, depth + 1, budget)) {
-			return false;
-		}
-	}
-	return true;
+	struct merges_arg a = {depth, budget};
+	return each_merge(c, map, merged_not_ok, &a) == NULL;
 }
 
 /* Every mapping's merges are bounded; otherwise an error naming the line of the first that
