@@ -466,6 +466,10 @@ static int h_execute(struct http_request *req, void *ctx)
 	engine_request_init(&ereq);
 	const char *lang = NULL, *code = NULL;
 	int ret = 0;
+	static const char *const fields[] = {"language",  "code",     "params",
+	                                     "timeoutMs", "memoryMb", NULL};
+	if (!api_known_fields(req, body, NULL, fields))
+		goto out;
 	if (!api_get_string(req, body, "language", true, 64, &lang))
 		goto out;
 	if (engine_language_parse(lang, &ereq.language) < 0) {

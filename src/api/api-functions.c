@@ -114,6 +114,21 @@ static int put_tx(struct store *tx, void *ctx, struct st_error **err)
 	return r;
 }
 
+/* js-executor functions are JavaScript: a body may say so ("javascript" or "js"), nothing
+   else. Replies 400 and returns false otherwise. */
+static bool javascript_only(struct http_request *req, json_t *body)
+{
+	json_t *lang = json_object_get(body, "language");
+	if (lang == NULL ||
+	    (json_is_string(lang) && (strcmp(json_string_value(lang), "javascript") == 0 ||
+	                              strcmp(json_string_value(lang), "js") == 0)))
+		return true;
+	http_reply_bad_field(req, "language",
+	                     "js-executor runs JavaScript only: omit 'language' or use "
+	                     "\"javascript\"");
+	return false;
+}
+
 static int h_put(struct http_request *req, void *ctx)
 {
 	struct app *app = ctx;
@@ -131,7 +146,9 @@ static int h_put(struct http_request *req, void *ctx)
 	api__limits(app, true, &lim);
 	struct put_ctx p = {.name = name, .principal = req->principal, .keep = max_versions(app)};
 	int ret = 0;
-	if (!api_get_string(req, body, "code", true, lim.max_code_bytes, &p.code) ||
+	static const char *const fields[] = {"code", "description", "language", NULL};
+	if (!api_known_fields(req, body, NULL, fields) || !javascript_only(req, body) ||
+	    !api_get_string(req, body, "code", true, lim.max_code_bytes, &p.code) ||
 	    !api_get_string(req, body, "description", false, 0, &p.description))
 		goto out;
 	if (p.description && strlen(p.description) > DESCRIPTION_MAX) {
@@ -325,7 +342,9 @@ static int h_invoke(struct http_request *req, void *ctx)
 	api__limits(app, true, &lim);
 	struct engine_request ereq;
 	engine_request_init(&ereq);
-	if (!parse_version(req, body, &version) || !api__parse_limits(req, body, &lim, &ereq))
+	static const char *const fields[] = {"args", "version", "timeoutMs", "memoryMb", NULL};
+	if (!api_known_fields(req, body, NULL, fields) || !parse_version(req, body, &version) ||
+	    !api__parse_limits(req, body, &lim, &ereq))
 		goto out;
 	struct st_error *err = NULL;
 	int r = load_function(app, name, version, &fn, &err);
@@ -362,17 +381,12 @@ static int h_run(struct http_request *req, void *ctx)
 	engine_request_init(&ereq);
 	const char *code = NULL;
 	int ret = 0;
-	if (!api_get_string(req, body, "code", true, lim.max_code_bytes, &code) ||
-	    !api__parse_limits(req, body, &lim, &ereq))
+	static const char *const fields[] = {"code",      "args",     "language",
+	                                     "timeoutMs", "memoryMb", NULL};
+	if (!api_known_fields(req, body, NULL, fields) ||
+	    !api_get_string(req, body, "code", true, lim.max_code_bytes, &code) ||
+	    !api__parse_limits(req, body, &lim, &ereq) || !javascript_only(req, body))
 		goto out;
-	json_t *lang = json_object_get(body, "language");
-	if (lang && !(json_is_string(lang) && (strcmp(json_string_value(lang), "javascript") == 0 ||
-	                                       strcmp(json_string_value(lang), "js") == 0))) {
-		ret = http_reply_bad_field(req, "language",
-		                           "js-executor runs JavaScript only: omit 'language' or "
-		                           "use \"javascript\"");
-		goto out;
-	}
 	ereq.language = ENGINE_LANG_JAVASCRIPT;
 	ereq.code = code;
 	ereq.code_len = json_string_length(json_object_get(body, "code"));

@@ -80,7 +80,9 @@ static int h_migrations_post(struct http_request *req, void *ctx)
 		return 0;
 	const char *name = NULL;
 	int ret = 0;
-	if (!api_get_string(req, body, "name", true, 200, &name))
+	static const char *const fields[] = {"name", NULL};
+	if (!api_known_fields(req, body, NULL, fields) ||
+	    !api_get_string(req, body, "name", true, 200, &name))
 		goto out;
 	struct st_error *err = NULL;
 	int r = store_data_migration_retry(app->store, name, &err);

@@ -87,7 +87,9 @@ static int h_create(struct http_request *req, void *ctx)
 		return 0;
 	struct sandbox_create_opts o = {.owner = owner_of(req)};
 	const char *snap = NULL;
-	if (!api_get_string(req, body, "fromSnapshot", false, 64, &snap))
+	static const char *const fields[] = {"fromSnapshot", "env", "network", "timeouts", NULL};
+	if (!api_known_fields(req, body, NULL, fields) ||
+	    !api_get_string(req, body, "fromSnapshot", false, 64, &snap))
 		goto done;
 	o.from_snapshot = snap;
 	json_t *env = json_object_get(body, "env");
@@ -103,7 +105,16 @@ static int h_create(struct http_request *req, void *ctx)
 			http_reply_bad_field(req, "network", "'network' must be an object");
 			goto done;
 		}
-		o.allow_egress = json_is_true(json_object_get(net, "allowEgress"));
+		static const char *const net_fields[] = {"allowEgress", "allowedDomains", NULL};
+		if (!api_known_fields(req, net, "network", net_fields))
+			goto done;
+		json_t *ae = json_object_get(net, "allowEgress");
+		if (ae && !json_is_boolean(ae)) {
+			http_reply_bad_field(req, "network.allowEgress",
+			                     "'network.allowEgress' must be true or false");
+			goto done;
+		}
+		o.allow_egress = json_is_true(ae);
 		json_t *ad = json_object_get(net, "allowedDomains");
 		if (ad) {
 			if (!json_is_array(ad) || json_array_size(ad) > 64) {
@@ -128,7 +139,15 @@ static int h_create(struct http_request *req, void *ctx)
 		}
 	}
 	json_t *t = json_object_get(body, "timeouts");
-	if (t && json_is_object(t)) {
+	if (t && !json_is_object(t)) {
+		http_reply_bad_field(req, "timeouts",
+		                     "'timeouts' must be an object: {idleTimeoutMs, lifetimeMs}");
+		goto done_d;
+	}
+	static const char *const t_fields[] = {"idleTimeoutMs", "lifetimeMs", NULL};
+	if (t && !api_known_fields(req, t, "timeouts", t_fields))
+		goto done_d;
+	if (t) {
 		uint64_t v;
 		if (!api_get_uint(req, t, "idleTimeoutMs", false, 1, UINT32_MAX, &v))
 			goto done_d;
@@ -369,7 +388,10 @@ static int exec_as(struct http_request *req, const char *owner)
 	j->id = st_xstrdup(http_param(req, "id"));
 	const char *cmd = NULL, *cwd = NULL, *in = NULL;
 	uint64_t timeout = 0;
-	if (!api_get_string(req, body, "cmd", true, 4096, &cmd) ||
+	static const char *const fields[] = {"cmd",       "args",       "cwd",    "env", "stdin",
+	                                     "timeoutMs", "background", "stream", NULL};
+	if (!api_known_fields(req, body, NULL, fields) ||
+	    !api_get_string(req, body, "cmd", true, 4096, &cmd) ||
 	    !api_get_string(req, body, "cwd", false, 4096, &cwd) ||
 	    !api_get_string(req, body, "stdin", false, 64 << 20, &in) ||
 	    !api_get_uint(req, body, "timeoutMs", false, 1, 24ull * 3600 * 1000, &timeout))
@@ -402,11 +424,25 @@ static int exec_as(struct http_request *req, const char *owner)
 		j->rq.stdin_len = strlen(in);
 	}
 	j->rq.timeout_ms = timeout;
-	j->rq.background = json_is_true(json_object_get(body, "background"));
+	json_t *bg = json_object_get(body, "background");
+	if (bg && !json_is_boolean(bg)) {
+		http_reply_bad_field(req, "background", "'background' must be true or false");
+		goto fail;
+	}
+	j->rq.background = json_is_true(bg);
 
+	/* Streaming: ?stream=ndjson|sse, or "stream" in the body: true (NDJSON), false, or the
+	   format's name. */
 	const char *stream = http_query(req, "stream");
-	if (!stream && json_is_true(json_object_get(body, "stream")))
+	json_t *bs = json_object_get(body, "stream");
+	if (bs && !json_is_boolean(bs) && !json_is_string(bs)) {
+		http_reply_bad_field(req, "stream", "'stream' must be true, false, ndjson or sse");
+		goto fail;
+	}
+	if (!stream && json_is_true(bs))
 		stream = "ndjson";
+	else if (!stream && json_is_string(bs))
+		stream = json_string_value(bs);
 	if (stream && !j->rq.background) {
 		if (strcmp(stream, "ndjson") && strcmp(stream, "sse") && strcmp(stream, "true") &&
 		    strcmp(stream, "1")) {

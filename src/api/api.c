@@ -6,9 +6,11 @@
  * /readyz (they must be cheap and non-blocking). Shutdown hooks run once, newest first, from
  * app_shutdown; `stopping` is set before the first one runs so handlers can refuse new work.
  */
-#include "api/api-internal.h"
-
+#include <ctype.h>
 #include <stdatomic.h>
+#include <strings.h>
+
+#include "api/api-internal.h"
 
 enum hook_kind { HOOK_HEALTH, HOOK_SHUTDOWN };
 
@@ -228,6 +230,87 @@ bool api_component_built(enum app_component c)
 }
 
 /* ---- validation helpers ------------------------------------------------------------------ */
+
+/* Edit distance of two short names, case-insensitive, capped at 3 (enough to say "did you
+   mean"). */
+static unsigned name_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	if (la > 63 || lb > 63)
+		return 3;
+	unsigned row[64];
+	for (size_t j = 0; j <= lb; j++)
+		row[j] = (unsigned)j;
+	for (size_t i = 1; i <= la; i++) {
+		unsigned diag = row[0];
+		row[0] = (unsigned)i;
+		for (size_t j = 1; j <= lb; j++) {
+			unsigned up = row[j];
+			unsigned cost =
+			    tolower((unsigned char)a[i - 1]) == tolower((unsigned char)b[j - 1])
+			        ? 0
+			        : 1;
+			unsigned best = diag + cost;
+			if (up + 1 < best)
+				best = up + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			row[j] = best;
+			diag = up;
+		}
+	}
+	return row[lb] < 3 ? row[lb] : 3;
+}
+
+/* The accepted name a misspelt one most likely meant: close in spelling, or the same start
+   ("timeout" for "timeoutMs"), or NULL. */
+static const char *closest_name(const char *name, const char *const *known)
+{
+	const char *best = NULL;
+	unsigned best_d = 3;
+	size_t ln = strlen(name);
+	for (size_t i = 0; known[i] != NULL; i++) {
+		size_t lk = strlen(known[i]);
+		size_t m = ln < lk ? ln : lk;
+		if (m >= 4 && strncasecmp(name, known[i], m) == 0)
+			return known[i];
+		unsigned d = name_distance(name, known[i]);
+		if (d < best_d) {
+			best_d = d;
+			best = known[i];
+		}
+	}
+	return best_d <= 2 ? best : NULL;
+}
+
+bool api_known_fields(struct http_request *req, json_t *obj, const char *where,
+                      const char *const *known)
+{
+	const char *key;
+	json_t *v;
+	json_object_foreach(obj, key, v)
+	{
+		bool ok = false;
+		for (size_t i = 0; known[i] != NULL && !ok; i++)
+			ok = strcmp(key, known[i]) == 0;
+		if (ok)
+			continue;
+		char list[512] = "";
+		size_t at = 0;
+		for (size_t i = 0; known[i] != NULL && at < sizeof(list); i++)
+			at += (size_t)snprintf(list + at, sizeof(list) - at, "%s%s", i ? ", " : "",
+			                       known[i]);
+		const char *near = closest_name(key, known);
+		char field[160];
+		snprintf(field, sizeof(field), "%s%s%.100s", where ? where : "", where ? "." : "",
+		         key);
+		http_reply_bad_field(req, field, "unknown field '%s'%s%s%s: %s accepts %s", field,
+		                     near ? " (did you mean '" : "", near ? near : "",
+		                     near ? "'?)" : "", where ? where : "the request body", list);
+		return false;
+	}
+	return true;
+}
 
 bool api_get_string(struct http_request *req, json_t *obj, const char *field, bool required,
                     size_t max_len, const char **out)

@@ -151,6 +151,11 @@ bool api_get_string(struct http_request *req, json_t *obj, const char *field, bo
                     size_t max_len, const char **out);
 bool api_get_uint(struct http_request *req, json_t *obj, const char *field, bool required,
                   uint64_t min, uint64_t max, uint64_t *out);
+/* Refuse a member of JSON object `obj` that is not in `known` (NULL-terminated): replies 400
+   naming it (as "where.name" for a nested object), the accepted names and the likeliest one
+   meant, and returns false. A misspelt optional field would otherwise be silently ignored. */
+bool api_known_fields(struct http_request *req, json_t *obj, const char *where,
+                      const char *const *known);
 /* Reply 429 / 503 with Retry-After. */
 int api_reply_busy(struct http_request *req, unsigned status, unsigned retry_after_s,
                    const char *code, const char *message);

@@ -200,7 +200,39 @@ static int parse_line(const char *s)
 	return v > 0 && v < 1000000000 ? (int)v : 0;
 }
 
-/* Keep the user's frames; the prelude's are noise. */
+/* How many columns of line 1 of "code" the wrapper takes before the user's first character
+   (set by engine__js_run). */
+static size_t wrapper_cols;
+/* How many lines the user's code has: the wrapper's closing "})" is the line after. */
+static int user_lines;
+
+/* The text of one frame, with a column on line 1 of "code" made the user's (the wrapper's
+   opening shifts it). False for a frame inside the wrapper's opening itself: noise, like
+   the prelude's frames. */
+static bool user_frame(struct st_buf *b, const char *p, size_t n)
+{
+	const char *at = memmem(p, n, "@code:1:", 8);
+	if (at == NULL || wrapper_cols == 0) {
+		st_buf_append_trunc(b, p, n);
+		return true;
+	}
+	const char *col = at + 8;
+	long c = strtol(col, NULL, 10);
+	if (c <= (long)wrapper_cols)
+		return false;
+	size_t head = (size_t)(col - p);
+	const char *rest = col;
+	while (rest < p + n && *rest >= '0' && *rest <= '9')
+		rest++;
+	char num[24];
+	int k = snprintf(num, sizeof(num), "%ld", c - (long)wrapper_cols);
+	st_buf_append_trunc(b, p, head);
+	st_buf_append_trunc(b, num, (size_t)k);
+	st_buf_append_trunc(b, rest, (size_t)(p + n - rest));
+	return true;
+}
+
+/* Keep the user's frames; the prelude's and the wrapper's are noise. */
 static char *clean_stack(const char *stack, int *line)
 {
 	struct st_buf b;
@@ -210,9 +242,16 @@ static char *clean_stack(const char *stack, int *line)
 		const char *nl = strchr(p, '\n');
 		size_t n = nl ? (size_t)(nl - p) : strlen(p);
 		if (memmem(p, n, "stockade:prelude", 16) == NULL) {
+			size_t before = b.len;
 			if (b.len)
 				st_buf_append_trunc(&b, "\n", 1);
-			st_buf_append_trunc(&b, p, n);
+			if (!user_frame(&b, p, n)) {
+				b.len = before;
+				if (b.data)
+					b.data[before] = '\0';
+				p = nl ? nl + 1 : NULL;
+				continue;
+			}
 			const char *at = memmem(p, n, "@code:", 6);
 			if (at && *line == 0)
 				*line = parse_line(at + 6);
@@ -241,6 +280,15 @@ static __attribute__((noreturn)) void finish_error(JSValueRef e)
 			    (url == NULL || strcmp(url, "code") == 0))
 				line = (int)JSValueToNumber(ctx, l, NULL);
 			free(url);
+			/* Code that ends too early (an open bracket, a dangling operator) is
+			   reported at the wrapper's closing brace, which the user never wrote. */
+			if (user_lines > 0 && line > user_lines) {
+				line = user_lines;
+				if (message && strcmp(message, "Unexpected token '}'") == 0) {
+					free(message);
+					message = st_xstrdup("Unexpected end of code");
+				}
+			}
 		}
 		if (message == NULL && name == NULL)
 			message = to_cstr(e);
@@ -257,7 +305,13 @@ void engine__js_run(const struct engine_child_request *req)
 	JSObjectRef driver = engine__js_driver();
 	struct st_buf src;
 	st_buf_init(&src, strlen(req->code) + 256);
-	st_buf_appendf(&src, "(async function(%s) {%s\n})", req->params_name, req->code);
+	st_buf_appendf(&src, "(async function(%s) {", req->params_name);
+	wrapper_cols = src.len;
+	user_lines = 1;
+	for (const char *c = req->code; *c; c++)
+		user_lines += *c == '\n';
+	st_buf_append(&src, req->code, strlen(req->code));
+	st_buf_append(&src, "\n})", 3);
 	JSStringRef s = JSStringCreateWithUTF8CString(src.data);
 	st_buf_release(&src);
 	JSStringRef url = JSStringCreateWithUTF8CString("code");

@@ -119,6 +119,10 @@ bad "negative timeoutMs" '{"language":"python","code":"return 1","timeoutMs":-5}
 bad "timeoutMs above the maximum" '{"language":"python","code":"return 1","timeoutMs":999999999}' timeoutMs
 bad "memoryMb above the maximum" '{"language":"python","code":"return 1","memoryMb":99999999}' memoryMb
 bad "fractional memoryMb" '{"language":"python","code":"return 1","memoryMb":1.5}' memoryMb
+bad "misspelt timeoutMs" '{"language":"python","code":"return 1","timeout":50}' timeout
+check_contains "misspelt field: suggests the accepted name" "$(json_get "$REQ_BODY" .error.message)" "did you mean 'timeoutMs'"
+bad "unknown field" '{"language":"python","code":"return 1","sandbox":false}' sandbox
+check_contains "unknown field: lists the accepted ones" "$(json_get "$REQ_BODY" .error.message)" "language, code, params, timeoutMs, memoryMb"
 { printf '{"language":"python","code":"'; head -c 2000000 /dev/zero | tr '\0' '#'; printf '"}'; } >"$_serve_tmp/bigcode.json"
 req POST /api/v1/execute "@$_serve_tmp/bigcode.json"
 check_eq "code over the cap: 413" "$REQ_STATUS" 413

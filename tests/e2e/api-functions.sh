@@ -78,6 +78,12 @@ req PUT /api/v1/functions/x '{"code":'
 check_eq "PUT invalid JSON: 400" "$(json_get "$REQ_BODY" .error.code)" invalid_json
 req POST /api/v1/functions/add/invoke '{"args":1,"timeoutMs":"soon"}'
 check_eq "invoke mistyped timeoutMs: names it" "$(json_get "$REQ_BODY" .error.field)" timeoutMs
+req POST /api/v1/functions/add/invoke '{"params":[1,2]}'
+check_eq "invoke with 'params' (not 'args'): 400 naming it" "$REQ_STATUS $(json_get "$REQ_BODY" .error.field)" "400 params"
+req PUT /api/v1/functions/add '{"code":"return 1","language":"python"}'
+check_eq "PUT of python code: 400 naming language" "$REQ_STATUS $(json_get "$REQ_BODY" .error.field)" "400 language"
+req POST /api/v1/functions/run '{"code":"return 1","arg":[]}'
+check_eq "run with a misspelt field: suggests 'args'" "$(json_get "$REQ_BODY" .error.message)" "unknown field 'arg' (did you mean 'args'?): the request body accepts code, args, language, timeoutMs, memoryMb"
 REQ_TOKEN=none req GET /api/v1/functions
 check_eq "functions without a token: 401" "$REQ_STATUS" 401
 

@@ -76,6 +76,10 @@ api POST "/api/v1/sandboxes/$A/exec" -d '{"cmd":"no-such-command"}' >/dev/null
 check_eq "exec: unknown command is 400" "$(status)" 400
 api POST "/api/v1/sandboxes/$A/exec" -d '{"args":["x"]}' >/dev/null
 check_eq "exec: missing cmd is 400" "$(status)" 400
+out=$(api POST "/api/v1/sandboxes/$A/exec" -d '{"cmd":"echo","argv":["x"]}')
+check_eq "exec: unknown field is 400 naming it" "$(status) $(json_get "$out" .error.field)" "400 argv"
+out=$(api POST "/api/v1/sandboxes/$A/exec" -d '{"cmd":"echo","args":["streamed"],"stream":"sse"}')
+check_contains "exec: \"stream\": \"sse\" in the body streams events" "$out" "event: exit"
 out=$(api POST "/api/v1/sandboxes/$A/exec" -d '{"cmd":"echo","args":["$HOME;","*","a  b"]}')
 check_eq "exec: args reach the command as given (no shell)" "$(json_get "$out" .stdout)" '$HOME; * a  b'
 out=$(run "$A" sh '["-c","mkdir -p bin && printf \"#!/bin/sh\\necho from-path\\n\" > bin/hello && chmod 755 bin/hello && printf x > bin/plain"]')
@@ -186,6 +190,17 @@ else
 fi
 api POST /api/v1/sandboxes -d '{"fromSnapshot":"snap-0000000000000000000000"}' >/dev/null
 check_eq "unknown snapshot: 404" "$(status)" 404
+# create refuses what it would otherwise ignore (a refusal creates nothing: the per-user count
+# the limit cases below rely on is unchanged)
+out=$(api POST /api/v1/sandboxes -d '{"network":{"allowEgres":true}}')
+check_eq "create: misspelt network field is 400 naming it" "$(status) $(json_get "$out" .error.field)" "400 network.allowEgres"
+check_contains "create: ... and suggests the accepted one" "$(json_get "$out" .error.message)" "did you mean 'allowEgress'"
+out=$(api POST /api/v1/sandboxes -d '{"network":{"allowEgress":"yes"}}')
+check_eq "create: non-boolean allowEgress is 400" "$(status) $(json_get "$out" .error.field)" "400 network.allowEgress"
+out=$(api POST /api/v1/sandboxes -d '{"timeouts":600000}')
+check_eq "create: timeouts that is not an object is 400" "$(status) $(json_get "$out" .error.field)" "400 timeouts"
+out=$(api POST /api/v1/sandboxes -d '{"timeouts":{"idleTimeout":1000}}')
+check_eq "create: unknown timeouts field is 400" "$(status) $(json_get "$out" .error.field)" "400 timeouts.idleTimeout"
 
 # ---- preview proxy -------------------------------------------------------------------------------
 echo "# t=${SECONDS}s preview proxy"

@@ -193,6 +193,20 @@ TEST(js_errors_and_lines)
 	CHECK_STREQ(res.error.name, "TypeError");
 	CHECK_EQ_INT(res.error.line, 4);
 	engine_result_release(&res);
+	/* Columns on line 1 are the user's, and the wrapper's own frame is not shown. */
+	run_ex(pool, JS, "return undefinedVar", NULL, &res);
+	CHECK_EQ_INT(res.status, ENGINE_ERROR);
+	CHECK_STREQ(res.error.name, "ReferenceError");
+	CHECK_EQ_INT(res.error.line, 1);
+	CHECK_STREQ(res.error.stack, "@code:1:20");
+	engine_result_release(&res);
+	/* Code that ends too early: its own last line, not the wrapper's closing brace. */
+	run_ex(pool, JS, "let a = 1;\nreturn a +", NULL, &res);
+	CHECK_EQ_INT(res.status, ENGINE_ERROR);
+	CHECK_STREQ(res.error.name, "SyntaxError");
+	CHECK_STREQ(res.error.message, "Unexpected end of code");
+	CHECK_EQ_INT(res.error.line, 2);
+	engine_result_release(&res);
 	run_ex(pool, JS, "throw 'plain string'", NULL, &res);
 	CHECK_EQ_INT(res.status, ENGINE_ERROR);
 	CHECK_STREQ(res.error.message, "plain string");
