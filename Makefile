@@ -6,7 +6,8 @@
 #   src/engine/engine-js*.c, engine-py*.c, engine-lang-ops.c
 #                         -> build*/libstockade-lang.so, JavaScriptCore + CPython, which the
 #                            engine's zygotes dlopen (the binary itself does not link them)
-#   src/agent/*.c         -> `stockade-agent`, the in-sandbox agent (its own small program)
+#   src/agent/*.c         -> `stockade-agent`, the in-sandbox agent (its own small program),
+#                            but agent-compat.c -> `stockade-compat.so` (preloaded in gVisor)
 #   tests/unit/test-*.c   -> one unit-test binary per module
 #   tests/hostile/*.c     -> attack programs run *inside* jails (plain build, no sanitizers)
 #   tests/fuzz/fuzz-*.c   -> libFuzzer targets (make fuzz, clang)
@@ -66,7 +67,7 @@ LDFLAGS += $(LDSAN)
 LANG_SRC := $(wildcard src/engine/engine-js*.c src/engine/engine-py*.c) src/engine/engine-lang-ops.c
 LIB_SRC := $(filter-out src/cmd/% src/agent/% $(LANG_SRC),$(wildcard src/*/*.c))
 CMD_SRC := $(wildcard src/cmd/*.c)
-AGENT_SRC := $(wildcard src/agent/*.c)
+AGENT_SRC := $(filter-out src/agent/agent-compat.c,$(wildcard src/agent/*.c))
 UNIT_SRC := $(wildcard tests/unit/test-*.c)
 HOSTILE_SRC := $(wildcard tests/hostile/*.c)
 
@@ -101,6 +102,7 @@ asan: deps
 	@$(MAKE) --no-print-directory FLAVOUR=asan binaries
 
 binaries: $(OUT)/stockade $(OUT)/libstockade-lang.so $(if $(AGENT_SRC),$(OUT)/stockade-agent) \
+          $(OUT)/stockade-compat.so \
           $(UNIT_BIN) hostile
 
 hostile: $(HOSTILE_BIN)
@@ -175,6 +177,17 @@ $(OUT)/stockade: $(CMD_OBJ) $(OUT)/gen/lazy-trampolines.o $(OUT)/libstockade.a \
 $(OUT)/stockade-agent: $(AGENT_OBJ)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $(AGENT_OBJ) -lpthread
+
+# Preloaded into the commands of a gVisor sandbox (src/agent/agent-compat.c): never built with
+# a sanitizer (its runtime would have to come first in programs that do not have it), and
+# laid out to load cheaply (two segments, no relro, no start files; libc's syscall() and errno
+# come from the program's libc).
+$(OUT)/stockade-compat.so: src/agent/agent-compat.c
+	@mkdir -p $(@D)
+	@echo "  CC      $@"
+	@$(CC) -std=gnu17 $(WARN) -D_GNU_SOURCE -O2 -fPIC -shared -nostdlib \
+	    -Wl,-z,noseparate-code -Wl,-z,norelro -Wl,--hash-style=gnu \
+	    -o $@ $<
 
 $(OUT)/tests/test-%: $(OUT)/obj/tests/unit/test-%.o $(OUT)/obj/tests/unit/unit-main.o $(OUT)/libstockade.a \
                     $(OUT)/lang-exports.ld

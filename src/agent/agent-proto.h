@@ -42,6 +42,9 @@
 #define AGENT_SOCK_NAME "agent.sock"
 #define AGENT_EGRESS_SOCK_NAME "egress.sock"
 #define AGENT_WORKSPACE "/workspace"
+/* stockade-compat.so (agent-compat.c), mounted by the gVisor runtime; the agent preloads it into
+   commands when the kernel under it needs it. */
+#define AGENT_COMPAT_PATH "/opt/stockade/compat.so"
 /* The in-sandbox HTTP(S) proxy port the agent forwards to the service's egress proxy. */
 #define AGENT_EGRESS_PORT 3128
 /* Commands run as this unprivileged user; the agent itself stays root so they cannot kill it. */

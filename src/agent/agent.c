@@ -36,6 +36,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -48,6 +49,7 @@ static int g_root_fd = -1; /* the workspace; every client path resolves beneath 
 static const char *g_egress_sock = AGENT_CHAN_DIR "/" AGENT_EGRESS_SOCK_NAME;
 static bool g_drop_user = true;
 static long g_max_procs; /* RLIMIT_NPROC for commands; 0: inherited */
+static bool g_compat; /* preload AGENT_COMPAT_PATH into commands (see statx_probe) */
 
 static void logmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void logmsg(const char *fmt, ...)
@@ -407,7 +409,7 @@ static char **build_env(const struct req *q)
 	    "no_proxy=localhost,127.0.0.1",
 	};
 	size_t n = sizeof(defaults) / sizeof(defaults[0]);
-	size_t cap = n + 1;
+	size_t cap = n + 2; /* the terminating NULL and a spare for LD_PRELOAD */
 	for (uint32_t off = 0; off < q->len;) {
 		const char *s = q->data + off;
 		if (strncmp(s, "env=", 4) == 0)
@@ -443,6 +445,25 @@ static char **build_env(const struct req *q)
 			k++;
 	}
 	env[k] = NULL;
+	/* stockade-compat.so goes first in LD_PRELOAD, before whatever the request preloads (the
+	 * spare slot allocated above is for a new entry). */
+	if (g_compat) {
+		size_t j = 0;
+		while (j < k && strncmp(env[j], "LD_PRELOAD=", 11) != 0)
+			j++;
+		char *pre = NULL;
+		if (j == k || env[j][11] == '\0')
+			pre = strdup("LD_PRELOAD=" AGENT_COMPAT_PATH);
+		else if (asprintf(&pre, "LD_PRELOAD=%s:%s", AGENT_COMPAT_PATH, env[j] + 11) < 0)
+			pre = NULL;
+		if (!pre) {
+			free(env);
+			return NULL;
+		}
+		env[j] = pre;
+		if (j == k)
+			env[++k] = NULL;
+	}
 	/* The request named a locale of its own: drop the default LC_CTYPE unless the request set
 	 * LC_CTYPE too (then the entry no longer points at the default's copy). */
 	bool own_locale = false;
@@ -1225,6 +1246,32 @@ static void usage(void)
 	    stderr);
 }
 
+/*
+ * Does the kernel under us (gVisor's sentry) refuse statx(2) with AT_NO_AUTOMOUNT? Some gVisor
+ * releases, Debian 12's runsc among them, answer EINVAL, and coreutils passes the flag on every
+ * call: `ls -l`, `stat` and `cp -a` would fail on every file. Then, when the runtime mounted
+ * stockade-compat.so (agent-compat.c), commands get it preloaded, which repeats such a call
+ * without the flag. It costs each command the loading of one more small library, so only
+ * where the probe says it is needed: never on a kernel that accepts the flag (the host's, with
+ * `runtime: jail`, or a newer gVisor).
+ */
+static void statx_probe(void)
+{
+#ifdef SYS_statx
+	unsigned char buf[256]; /* struct statx, which older headers lack */
+	if (syscall(SYS_statx, AT_FDCWD, "/", AT_NO_AUTOMOUNT, 0x7ffu, buf) == 0 ||
+	    errno != EINVAL || syscall(SYS_statx, AT_FDCWD, "/", 0, 0x7ffu, buf) != 0)
+		return; /* accepted, or refused for a reason the library would not fix */
+	if (access(AGENT_COMPAT_PATH, R_OK) < 0) {
+		logmsg("this kernel refuses statx with AT_NO_AUTOMOUNT and %s is missing: `ls -l` "
+		       "and `stat` will fail in this sandbox",
+		       AGENT_COMPAT_PATH);
+		return;
+	}
+	g_compat = true;
+#endif
+}
+
 int main(int argc, char **argv)
 {
 	const char *listen_path = AGENT_CHAN_DIR "/" AGENT_SOCK_NAME;
@@ -1257,6 +1304,7 @@ int main(int argc, char **argv)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGCHLD, &sa, NULL); /* no SA_RESTART: wakes poll so init reaps promptly */
 
+	statx_probe();
 	g_root_fd = open(workspace, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (g_root_fd < 0) {
 		logmsg("cannot open workspace '%s': %s", workspace, strerror(errno));

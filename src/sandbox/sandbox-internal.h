@@ -51,6 +51,7 @@ struct sandbox_mgr {
 	struct sandbox_options o; /* strings below are owned copies */
 	const struct sandbox_runtime_ops *rt; /* o.runtime's backend */
 	char *state_dir, *runsc, *platform, *agent_path, *runsc_root, *rootfs;
+	char *compat_path; /* stockade-compat.so beside the agent, NULL when missing */
 	char *priv_pem, *pub_pem, *issuer;
 	uint8_t key[32];
 	bool has_key;

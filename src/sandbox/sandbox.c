@@ -489,6 +489,18 @@ static char *agent_beside_self(void)
 	return p;
 }
 
+/* stockade-compat.so in the agent's directory (see sandbox-runsc.c), or NULL. */
+static char *compat_beside(const char *agent)
+{
+	const char *slash = strrchr(agent, '/');
+	char *p = slash ? st_xasprintf("%.*s/stockade-compat.so", (int)(slash - agent), agent)
+	                : st_xstrdup("stockade-compat.so");
+	if (access(p, R_OK) == 0)
+		return p;
+	free(p);
+	return NULL;
+}
+
 int sandbox_runtime_probe(const struct sandbox_options *o, struct st_error **err)
 {
 	return sandbox__runtime_of(o->runtime)->probe(o, err);
@@ -514,6 +526,7 @@ int sandbox_mgr_open(const struct sandbox_options *o, struct sandbox_mgr **out,
 	m->runsc = st_xstrdup(o->runsc_path ? o->runsc_path : "runsc");
 	m->platform = st_xstrdup(o->platform ? o->platform : "ptrace");
 	m->agent_path = o->agent_path ? st_xstrdup(o->agent_path) : agent_beside_self();
+	m->compat_path = compat_beside(m->agent_path);
 	m->runsc_root = st_xasprintf("%s/runsc", m->state_dir);
 	m->o.rootfs = o->rootfs ? (m->rootfs = st_xstrdup(o->rootfs)) : NULL;
 	m->allowed_domains = strv_dup(o->allowed_domains);
@@ -622,6 +635,7 @@ void sandbox_mgr_free(struct sandbox_mgr *m)
 	free(m->runsc);
 	free(m->platform);
 	free(m->agent_path);
+	free(m->compat_path);
 	free(m->runsc_root);
 	free(m->rootfs);
 	free(m->priv_pem);

@@ -87,6 +87,14 @@ out=$(api POST "/api/v1/sandboxes/$A/exec" -d '{"cmd":"hello","env":{"PATH":"/wo
 check_eq "exec: cmd is looked up in the request's PATH" "$(json_get "$out" .stdout)" "from-path"
 out=$(api POST "/api/v1/sandboxes/$A/exec" -d '{"cmd":"bin/plain"}')
 check_eq "exec: a file that is not executable is 400 command_not_runnable" "$(status) $(json_get "$out" .error.code // .code)" "400 command_not_runnable"
+# file metadata, which some gVisor releases refuse to coreutils (statx with AT_NO_AUTOMOUNT:
+# the agent then preloads stockade-compat.so)
+out=$(run "$A" sh '["-c","printf abc > st.txt && stat -c %s st.txt && ls -l st.txt | cut -c1-10 && rm st.txt"]')
+check_eq "exec: stat and ls -l see file metadata" "$(json_get "$out" '.stdout + "/" + .stderr')" "3
+-rw-r--r--
+/"
+out=$(api POST "/api/v1/sandboxes/$A/exec" -d '{"cmd":"sh","args":["-c","echo \"[$LD_PRELOAD]\""],"env":{"LD_PRELOAD":"/usr/lib/x86_64-linux-gnu/libm.so.6"}}')
+check_contains "exec: a request's own LD_PRELOAD is kept" "$(json_get "$out" .stdout)" "libm.so.6]"
 out=$(run "$A" sh '["-c","echo \"[$LANG][$LC_CTYPE]\""]')
 check_eq "exec: UTF-8 by default through LC_CTYPE" "$(json_get "$out" .stdout)" "[][C.UTF-8]"
 out=$(run "$A" python3 '["-c","import sys; print(sys.stdout.encoding, len(\"\u00e9\".encode()))"]')
