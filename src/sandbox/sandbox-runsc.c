@@ -333,8 +333,10 @@ static json_t *bundle_spec(struct sandbox_mgr *m, struct sandbox *sb)
 	json_array_append_new(mounts, mount_bind(chan, AGENT_CHAN_DIR, false));
 	json_array_append_new(mounts, mount_bind(m->agent_path, "/opt/stockade/agent", true));
 	/* The agent preloads it into commands where this runsc needs it (agent-compat.c). */
-	if (m->compat_path != NULL)
+	if (m->compat_path != NULL) {
 		json_array_append_new(mounts, mount_bind(m->compat_path, AGENT_COMPAT_PATH, true));
+		hint_exclusive(annotations, m->compat_path);
+	}
 
 	int64_t mem = (int64_t)m->o.memory_bytes;
 	int64_t period = 100000;
