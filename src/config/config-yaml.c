@@ -922,13 +922,13 @@ static void check_legacy(struct yctx *c, ynode *map, const char *path, const str
 	}
 }
 
-static const char *const top_keys[] = {"listen",      "dataDir",       "logLevel",
-                                       "apiTokens",   "encryptionKey", "encryptionKeyFile",
-                                       "jwtSecret",   "jwtSecretFile", "postgresql",
-                                       "config",      "http",          "codeExecutor",
-                                       "rr",          "mcp",           "r2",
-                                       "jsExecutor",  "r2Agent",       "agentSandbox",
-                                       "rrGitServer", "blobStorage",   NULL};
+static const char *const top_keys[] = {
+    "listen", "dataDir", "logLevel", "apiTokens", "encryptionKey", "encryptionKeyFile", "jwtSecret",
+    "jwtSecretFile", "postgresql", "config", "http", "codeExecutor", "rr", "mcp", "r2",
+    "jsExecutor", "r2Agent", "agentSandbox", "rrGitServer", "blobStorage",
+    /* the Helm chart's own settings (image, replicas...):
+                                          accepted and ignored, so its values file checks */
+    "deploy", NULL};
 
 static void rd_backend(struct yctx *c, ynode *m, const char *path)
 {

@@ -863,6 +863,21 @@ TEST(external_secret_mount)
 	CHECK(load_env(y, &cfg, &pr) == -EINVAL);
 	CHECK(has(&pr, CONFIG_ERROR, "rr.agentSandbox.externalSecret", "not mounted"));
 	config_problems_release(&pr);
+	/* ...which does not matter while the agent sandbox is off (rr.enabled off, no switch of
+	   its own: the chart's default values) or switched off itself */
+	{
+		static const char *const off[] = {
+		    BASE "rr:\n  agentSandbox:\n    externalSecret: {name: agent-sandbox-env}\n",
+		    BASE "rr:\n  enabled: true\n  gitServer: {enabled: false}\n  agentSandbox:\n"
+		         "    enabled: false\n    externalSecret: {name: agent-sandbox-env}\n"};
+		for (size_t i = 0; i < ST_ARRAY_SIZE(off); i++) {
+			CHECK_EQ_INT(load_env(off[i], &cfg, &pr), 0);
+			CHECK(!has(&pr, CONFIG_ERROR, "rr.agentSandbox.externalSecret",
+			           "not mounted"));
+			config_release(&cfg);
+			config_problems_release(&pr);
+		}
+	}
 	rm_rf(d);
 	free(p);
 	free(nl);
