@@ -41,6 +41,9 @@ req GET /healthz
 check_eq "healthz still answers 200 (the service keeps working)" "$REQ_STATUS" 200
 check_contains "healthz names the failed migration" "$REQ_BODY" "test-canary"
 
+req POST /api/v1/admin/migrations '{"migration":"test-canary"}'
+check_eq "a retry naming the migration in an unknown field is 400 naming it" \
+  "$REQ_STATUS $(json_get "$REQ_BODY" .error.field)" "400 migration"
 # Fix the cause, but make the next run slow enough to be seen running.
 echo "sleep 8000" >"$CTL"
 req POST /api/v1/admin/migrations '{"name":"test-canary"}'
