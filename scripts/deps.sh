@@ -24,7 +24,8 @@ APT_PKGS=(
   libcurl4-openssl-dev     # S3 (CURLOPT_AWS_SIGV4), Azure, GCS, JWKS fetch
   libsqlite3-dev           # default state store
   libpq-dev                # Postgres state store
-  libarchive-dev           # snapshot archives
+  libarchive-dev           # snapshot and git repository archives
+  git                      # the git server (git http-backend speaks smart HTTP); its tests
   libzstd-dev              # snapshot compression
   libmicrohttpd-dev        # HTTP server
   libjavascriptcoregtk-4.1-dev  # JavaScript engine (JavaScriptCore C API)

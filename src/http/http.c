@@ -28,6 +28,8 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include "http/http-internal.h"
 
@@ -452,6 +454,42 @@ const char *http_bearer_token(const struct http_request *req)
 	return *a ? a : NULL;
 }
 
+char *http_basic_password(const struct http_request *req)
+{
+	const char *a = http_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
+	if (!a || strncasecmp(a, "Basic ", 6) != 0)
+		return NULL;
+	a += 6;
+	while (*a == ' ')
+		a++;
+	size_t n = strlen(a);
+	while (n > 0 && a[n - 1] == ' ')
+		n--;
+	if (n == 0 || n > 8192 || n % 4 != 0)
+		return NULL;
+	unsigned char *out = st_xmalloc(n / 4 * 3 + 1);
+	int len = EVP_DecodeBlock(out, (const unsigned char *)a, (int)n);
+	if (len < 0) {
+		free(out);
+		return NULL;
+	}
+	/* EVP_DecodeBlock counts the padding's zero bytes: drop them. */
+	if (a[n - 1] == '=')
+		len--;
+	if (a[n - 2] == '=')
+		len--;
+	out[len] = '\0';
+	char *colon = memchr(out, ':', (size_t)len);
+	if (!colon || memchr(out, '\0', (size_t)len) != NULL) {
+		free(out);
+		return NULL;
+	}
+	char *pw = st_xstrdup(colon + 1);
+	OPENSSL_cleanse(out, (size_t)len);
+	free(out);
+	return pw;
+}
+
 bool http_request_has_scope(const struct http_request *req, const char *scope)
 {
 	const struct http__conn *c = req->priv;
@@ -792,16 +830,29 @@ static enum MHD_Result begin_request(struct http_server *srv, struct MHD_Connect
 
 	if ((r->flags & HTTP_AUTH_MASK) == HTTP_AUTH_API_TOKEN) {
 		const char *tok = http_bearer_token(&c->req);
+		cleanup_free char *basic = NULL;
+		bool basic_ok = (r->flags & HTTP_AUTH_BASIC_OK) != 0;
+		if (!tok && basic_ok)
+			tok = basic = http_basic_password(&c->req);
 		enum http__auth_result ar = HTTP__AUTH_MISSING;
 		if (tok)
 			ar = http__authenticate(srv, tok, &c->principal, &c->scopes);
+		if (ar != HTTP__AUTH_OK && basic_ok)
+			http_reply_header(&c->req, "WWW-Authenticate",
+			                  "Basic realm=\"stockade\", charset=\"UTF-8\"");
 		if (ar == HTTP__AUTH_MISSING)
 			return queue_early_error(
 			    c, 401, "unauthorized",
-			    "missing bearer token: send 'Authorization: Bearer <api token>'", NULL);
+			    basic_ok ? "missing credentials: send the API token as 'Authorization: "
+			               "Bearer <api token>' or as the password of Basic auth (git: "
+			               "http://x:<api token>@host/..., or a credential helper)"
+			             : "missing bearer token: send 'Authorization: Bearer <api token>'",
+			    NULL);
 		if (ar != HTTP__AUTH_OK)
 			return queue_early_error(c, 401, "unauthorized",
-			                         "invalid or expired bearer token", NULL);
+			                         basic_ok ? "invalid or expired API token"
+			                                  : "invalid or expired bearer token",
+			                         NULL);
 		c->req.principal = c->principal;
 		if (r->scope && !http__scopes_have(c->scopes, r->scope)) {
 			char hdr[160];
@@ -819,9 +870,9 @@ static enum MHD_Result begin_request(struct http_server *srv, struct MHD_Connect
 	}
 
 	/* size caps, checked against Content-Length before reading anything */
-	uint64_t cap = (r->flags & HTTP_ROUTE_BODY_FILE)
-	                   ? srv->opts.max_upload_bytes
-	                   : (r->max_body_bytes ? r->max_body_bytes : srv->opts.max_body_bytes);
+	uint64_t cap = r->max_body_bytes ? r->max_body_bytes
+	               : (r->flags & HTTP_ROUTE_BODY_FILE) ? srv->opts.max_upload_bytes
+	                                                  : srv->opts.max_body_bytes;
 	c->body_cap = (size_t)cap;
 	const char *cl =
 	    MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);

@@ -85,6 +85,10 @@ enum http_route_flags {
 	HTTP_AUTH_MASK = 3,
 	HTTP_ROUTE_BODY_FILE = 1 << 4, /* spool the body to a temp file: req->body_fd */
 	HTTP_ROUTE_NO_LOG = 1 << 5, /* no access-log line (e.g. /metrics scraped every second) */
+	/* HTTP_AUTH_API_TOKEN routes that git and other Basic-auth clients call: the token may
+	   also come as the password of "Authorization: Basic" (any user name), and a 401 asks
+	   for Basic credentials. */
+	HTTP_AUTH_BASIC_OK = 1 << 6,
 };
 
 typedef int (*http_handler_fn)(struct http_request *req, void *ctx);
@@ -153,6 +157,9 @@ const char *http_query(const struct http_request *req, const char *name);
 const char *http_header(const struct http_request *req, const char *name);
 /* The bearer token of an Authorization header, or NULL. */
 const char *http_bearer_token(const struct http_request *req);
+/* The password of an "Authorization: Basic" header (decoded, heap; the user name is
+   ignored), or NULL when there is none or it is malformed. */
+char *http_basic_password(const struct http_request *req);
 /* Does the authenticated principal have this scope? (always true for "*" tokens) */
 bool http_request_has_scope(const struct http_request *req, const char *scope);
 /* Parse the body as a JSON object. On failure replies 400 `invalid_json` itself and returns

@@ -1,0 +1,913 @@
+/*
+ * git-repo.c - repositories: rows in the state store, archives in the blob store, working
+ * copies in the cache directory, and the locks that keep the three in step (see git.h).
+ *
+ * Locks: inside a process, one of 64 readers-writer locks chosen by the name's hash (readers
+ * share it while git serves a fetch; a push or a working-copy refresh takes it alone); across
+ * processes, a push lease in the repository's row (owner and expiry, taken with a conditional
+ * UPDATE), so two replicas never push to one repository at once.
+ */
+#include <archive.h>
+#include <archive_entry.h>
+#include <ctype.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "blob/blob.h"
+#include "git/git.h"
+#include "store/store.h"
+
+#define STRIPES 64
+#define LEASE_MS (30 * 60 * 1000) /* a push that outlives this loses its lease */
+#define DEFAULT_BACKEND "/usr/lib/git-core/git-http-backend"
+
+/* A readers-writer lock that any thread may release (a fetch takes it in the request's thread
+   and its streaming thread lets it go), with waiting writers served before new readers. */
+struct stripe {
+	pthread_mutex_t m;
+	pthread_cond_t cv;
+	unsigned readers, writers_waiting;
+	bool writer;
+};
+
+static void stripe_rdlock(struct stripe *l)
+{
+	pthread_mutex_lock(&l->m);
+	while (l->writer || l->writers_waiting)
+		pthread_cond_wait(&l->cv, &l->m);
+	l->readers++;
+	pthread_mutex_unlock(&l->m);
+}
+
+static void stripe_wrlock(struct stripe *l)
+{
+	pthread_mutex_lock(&l->m);
+	l->writers_waiting++;
+	while (l->writer || l->readers)
+		pthread_cond_wait(&l->cv, &l->m);
+	l->writers_waiting--;
+	l->writer = true;
+	pthread_mutex_unlock(&l->m);
+}
+
+static void stripe_unlock(struct stripe *l)
+{
+	pthread_mutex_lock(&l->m);
+	if (l->writer)
+		l->writer = false;
+	else if (l->readers)
+		l->readers--;
+	pthread_cond_broadcast(&l->cv);
+	pthread_mutex_unlock(&l->m);
+}
+
+struct git_server {
+	struct git_options o;
+	char *cache_dir;
+	char *owner_base; /* "<host>:<pid>" */
+	atomic_ulong lease_seq;
+	struct stripe stripes[STRIPES];
+};
+
+struct git_serve {
+	struct git_server *g;
+	char *name;
+	bool push;
+	bool committed;
+	int64_t generation;
+	char *lease; /* push: our lease owner string */
+	char *refs_before; /* push: the refs as they were */
+	size_t refs_before_len;
+	struct stripe *lock;
+};
+
+static const struct store_migration git_migrations[] = {
+    {.version = 1,
+     .name = "create-git-repos",
+     .sql = "CREATE TABLE IF NOT EXISTS {ns}git_repos ("
+            " name TEXT PRIMARY KEY,"
+            " description TEXT,"
+            " generation BIGINT NOT NULL,"
+            " size_bytes BIGINT NOT NULL,"
+            " created_at BIGINT NOT NULL,"
+            " updated_at BIGINT NOT NULL,"
+            " created_by TEXT,"
+            " lease_owner TEXT,"
+            " lease_until BIGINT)"},
+};
+
+/* What a stored archive may contain, at the top of the bare repository. */
+static const char *const kept_top[] = {"HEAD", "packed-refs", "shallow", "refs", "objects", NULL};
+
+bool git_repo_name_valid(const char *n)
+{
+	size_t len = n ? strlen(n) : 0;
+	if (len == 0 || len > 100 || !isalnum((unsigned char)n[0]))
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!(isalnum((unsigned char)n[i]) || n[i] == '_' || n[i] == '-' || n[i] == '.'))
+			return false;
+	return strstr(n, "..") == NULL && !st_str_has_suffix(n, ".git") &&
+	       !st_str_has_suffix(n, ".lock");
+}
+
+const struct git_options *git_server_options(const struct git_server *g)
+{
+	return &g->o;
+}
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static char *repo_path(const struct git_server *g, const char *name, const char *suffix)
+{
+	return st_xasprintf("%s/%s%s", g->cache_dir, name, suffix);
+}
+
+static char *blob_key(const char *name, int64_t gen)
+{
+	return st_xasprintf("%s/%lld.tar.zst", name, (long long)gen);
+}
+
+static struct stripe *stripe(struct git_server *g, const char *name)
+{
+	uint32_t h = 2166136261u;
+	for (const char *p = name; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	return &g->stripes[h % STRIPES];
+}
+
+/* ---- processes and files ----------------------------------------------------------------- */
+
+/* Run git with argv (argv[0] "git"), no input, stderr captured for the error message. */
+static int run_git(const char *const argv[], struct st_error **err)
+{
+	int pfd[2];
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		return st_error_make(err, errno, "pipe");
+	static const char *const env[] = {"PATH=/usr/bin:/bin", "GIT_CONFIG_NOSYSTEM=1",
+	                            "GIT_CONFIG_GLOBAL=/dev/null", "HOME=/nonexistent", "LANG=C",
+	                            NULL};
+	pid_t pid = fork();
+	if (pid < 0) {
+		int e = errno;
+		close(pfd[0]);
+		close(pfd[1]);
+		return st_error_make(err, e, "fork");
+	}
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDWR);
+		if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(pfd[1], 2) < 0)
+			_exit(127);
+		execve("/usr/bin/git", (char *const *)(uintptr_t)argv, (char *const *)(uintptr_t)env);
+		_exit(127);
+	}
+	close(pfd[1]);
+	char buf[2048];
+	size_t n = 0;
+	for (;;) {
+		ssize_t k = read(pfd[0], buf + n, sizeof(buf) - 1 - n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
+		n += (size_t)k;
+		if (n == sizeof(buf) - 1)
+			n = 0; /* keep the tail */
+	}
+	buf[n] = '\0';
+	close(pfd[0]);
+	int status = 0;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+	}
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 0;
+	while (n > 0 && isspace((unsigned char)buf[n - 1]))
+		buf[--n] = '\0';
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
+		return st_error_make(err, ENOENT, "cannot run /usr/bin/git (install Debian's git)");
+	return st_error_make(err, 0, "git %s failed: %s", argv[1], n ? buf : "no message");
+}
+
+static int rm_entry(const char *p, const struct stat *sb, int type, struct FTW *ftw)
+{
+	(void)sb;
+	(void)ftw;
+	if (type == FTW_DP)
+		return rmdir(p) < 0 && errno != ENOENT ? -1 : 0;
+	return unlink(p) < 0 && errno != ENOENT ? -1 : 0;
+}
+
+static int rm_rf(const char *path)
+{
+	struct stat st;
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	return nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS) < 0 ? -errno : 0;
+}
+
+static int64_t read_gen(const struct git_server *g, const char *name)
+{
+	cleanup_free char *p = repo_path(g, name, ".gen");
+	char buf[32] = "";
+	int fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	int64_t v = -1;
+	if (n <= 0)
+		return -1;
+	while (n > 0 && isspace((unsigned char)buf[n - 1]))
+		n--;
+	buf[n] = '\0';
+	return st_parse_i64(buf, &v) == 0 ? v : -1;
+}
+
+static void forget_gen(const struct git_server *g, const char *name)
+{
+	cleanup_free char *p = repo_path(g, name, ".gen");
+	if (unlink(p) < 0 && errno != ENOENT)
+		st_log(ST_LOG_WARN, "git: cannot remove '%s': %s", p, strerror(errno));
+}
+
+static int write_gen(const struct git_server *g, const char *name, int64_t gen,
+                     struct st_error **err)
+{
+	cleanup_free char *p = repo_path(g, name, ".gen");
+	char buf[32];
+	int n = snprintf(buf, sizeof(buf), "%lld\n", (long long)gen);
+	return st_write_file_atomic(p, buf, (size_t)n, 0644, err);
+}
+
+/* A new bare repository at dir, configured by us (never from storage). */
+static int init_bare(const char *dir, struct st_error **err)
+{
+	const char *const argv[] = {"git",      "init", "--bare", "--quiet", "--initial-branch=main",
+	                            dir, NULL};
+	int r = run_git(argv, err);
+	if (r < 0)
+		return r;
+	static const char extra[] = "[receive]\n"
+	                            "\tfsckObjects = true\n"
+	                            "[core]\n"
+	                            "\thooksPath = /dev/null\n"
+	                            "[http]\n"
+	                            "\treceivepack = true\n"
+	                            "[uploadpack]\n"
+	                            "\tallowFilter = true\n"
+	                            "[gc]\n"
+	                            "\tauto = 0\n";
+	cleanup_free char *cfg = st_xasprintf("%s/config", dir);
+	int fd = open(cfg, O_WRONLY | O_APPEND | O_CLOEXEC);
+	if (fd < 0)
+		return st_error_make(err, errno, "cannot open '%s'", cfg);
+	ssize_t w = st_write_all(fd, extra, sizeof(extra) - 1);
+	int e = errno;
+	close(fd);
+	if (w < 0)
+		return st_error_make(err, e, "cannot write '%s'", cfg);
+	return 0;
+}
+
+/* ---- archives ---------------------------------------------------------------------------- */
+
+static bool kept(const char *rel)
+{
+	size_t n = strcspn(rel, "/");
+	for (const char *const *k = kept_top; *k; k++)
+		if (strlen(*k) == n && strncmp(rel, *k, n) == 0)
+			return true;
+	return false;
+}
+
+/* The repository's kept files as tar+zstd into out_fd; *size gets the archive's length. */
+static int archive_repo(const char *dir, int out_fd, uint64_t *size, struct st_error **err)
+{
+	struct archive *w = archive_write_new();
+	struct archive *d = archive_read_disk_new();
+	int r = 0;
+	archive_write_set_format_pax_restricted(w);
+	archive_write_add_filter_zstd(w);
+	archive_read_disk_set_symlink_physical(d);
+	if (archive_write_open_fd(w, out_fd) != ARCHIVE_OK) {
+		r = st_error_make(err, 0, "cannot start the archive: %s", archive_error_string(w));
+		goto out;
+	}
+	if (archive_read_disk_open(d, dir) != ARCHIVE_OK) {
+		r = st_error_make(err, 0, "cannot read '%s': %s", dir, archive_error_string(d));
+		goto out;
+	}
+	size_t dl = strlen(dir);
+	for (;;) {
+		struct archive_entry *e = archive_entry_new();
+		int ar = archive_read_next_header2(d, e);
+		if (ar == ARCHIVE_EOF) {
+			archive_entry_free(e);
+			break;
+		}
+		if (ar != ARCHIVE_OK) {
+			r = st_error_make(err, 0, "cannot read '%s': %s", dir, archive_error_string(d));
+			archive_entry_free(e);
+			break;
+		}
+		const char *p = archive_entry_pathname(e);
+		const char *rel = strlen(p) > dl ? p + dl + 1 : "";
+		bool top = *rel == '\0';
+		mode_t type = archive_entry_filetype(e);
+		bool take = !top && kept(rel) && (type == AE_IFREG || type == AE_IFDIR) &&
+		            !st_str_has_suffix(rel, ".lock") && !strstr(rel, "/incoming-");
+		if (top || (take && type == AE_IFDIR))
+			archive_read_disk_descend(d);
+		if (!take) {
+			archive_entry_free(e);
+			continue;
+		}
+		char *relc = st_xstrdup(rel);
+		archive_entry_set_pathname(e, relc);
+		free(relc);
+		archive_entry_set_uid(e, 0);
+		archive_entry_set_gid(e, 0);
+		archive_entry_set_uname(e, NULL);
+		archive_entry_set_gname(e, NULL);
+		if (archive_write_header(w, e) != ARCHIVE_OK) {
+			r = st_error_make(err, 0, "cannot archive '%s': %s", rel,
+			                  archive_error_string(w));
+			archive_entry_free(e);
+			break;
+		}
+		if (type == AE_IFREG && archive_entry_size(e) > 0) {
+			int fd = open(archive_entry_sourcepath(e), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+			if (fd < 0) {
+				r = st_error_make(err, errno, "cannot open '%s'",
+				                  archive_entry_sourcepath(e));
+				archive_entry_free(e);
+				break;
+			}
+			char buf[65536];
+			ssize_t k;
+			while ((k = read(fd, buf, sizeof(buf))) > 0)
+				if (archive_write_data(w, buf, (size_t)k) < 0)
+					break;
+			close(fd);
+		}
+		archive_entry_free(e);
+	}
+	if (r == 0 && archive_write_close(w) != ARCHIVE_OK)
+		r = st_error_make(err, 0, "cannot finish the archive: %s", archive_error_string(w));
+out:
+	archive_read_free(d);
+	archive_write_free(w);
+	if (r == 0) {
+		off_t end = lseek(out_fd, 0, SEEK_CUR);
+		if (end < 0)
+			return st_error_make(err, errno, "lseek");
+		*size = (uint64_t)end;
+	}
+	return r;
+}
+
+/* Unpack a stored archive into the bare repository at dir: only directories and regular files
+   under the kept names, nothing absolute, no "..". */
+static int extract_repo(int in_fd, const char *dir, struct st_error **err)
+{
+	struct archive *a = archive_read_new();
+	struct archive *w = archive_write_disk_new();
+	archive_read_support_format_tar(a);
+	archive_read_support_filter_zstd(a);
+	/* The names are checked below and then made absolute (under dir) on purpose. */
+	archive_write_disk_set_options(w, ARCHIVE_EXTRACT_SECURE_NODOTDOT |
+	                                      ARCHIVE_EXTRACT_SECURE_SYMLINKS |
+	                                      ARCHIVE_EXTRACT_PERM);
+	int r = 0;
+	if (archive_read_open_fd(a, in_fd, 256 * 1024) != ARCHIVE_OK) {
+		r = st_error_make(err, 0, "cannot read the stored archive: %s",
+		                  archive_error_string(a));
+		goto out;
+	}
+	for (;;) {
+		struct archive_entry *e;
+		int ar = archive_read_next_header(a, &e);
+		if (ar == ARCHIVE_EOF)
+			break;
+		if (ar != ARCHIVE_OK) {
+			r = st_error_make(err, 0, "the stored archive is damaged: %s",
+			                  archive_error_string(a));
+			break;
+		}
+		const char *p0 = archive_entry_pathname(e);
+		cleanup_free char *p = st_xstrdup(p0 ? p0 : "");
+		mode_t type = archive_entry_filetype(e);
+		if (!*p || *p == '/' || strstr(p, "..") || !kept(p) ||
+		    (type != AE_IFREG && type != AE_IFDIR) || archive_entry_hardlink(e)) {
+			r = st_error_make(err, 0,
+			                  "the stored archive holds '%s', which a repository archive "
+			                  "written by Stockade never does; refusing it",
+			                  p);
+			break;
+		}
+		cleanup_free char *full = st_xasprintf("%s/%s", dir, p);
+		archive_entry_set_pathname(e, full);
+		archive_entry_set_perm(e, type == AE_IFDIR ? 0755 : 0444);
+		if (archive_write_header(w, e) < ARCHIVE_WARN) {
+			r = st_error_make(err, 0, "cannot unpack '%s': %s", p, archive_error_string(w));
+			break;
+		}
+		const void *buf;
+		size_t size;
+		la_int64_t off;
+		while ((ar = archive_read_data_block(a, &buf, &size, &off)) == ARCHIVE_OK)
+			if (archive_write_data_block(w, buf, size, off) < ARCHIVE_WARN)
+				break;
+		if (ar != ARCHIVE_EOF && ar != ARCHIVE_OK) {
+			r = st_error_make(err, 0, "the stored archive is damaged: %s",
+			                  archive_error_string(a));
+			break;
+		}
+		if (archive_write_finish_entry(w) < ARCHIVE_WARN) {
+			r = st_error_make(err, 0, "cannot unpack '%s': %s", p, archive_error_string(w));
+			break;
+		}
+	}
+out:
+	archive_read_free(a);
+	archive_write_free(w);
+	return r;
+}
+
+/* An unnamed temporary file in the cache directory (same file system as the copies). */
+static int cache_tmpfile(const struct git_server *g, struct st_error **err)
+{
+	int fd = open(g->cache_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return st_error_make(err, errno, "cannot make a temporary file in '%s'",
+		                     g->cache_dir);
+	return fd;
+}
+
+/* Bring the working copy of name to generation gen (caller holds the stripe exclusively). */
+static int sync_copy(struct git_server *g, const char *name, int64_t gen, struct st_error **err)
+{
+	cleanup_free char *path = repo_path(g, name, ".git");
+	struct stat st;
+	if (read_gen(g, name) == gen && stat(path, &st) == 0)
+		return 0;
+	cleanup_free char *tmp = st_xasprintf("%s/.%s.XXXXXX", g->cache_dir, name);
+	if (!mkdtemp(tmp))
+		return st_error_make(err, errno, "cannot make a directory in '%s'", g->cache_dir);
+	int r = init_bare(tmp, err);
+	if (r == 0 && gen > 0) {
+		cleanup_close int fd = cache_tmpfile(g, err);
+		if (fd < 0) {
+			r = fd;
+		} else {
+			cleanup_free char *key = blob_key(name, gen);
+			r = blob_get_to_fd(g->o.blob, key, fd, NULL, err);
+			if (r < 0)
+				st_error_wrap(err, "cannot fetch repository '%s' (generation %lld)", name,
+				              (long long)gen);
+			else if (lseek(fd, 0, SEEK_SET) < 0)
+				r = st_error_make(err, errno, "lseek");
+			else
+				r = extract_repo(fd, tmp, err);
+		}
+	}
+	if (r == 0) {
+		forget_gen(g, name);
+		if (rm_rf(path) < 0)
+			r = st_error_make(err, errno, "cannot remove the old copy '%s'", path);
+		else if (rename(tmp, path) < 0)
+			r = st_error_make(err, errno, "cannot move '%s' to '%s'", tmp, path);
+		else
+			r = write_gen(g, name, gen, err);
+	}
+	if (r < 0)
+		(void)rm_rf(tmp);
+	return r;
+}
+
+/* The refs of a bare repository as one comparable string (HEAD, packed-refs, refs/...). */
+static void refs_walk(struct st_buf *b, const char *dir, const char *rel)
+{
+	cleanup_free char *full = rel ? st_xasprintf("%s/%s", dir, rel) : st_xstrdup(dir);
+	struct dirent **list = NULL;
+	int n = scandir(full, &list, NULL, alphasort);
+	for (int i = 0; i < n; i++) {
+		const char *nm = list[i]->d_name;
+		bool top = rel == NULL;
+		if (strcmp(nm, ".") != 0 && strcmp(nm, "..") != 0 &&
+		    (!top || strcmp(nm, "HEAD") == 0 || strcmp(nm, "packed-refs") == 0 ||
+		     strcmp(nm, "refs") == 0)) {
+			cleanup_free char *r2 = rel ? st_xasprintf("%s/%s", rel, nm) : st_xstrdup(nm);
+			cleanup_free char *p2 = st_xasprintf("%s/%s", dir, r2);
+			struct stat st;
+			if (lstat(p2, &st) == 0 && S_ISDIR(st.st_mode)) {
+				refs_walk(b, dir, r2);
+			} else if (lstat(p2, &st) == 0 && S_ISREG(st.st_mode)) {
+				char *data = NULL;
+				size_t len = 0;
+				st_buf_append(b, r2, strlen(r2) + 1);
+				if (st_read_file(p2, 64u << 20, &data, &len, NULL) == 0)
+					st_buf_append(b, data, len);
+				st_buf_append(b, "", 1);
+				free(data);
+			}
+		}
+		free(list[i]);
+	}
+	free(list);
+}
+
+static char *refs_state(const char *dir, size_t *len)
+{
+	struct st_buf b;
+	st_buf_init(&b, 256u << 20);
+	refs_walk(&b, dir, NULL);
+	*len = b.len;
+	return st_buf_steal(&b);
+}
+
+/* ---- the server -------------------------------------------------------------------------- */
+
+int git_server_open(const struct git_options *opts, struct git_server **out,
+                    struct st_error **err)
+{
+	if (!opts->store || !opts->blob || !opts->cache_dir)
+		return st_error_make(err, EINVAL,
+		                     "the git server needs a state store, a blob store and a cache "
+		                     "directory");
+	const char *backend = opts->http_backend ? opts->http_backend : DEFAULT_BACKEND;
+	if (access(backend, X_OK) < 0)
+		return st_error_make(err, errno,
+		                     "cannot run '%s', which serves git's protocol: install "
+		                     "Debian's git package (scripts/deps.sh does)",
+		                     backend);
+	if (access("/usr/bin/git", X_OK) < 0)
+		return st_error_make(err, errno, "cannot run /usr/bin/git: install Debian's git");
+	int r = st_mkdir_p(opts->cache_dir, 0700, err);
+	if (r < 0)
+		return st_error_wrap(err, "git server cache");
+	r = store_migrate(opts->store, "git_server", git_migrations, ST_ARRAY_SIZE(git_migrations),
+	                  NULL, err);
+	if (r < 0)
+		return st_error_wrap(err, "cannot migrate the git repositories table");
+	struct git_server *g = st_xcalloc(1, sizeof(*g));
+	g->o = *opts;
+	g->o.http_backend = backend;
+	if (!g->o.max_push_bytes)
+		g->o.max_push_bytes = 512u << 20;
+	if (!g->o.lease_wait_ms)
+		g->o.lease_wait_ms = 20000;
+	g->cache_dir = st_xstrdup(opts->cache_dir);
+	g->o.cache_dir = g->cache_dir;
+	char host[256] = "host";
+	(void)gethostname(host, sizeof(host) - 1);
+	host[sizeof(host) - 1] = '\0';
+	g->owner_base = st_xasprintf("%s:%d", host, (int)getpid());
+	for (size_t i = 0; i < STRIPES; i++) {
+		pthread_mutex_init(&g->stripes[i].m, NULL);
+		pthread_cond_init(&g->stripes[i].cv, NULL);
+	}
+	/* Working copies left by an earlier run are refreshed on use; half-made ones go now. */
+	DIR *d = opendir(g->cache_dir);
+	if (d) {
+		struct dirent *de;
+		while ((de = readdir(d)) != NULL)
+			if (de->d_name[0] == '.' && strcmp(de->d_name, ".") != 0 &&
+			    strcmp(de->d_name, "..") != 0) {
+				cleanup_free char *p = st_xasprintf("%s/%s", g->cache_dir, de->d_name);
+				(void)rm_rf(p);
+			}
+		closedir(d);
+	}
+	*out = g;
+	return 0;
+}
+
+void git_server_close(struct git_server *g)
+{
+	if (!g)
+		return;
+	for (size_t i = 0; i < STRIPES; i++) {
+		pthread_mutex_destroy(&g->stripes[i].m);
+		pthread_cond_destroy(&g->stripes[i].cv);
+	}
+	free(g->cache_dir);
+	free(g->owner_base);
+	free(g);
+}
+
+/* A store error becomes the caller's (or is dropped when the caller has one already). */
+static int pass_error(struct st_error **err, struct st_error *le, int r)
+{
+	if (le && err && !*err)
+		*err = le;
+	else
+		st_error_free(le);
+	return r;
+}
+
+static int not_found(struct st_error **err, struct st_error *le, const char *name)
+{
+	st_error_free(le);
+	return st_error_make(err, -ENOENT, "no repository named '%s'", name);
+}
+
+static const char *const repo_cols =
+    "name, description, generation, size_bytes AS \"sizeBytes\", created_at AS \"createdAt\", "
+    "updated_at AS \"updatedAt\", created_by AS \"createdBy\"";
+
+int git_repo_get(struct git_server *g, const char *name, json_t **out, struct st_error **err)
+{
+	cleanup_free char *sql = st_xasprintf("SELECT %s FROM {ns}git_repos WHERE name = ?", repo_cols);
+	struct store_value p[] = {store_text(name)};
+	struct st_error *le = NULL;
+	int r = store_query_one(g->o.store, sql, p, 1, out, &le);
+	return r == -ENOENT ? not_found(err, le, name) : pass_error(err, le, r);
+}
+
+int git_repo_list(struct git_server *g, json_t **out, struct st_error **err)
+{
+	cleanup_free char *sql = st_xasprintf("SELECT %s FROM {ns}git_repos ORDER BY name", repo_cols);
+	return store_query_json(g->o.store, sql, NULL, 0, out, err);
+}
+
+int git_repo_create(struct git_server *g, const char *name, const char *description,
+                    const char *created_by, json_t **out, struct st_error **err)
+{
+	if (!git_repo_name_valid(name))
+		return st_error_make(err, EINVAL, "invalid repository name '%s'", name);
+	int64_t now = wall_ms();
+	struct store_value ins[] = {store_text(name),
+	                            description ? store_text(description) : store_null(),
+	                            store_int(now),
+	                            store_int(now),
+	                            created_by ? store_text(created_by) : store_null()};
+	int64_t changes = 0;
+	int r = store_exec(g->o.store,
+	                   "INSERT INTO {ns}git_repos (name, description, generation, size_bytes, "
+	                   "created_at, updated_at, created_by) VALUES (?, ?, 0, 0, ?, ?, ?) "
+	                   "ON CONFLICT (name) DO NOTHING",
+	                   ins, ST_ARRAY_SIZE(ins), &changes, err);
+	if (r < 0)
+		return st_error_wrap(err, "cannot create repository '%s'", name);
+	if (changes == 0)
+		return st_error_make(err, EEXIST, "a repository named '%s' already exists", name);
+	/* A copy left from a deleted repository of the same name must not be served. */
+	struct stripe *l = stripe(g, name);
+	stripe_wrlock(l);
+	forget_gen(g, name);
+	stripe_unlock(l);
+	return git_repo_get(g, name, out, err);
+}
+
+struct del_ctx {
+	struct git_server *g;
+	int failed;
+};
+
+static int del_one(const struct blob_entry *e, void *ud)
+{
+	struct del_ctx *c = ud;
+	struct st_error *err = NULL;
+	if (blob_delete(c->g->o.blob, e->key, &err) < 0 && st_error_msg(err)) {
+		st_log(ST_LOG_WARN, "git: cannot delete '%s': %s", e->key, st_error_msg(err));
+		c->failed++;
+	}
+	st_error_free(err);
+	return 0;
+}
+
+int git_repo_delete(struct git_server *g, const char *name, struct st_error **err)
+{
+	struct store_value p[] = {store_text(name)};
+	int64_t changes = 0;
+	int r = store_exec(g->o.store, "DELETE FROM {ns}git_repos WHERE name = ?", p, 1, &changes,
+	                   err);
+	if (r < 0)
+		return st_error_wrap(err, "cannot delete repository '%s'", name);
+	if (changes == 0)
+		return st_error_make(err, ENOENT, "no repository named '%s'", name);
+	struct stripe *l = stripe(g, name);
+	stripe_wrlock(l);
+	forget_gen(g, name);
+	cleanup_free char *path = repo_path(g, name, ".git");
+	(void)rm_rf(path);
+	stripe_unlock(l);
+	cleanup_free char *prefix = st_xasprintf("%s/", name);
+	struct del_ctx c = {.g = g};
+	struct st_error *lerr = NULL;
+	if (blob_list(g->o.blob, prefix, del_one, &c, &lerr) < 0 || c.failed)
+		st_log(ST_LOG_WARN,
+		       "git: repository '%s' is deleted but some of its stored archives were not "
+		       "(%s); they are unreferenced and can be removed by hand",
+		       name, lerr ? st_error_msg(lerr) : "see above");
+	st_error_free(lerr);
+	return 0;
+}
+
+/* ---- serving ----------------------------------------------------------------------------- */
+
+static int row_generation(struct git_server *g, const char *name, int64_t *gen,
+                          struct st_error **err)
+{
+	struct store_value p[] = {store_text(name)};
+	struct st_error *le = NULL;
+	int r = store_query_int(g->o.store, "SELECT generation FROM {ns}git_repos WHERE name = ?",
+	                        p, 1, gen, &le);
+	return r == -ENOENT ? not_found(err, le, name) : pass_error(err, le, r);
+}
+
+static int take_lease(struct git_server *g, struct git_serve *s, struct st_error **err)
+{
+	s->lease = st_xasprintf("%s:%lu", g->owner_base, (unsigned long)++g->lease_seq);
+	int64_t give_up = st_now_ms() + g->o.lease_wait_ms;
+	for (;;) {
+		int64_t now = wall_ms();
+		struct store_value p[] = {store_text(s->lease), store_int(now + LEASE_MS),
+		                          store_text(s->name), store_int(now)};
+		int64_t changes = 0;
+		int r = store_exec(g->o.store,
+		                   "UPDATE {ns}git_repos SET lease_owner = ?, lease_until = ? "
+		                   "WHERE name = ? AND (lease_owner IS NULL OR lease_until < ?)",
+		                   p, ST_ARRAY_SIZE(p), &changes, err);
+		if (r < 0)
+			return r;
+		if (changes == 1)
+			return 0;
+		int64_t gen;
+		r = row_generation(g, s->name, &gen, err);
+		if (r < 0)
+			return r;
+		if (st_now_ms() >= give_up)
+			return st_error_make(err, EBUSY,
+			                     "another push to '%s' is still running; try again",
+			                     s->name);
+		usleep(100 * 1000);
+	}
+}
+
+static void drop_lease(struct git_serve *s)
+{
+	if (!s->lease)
+		return;
+	struct store_value p[] = {store_text(s->name), store_text(s->lease)};
+	struct st_error *err = NULL;
+	if (store_exec(s->g->o.store,
+	               "UPDATE {ns}git_repos SET lease_owner = NULL, lease_until = NULL "
+	               "WHERE name = ? AND lease_owner = ?",
+	               p, 2, NULL, &err) < 0)
+		st_log(ST_LOG_WARN, "git: cannot release the push lease on '%s': %s (it expires)",
+		       s->name, st_error_msg(err));
+	st_error_free(err);
+	free(s->lease);
+	s->lease = NULL;
+}
+
+int git_serve_begin(struct git_server *g, const char *name, bool push, struct git_serve **out,
+                    struct st_error **err)
+{
+	struct git_serve *s = st_xcalloc(1, sizeof(*s));
+	s->g = g;
+	s->name = st_xstrdup(name);
+	s->push = push;
+	s->lock = stripe(g, name);
+	int r = 0;
+	if (push) {
+		r = take_lease(g, s, err);
+		if (r < 0)
+			goto fail;
+		stripe_wrlock(s->lock);
+		r = row_generation(g, name, &s->generation, err);
+		if (r == 0)
+			r = sync_copy(g, name, s->generation, err);
+		if (r < 0) {
+			stripe_unlock(s->lock);
+			goto fail;
+		}
+		cleanup_free char *path = repo_path(g, name, ".git");
+		s->refs_before = refs_state(path, &s->refs_before_len);
+		*out = s;
+		return 0;
+	}
+	for (int tries = 0;; tries++) {
+		r = row_generation(g, name, &s->generation, err);
+		if (r < 0)
+			goto fail;
+		stripe_rdlock(s->lock);
+		if (read_gen(g, name) == s->generation) {
+			*out = s;
+			return 0;
+		}
+		stripe_unlock(s->lock);
+		if (tries == 3) {
+			r = st_error_make(err, EAGAIN,
+			                  "repository '%s' keeps changing; try again", name);
+			goto fail;
+		}
+		stripe_wrlock(s->lock);
+		r = sync_copy(g, name, s->generation, err);
+		stripe_unlock(s->lock);
+		if (r < 0)
+			goto fail;
+	}
+fail:
+	drop_lease(s);
+	free(s->name);
+	free(s);
+	return r;
+}
+
+const char *git_serve_root(const struct git_serve *s)
+{
+	return s->g->cache_dir;
+}
+
+int git_serve_commit(struct git_serve *s, struct st_error **err)
+{
+	struct git_server *g = s->g;
+	if (!s->push)
+		return 0;
+	cleanup_free char *path = repo_path(g, s->name, ".git");
+	size_t after_len = 0;
+	cleanup_free char *after = refs_state(path, &after_len);
+	if (after_len == s->refs_before_len && memcmp(after, s->refs_before, after_len) == 0) {
+		s->committed = true; /* nothing changed: nothing to store */
+		return 0;
+	}
+	cleanup_close int fd = cache_tmpfile(g, err);
+	if (fd < 0)
+		return fd;
+	uint64_t size = 0;
+	int r = archive_repo(path, fd, &size, err);
+	if (r < 0)
+		return st_error_wrap(err, "cannot archive repository '%s'", s->name);
+	if (lseek(fd, 0, SEEK_SET) < 0)
+		return st_error_make(err, errno, "lseek");
+	int64_t next = s->generation + 1;
+	cleanup_free char *key = blob_key(s->name, next);
+	r = blob_put_fd(g->o.blob, key, fd, NULL, 0, err);
+	if (r < 0)
+		return st_error_wrap(err, "cannot store repository '%s'", s->name);
+	struct store_value p[] = {store_int(next),          store_int((int64_t)size),
+	                          store_int(wall_ms()),     store_text(s->name),
+	                          store_int(s->generation), store_text(s->lease)};
+	int64_t changes = 0;
+	r = store_exec(g->o.store,
+	               "UPDATE {ns}git_repos SET generation = ?, size_bytes = ?, updated_at = ?, "
+	               "lease_owner = NULL, lease_until = NULL "
+	               "WHERE name = ? AND generation = ? AND lease_owner = ?",
+	               p, ST_ARRAY_SIZE(p), &changes, err);
+	if (r == 0 && changes != 1)
+		r = st_error_make(err, 0,
+		                  "repository '%s' was deleted or its push lease expired while the "
+		                  "push ran",
+		                  s->name);
+	if (r < 0) {
+		struct st_error *e2 = NULL;
+		(void)blob_delete(g->o.blob, key, &e2);
+		st_error_free(e2);
+		return st_error_wrap(err, "cannot record the push to '%s'", s->name);
+	}
+	free(s->lease); /* released by the UPDATE */
+	s->lease = NULL;
+	s->committed = true;
+	if (write_gen(g, s->name, next, err) < 0) {
+		st_log(ST_LOG_WARN, "git: %s (the copy is refreshed on next use)", st_error_msg(*err));
+		forget_gen(g, s->name);
+	}
+	if (s->generation > 0) {
+		cleanup_free char *old = blob_key(s->name, s->generation);
+		struct st_error *e2 = NULL;
+		if (blob_delete(g->o.blob, old, &e2) < 0)
+			st_log(ST_LOG_WARN, "git: cannot delete the replaced archive '%s': %s", old,
+			       st_error_msg(e2));
+		st_error_free(e2);
+	}
+	s->generation = next;
+	return 0;
+}
+
+void git_serve_end(struct git_serve *s)
+{
+	if (!s)
+		return;
+	if (s->push && !s->committed)
+		forget_gen(s->g, s->name);
+	stripe_unlock(s->lock);
+	drop_lease(s);
+	free(s->refs_before);
+	free(s->name);
+	free(s);
+}
