@@ -335,8 +335,7 @@ done:
 
 /* Move git's output along until it ends (or, with until_head, until the headers are in).
    req is NULL on the streaming thread. */
-static int cgi_pump(struct http_request *req, struct cgi *c, bool until_head,
-                    struct st_error **err)
+static int cgi_pump(struct http_request *req, struct cgi *c, bool until_head, struct st_error **err)
 {
 	while (c->out >= 0 || c->errfd >= 0) {
 		if (until_head && c->head_done)
@@ -506,7 +505,8 @@ static int serve(struct http_request *req, const char *suffix, bool push)
 	if (r == 0 && !push && c->head_done) {
 		/* a fetch: the rest streams from a thread of its own, which releases c */
 		const char *type = c->content_type ? c->content_type : "application/octet-stream";
-		if (http_reply_stream_thread(req, (unsigned)c->status, type, cgi_stream_main, c) < 0)
+		if (http_reply_stream_thread(req, (unsigned)c->status, type, cgi_stream_main, c) <
+		    0)
 			cgi_release(c);
 		return 0;
 	}
@@ -521,9 +521,10 @@ static int serve(struct http_request *req, const char *suffix, bool push)
 		/* The client hears git's answer only once the new state is stored. */
 		if (git_serve_commit(s, &err) < 0) {
 			st_log(ST_LOG_ERROR, "git: %s", st_error_msg(err));
-			char *msg = st_xasprintf("the push was received but could not be stored, so "
-			                         "nothing changed: %s; push again",
-			                         st_error_msg(err));
+			char *msg =
+			    st_xasprintf("the push was received but could not be stored, so "
+			                 "nothing changed: %s; push again",
+			                 st_error_msg(err));
 			ret = http_reply_error(req, 503, "storage_failed", msg, NULL);
 			free(msg);
 		} else {
@@ -548,7 +549,8 @@ static int h_info_refs(struct http_request *req, void *ctx)
 	if (!svc || (strcmp(svc, "git-upload-pack") != 0 && strcmp(svc, "git-receive-pack") != 0))
 		return http_reply_bad_field(
 		    req, "service",
-		    "this server speaks git's smart HTTP protocol only: ?service=git-upload-pack or "
+		    "this server speaks git's smart HTTP protocol only: ?service=git-upload-pack "
+		    "or "
 		    "?service=git-receive-pack (a git client sends it; the dumb protocol is not "
 		    "served)");
 	/* the advertisement for a push needs nothing stored: it is a read */
@@ -619,8 +621,8 @@ int api_register_git(struct http_server *srv, struct app *app, struct st_error *
 	    {"DELETE", "/api/v1/git/repos/{name}", h_delete, app, HTTP_AUTH_API_TOKEN, "git", 0,
 	     NULL},
 	    {"GET", "/git/{repo}/info/refs", h_info_refs, app, auth, "git", 0, "/git/info/refs"},
-	    {"POST", "/git/{repo}/git-upload-pack", h_upload_pack, app,
-	     auth | HTTP_ROUTE_BODY_FILE, "git", 64u << 20, "/git/git-upload-pack"},
+	    {"POST", "/git/{repo}/git-upload-pack", h_upload_pack, app, auth | HTTP_ROUTE_BODY_FILE,
+	     "git", 64u << 20, "/git/git-upload-pack"},
 	    {"POST", "/git/{repo}/git-receive-pack", h_receive_pack, app,
 	     auth | HTTP_ROUTE_BODY_FILE, "git", (size_t)push_cap, "/git/git-receive-pack"},
 	};

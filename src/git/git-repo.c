@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -71,7 +72,7 @@ static void stripe_unlock(struct stripe *l)
 struct git_server {
 	struct git_options o;
 	char *cache_dir;
-	char *owner_base; /* "<host>:<pid>" */
+	char *owner_base; /* "<host>:<pid>:<random>" */
 	atomic_ulong lease_seq;
 	struct stripe stripes[STRIPES];
 };
@@ -156,9 +157,12 @@ static int run_git(const char *const argv[], struct st_error **err)
 	int pfd[2];
 	if (pipe2(pfd, O_CLOEXEC) < 0)
 		return st_error_make(err, errno, "pipe");
-	static const char *const env[] = {"PATH=/usr/bin:/bin", "GIT_CONFIG_NOSYSTEM=1",
-	                            "GIT_CONFIG_GLOBAL=/dev/null", "HOME=/nonexistent", "LANG=C",
-	                            NULL};
+	static const char *const env[] = {"PATH=/usr/bin:/bin",
+	                                  "GIT_CONFIG_NOSYSTEM=1",
+	                                  "GIT_CONFIG_GLOBAL=/dev/null",
+	                                  "HOME=/nonexistent",
+	                                  "LANG=C",
+	                                  NULL};
 	pid_t pid = fork();
 	if (pid < 0) {
 		int e = errno;
@@ -170,7 +174,8 @@ static int run_git(const char *const argv[], struct st_error **err)
 		int null = open("/dev/null", O_RDWR);
 		if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(pfd[1], 2) < 0)
 			_exit(127);
-		execve("/usr/bin/git", (char *const *)(uintptr_t)argv, (char *const *)(uintptr_t)env);
+		execve("/usr/bin/git", (char *const *)(uintptr_t)argv,
+		       (char *const *)(uintptr_t)env);
 		_exit(127);
 	}
 	close(pfd[1]);
@@ -254,8 +259,8 @@ static int write_gen(const struct git_server *g, const char *name, int64_t gen,
 /* A new bare repository at dir, configured by us (never from storage). */
 static int init_bare(const char *dir, struct st_error **err)
 {
-	const char *const argv[] = {"git",      "init", "--bare", "--quiet", "--initial-branch=main",
-	                            dir, NULL};
+	const char *const argv[] = {"git", "init", "--bare", "--quiet", "--initial-branch=main",
+	                            dir,   NULL};
 	int r = run_git(argv, err);
 	if (r < 0)
 		return r;
@@ -318,7 +323,8 @@ static int archive_repo(const char *dir, int out_fd, uint64_t *size, struct st_e
 			break;
 		}
 		if (ar != ARCHIVE_OK) {
-			r = st_error_make(err, 0, "cannot read '%s': %s", dir, archive_error_string(d));
+			r = st_error_make(err, 0, "cannot read '%s': %s", dir,
+			                  archive_error_string(d));
 			archive_entry_free(e);
 			break;
 		}
@@ -348,7 +354,8 @@ static int archive_repo(const char *dir, int out_fd, uint64_t *size, struct st_e
 			break;
 		}
 		if (type == AE_IFREG && archive_entry_size(e) > 0) {
-			int fd = open(archive_entry_sourcepath(e), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+			int fd =
+			    open(archive_entry_sourcepath(e), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 			if (fd < 0) {
 				r = st_error_make(err, errno, "cannot open '%s'",
 				                  archive_entry_sourcepath(e));
@@ -411,17 +418,19 @@ static int extract_repo(int in_fd, const char *dir, struct st_error **err)
 		mode_t type = archive_entry_filetype(e);
 		if (!*p || *p == '/' || strstr(p, "..") || !kept(p) ||
 		    (type != AE_IFREG && type != AE_IFDIR) || archive_entry_hardlink(e)) {
-			r = st_error_make(err, 0,
-			                  "the stored archive holds '%s', which a repository archive "
-			                  "written by Stockade never does; refusing it",
-			                  p);
+			r = st_error_make(
+			    err, 0,
+			    "the stored archive holds '%s', which a repository archive "
+			    "written by Stockade never does; refusing it",
+			    p);
 			break;
 		}
 		cleanup_free char *full = st_xasprintf("%s/%s", dir, p);
 		archive_entry_set_pathname(e, full);
 		archive_entry_set_perm(e, type == AE_IFDIR ? 0755 : 0444);
 		if (archive_write_header(w, e) < ARCHIVE_WARN) {
-			r = st_error_make(err, 0, "cannot unpack '%s': %s", p, archive_error_string(w));
+			r = st_error_make(err, 0, "cannot unpack '%s': %s", p,
+			                  archive_error_string(w));
 			break;
 		}
 		const void *buf;
@@ -436,7 +445,8 @@ static int extract_repo(int in_fd, const char *dir, struct st_error **err)
 			break;
 		}
 		if (archive_write_finish_entry(w) < ARCHIVE_WARN) {
-			r = st_error_make(err, 0, "cannot unpack '%s': %s", p, archive_error_string(w));
+			r = st_error_make(err, 0, "cannot unpack '%s': %s", p,
+			                  archive_error_string(w));
 			break;
 		}
 	}
@@ -475,8 +485,8 @@ static int sync_copy(struct git_server *g, const char *name, int64_t gen, struct
 			cleanup_free char *key = blob_key(name, gen);
 			r = blob_get_to_fd(g->o.blob, key, fd, NULL, err);
 			if (r < 0)
-				st_error_wrap(err, "cannot fetch repository '%s' (generation %lld)", name,
-				              (long long)gen);
+				st_error_wrap(err, "cannot fetch repository '%s' (generation %lld)",
+				              name, (long long)gen);
 			else if (lseek(fd, 0, SEEK_SET) < 0)
 				r = st_error_make(err, errno, "lseek");
 			else
@@ -509,7 +519,8 @@ static void refs_walk(struct st_buf *b, const char *dir, const char *rel)
 		if (strcmp(nm, ".") != 0 && strcmp(nm, "..") != 0 &&
 		    (!top || strcmp(nm, "HEAD") == 0 || strcmp(nm, "packed-refs") == 0 ||
 		     strcmp(nm, "refs") == 0)) {
-			cleanup_free char *r2 = rel ? st_xasprintf("%s/%s", rel, nm) : st_xstrdup(nm);
+			cleanup_free char *r2 =
+			    rel ? st_xasprintf("%s/%s", rel, nm) : st_xstrdup(nm);
 			cleanup_free char *p2 = st_xasprintf("%s/%s", dir, r2);
 			struct stat st;
 			if (lstat(p2, &st) == 0 && S_ISDIR(st.st_mode)) {
@@ -540,8 +551,7 @@ static char *refs_state(const char *dir, size_t *len)
 
 /* ---- the server -------------------------------------------------------------------------- */
 
-int git_server_open(const struct git_options *opts, struct git_server **out,
-                    struct st_error **err)
+int git_server_open(const struct git_options *opts, struct git_server **out, struct st_error **err)
 {
 	if (!opts->store || !opts->blob || !opts->cache_dir)
 		return st_error_make(err, EINVAL,
@@ -574,7 +584,12 @@ int git_server_open(const struct git_options *opts, struct git_server **out,
 	char host[256] = "host";
 	(void)gethostname(host, sizeof(host) - 1);
 	host[sizeof(host) - 1] = '\0';
-	g->owner_base = st_xasprintf("%s:%d", host, (int)getpid());
+	/* unique per server instance, also across restarts that reuse a pid */
+	uint64_t nonce = 0;
+	if (getrandom(&nonce, sizeof(nonce), 0) != (ssize_t)sizeof(nonce))
+		nonce = (uint64_t)st_now_us();
+	g->owner_base =
+	    st_xasprintf("%s:%d:%016llx", host, (int)getpid(), (unsigned long long)nonce);
 	for (size_t i = 0; i < STRIPES; i++) {
 		pthread_mutex_init(&g->stripes[i].m, NULL);
 		pthread_cond_init(&g->stripes[i].cv, NULL);
@@ -586,7 +601,8 @@ int git_server_open(const struct git_options *opts, struct git_server **out,
 		while ((de = readdir(d)) != NULL)
 			if (de->d_name[0] == '.' && strcmp(de->d_name, ".") != 0 &&
 			    strcmp(de->d_name, "..") != 0) {
-				cleanup_free char *p = st_xasprintf("%s/%s", g->cache_dir, de->d_name);
+				cleanup_free char *p =
+				    st_xasprintf("%s/%s", g->cache_dir, de->d_name);
 				(void)rm_rf(p);
 			}
 		closedir(d);
@@ -630,7 +646,8 @@ static const char *const repo_cols =
 
 int git_repo_get(struct git_server *g, const char *name, json_t **out, struct st_error **err)
 {
-	cleanup_free char *sql = st_xasprintf("SELECT %s FROM {ns}git_repos WHERE name = ?", repo_cols);
+	cleanup_free char *sql =
+	    st_xasprintf("SELECT %s FROM {ns}git_repos WHERE name = ?", repo_cols);
 	struct store_value p[] = {store_text(name)};
 	struct st_error *le = NULL;
 	int r = store_query_one(g->o.store, sql, p, 1, out, &le);
@@ -639,7 +656,8 @@ int git_repo_get(struct git_server *g, const char *name, json_t **out, struct st
 
 int git_repo_list(struct git_server *g, json_t **out, struct st_error **err)
 {
-	cleanup_free char *sql = st_xasprintf("SELECT %s FROM {ns}git_repos ORDER BY name", repo_cols);
+	cleanup_free char *sql =
+	    st_xasprintf("SELECT %s FROM {ns}git_repos ORDER BY name", repo_cols);
 	return store_query_json(g->o.store, sql, NULL, 0, out, err);
 }
 
@@ -649,11 +667,9 @@ int git_repo_create(struct git_server *g, const char *name, const char *descript
 	if (!git_repo_name_valid(name))
 		return st_error_make(err, EINVAL, "invalid repository name '%s'", name);
 	int64_t now = wall_ms();
-	struct store_value ins[] = {store_text(name),
-	                            description ? store_text(description) : store_null(),
-	                            store_int(now),
-	                            store_int(now),
-	                            created_by ? store_text(created_by) : store_null()};
+	struct store_value ins[] = {
+	    store_text(name), description ? store_text(description) : store_null(), store_int(now),
+	    store_int(now), created_by ? store_text(created_by) : store_null()};
 	int64_t changes = 0;
 	int r = store_exec(g->o.store,
 	                   "INSERT INTO {ns}git_repos (name, description, generation, size_bytes, "
@@ -693,8 +709,8 @@ int git_repo_delete(struct git_server *g, const char *name, struct st_error **er
 {
 	struct store_value p[] = {store_text(name)};
 	int64_t changes = 0;
-	int r = store_exec(g->o.store, "DELETE FROM {ns}git_repos WHERE name = ?", p, 1, &changes,
-	                   err);
+	int r =
+	    store_exec(g->o.store, "DELETE FROM {ns}git_repos WHERE name = ?", p, 1, &changes, err);
 	if (r < 0)
 		return st_error_wrap(err, "cannot delete repository '%s'", name);
 	if (changes == 0)
@@ -731,11 +747,12 @@ static int row_generation(struct git_server *g, const char *name, int64_t *gen,
 
 static int take_lease(struct git_server *g, struct git_serve *s, struct st_error **err)
 {
-	s->lease = st_xasprintf("%s:%lu", g->owner_base, (unsigned long)++g->lease_seq);
+	cleanup_free char *lease =
+	    st_xasprintf("%s:%lu", g->owner_base, (unsigned long)++g->lease_seq);
 	int64_t give_up = st_now_ms() + g->o.lease_wait_ms;
 	for (;;) {
 		int64_t now = wall_ms();
-		struct store_value p[] = {store_text(s->lease), store_int(now + LEASE_MS),
+		struct store_value p[] = {store_text(lease), store_int(now + LEASE_MS),
 		                          store_text(s->name), store_int(now)};
 		int64_t changes = 0;
 		int r = store_exec(g->o.store,
@@ -744,8 +761,10 @@ static int take_lease(struct git_server *g, struct git_serve *s, struct st_error
 		                   p, ST_ARRAY_SIZE(p), &changes, err);
 		if (r < 0)
 			return r;
-		if (changes == 1)
+		if (changes == 1) {
+			s->lease = steal_pointer(&lease);
 			return 0;
+		}
 		int64_t gen;
 		r = row_generation(g, s->name, &gen, err);
 		if (r < 0)
@@ -812,8 +831,8 @@ int git_serve_begin(struct git_server *g, const char *name, bool push, struct gi
 		}
 		stripe_unlock(s->lock);
 		if (tries == 3) {
-			r = st_error_make(err, EAGAIN,
-			                  "repository '%s' keeps changing; try again", name);
+			r = st_error_make(err, EAGAIN, "repository '%s' keeps changing; try again",
+			                  name);
 			goto fail;
 		}
 		stripe_wrlock(s->lock);
@@ -884,7 +903,8 @@ int git_serve_commit(struct git_serve *s, struct st_error **err)
 	s->lease = NULL;
 	s->committed = true;
 	if (write_gen(g, s->name, next, err) < 0) {
-		st_log(ST_LOG_WARN, "git: %s (the copy is refreshed on next use)", st_error_msg(*err));
+		st_log(ST_LOG_WARN, "git: %s (the copy is refreshed on next use)",
+		       st_error_msg(*err));
 		forget_gen(g, s->name);
 	}
 	if (s->generation > 0) {

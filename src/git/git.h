@@ -37,8 +37,7 @@ struct git_options {
 	unsigned lease_wait_ms; /* how long a push waits for another push; 0: 20000 */
 };
 
-int git_server_open(const struct git_options *opts, struct git_server **out,
-                    struct st_error **err);
+int git_server_open(const struct git_options *opts, struct git_server **out, struct st_error **err);
 void git_server_close(struct git_server *g);
 const struct git_options *git_server_options(const struct git_server *g);
 

@@ -843,10 +843,11 @@ static enum MHD_Result begin_request(struct http_server *srv, struct MHD_Connect
 		if (ar == HTTP__AUTH_MISSING)
 			return queue_early_error(
 			    c, 401, "unauthorized",
-			    basic_ok ? "missing credentials: send the API token as 'Authorization: "
-			               "Bearer <api token>' or as the password of Basic auth (git: "
-			               "http://x:<api token>@host/..., or a credential helper)"
-			             : "missing bearer token: send 'Authorization: Bearer <api token>'",
+			    basic_ok
+			        ? "missing credentials: send the API token as 'Authorization: "
+			          "Bearer <api token>' or as the password of Basic auth (git: "
+			          "http://x:<api token>@host/..., or a credential helper)"
+			        : "missing bearer token: send 'Authorization: Bearer <api token>'",
 			    NULL);
 		if (ar != HTTP__AUTH_OK)
 			return queue_early_error(c, 401, "unauthorized",
@@ -870,9 +871,9 @@ static enum MHD_Result begin_request(struct http_server *srv, struct MHD_Connect
 	}
 
 	/* size caps, checked against Content-Length before reading anything */
-	uint64_t cap = r->max_body_bytes ? r->max_body_bytes
+	uint64_t cap = r->max_body_bytes                   ? r->max_body_bytes
 	               : (r->flags & HTTP_ROUTE_BODY_FILE) ? srv->opts.max_upload_bytes
-	                                                  : srv->opts.max_body_bytes;
+	                                                   : srv->opts.max_body_bytes;
 	c->body_cap = (size_t)cap;
 	const char *cl =
 	    MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);

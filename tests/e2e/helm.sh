@@ -83,9 +83,9 @@ deploy:
   replicas: {agentSandbox: 3}
 YAML
 check "everything on renders" render all -f "$T/all.values.yaml"
-check_eq "everything on: four roles, each a Deployment and a Service" \
+check_eq "everything on: five roles, each a Deployment and a Service" \
   "$(kinds all | tr ' ' '\n' | grep -E '^(Deployment|Service)/' | tr '\n' ' ')" \
-  "Deployment/t-stockade-agent-sandbox Deployment/t-stockade-code-executor Deployment/t-stockade-js-executor Deployment/t-stockade-mcp Service/t-stockade-agent-sandbox Service/t-stockade-code-executor Service/t-stockade-js-executor Service/t-stockade-mcp "
+  "Deployment/t-stockade-agent-sandbox Deployment/t-stockade-code-executor Deployment/t-stockade-git-server Deployment/t-stockade-js-executor Deployment/t-stockade-mcp Service/t-stockade-agent-sandbox Service/t-stockade-code-executor Service/t-stockade-git-server Service/t-stockade-js-executor Service/t-stockade-mcp "
 js=$(doc all Deployment t-stockade-js-executor)
 check_eq "js-executor: /api/health and /api/readiness" \
   "$(json_get "$js" "\"\($c.livenessProbe.httpGet.path) \($c.readinessProbe.httpGet.path)\"")" "/api/health /api/readiness"
@@ -97,6 +97,7 @@ check_eq "agent-sandbox: ... from the Secret of that name" \
   "$(json_get "$as" ".spec.template.spec.volumes[] | select(.name == \"agent-sandbox-secret\") | .secret.secretName")" agent-sandbox-env
 check_eq "agent-sandbox: replicas from deploy.replicas" "$(json_get "$as" .spec.replicas)" 3
 check_eq "mcp: serve --role mcp" "$(json_get "$(doc all Deployment t-stockade-mcp)" "$c.args[-1]")" mcp
+check_eq "git-server: serve --role git-server" "$(json_get "$(doc all Deployment t-stockade-git-server)" "$c.args[-1]")" git-server
 mnt=$T/mounts/agent-sandbox-env
 mkdir -p "$mnt"
 yaml=$("$STOCKADE_BIN" keys generate --out "$T/keys" --k8s-secret agent-sandbox-env 2>/dev/null)
@@ -146,8 +147,11 @@ refuse privileged-sandbox "rr.agentSandbox.privileged is not supported" \
 refuse nothing-on "no role is enabled" --set codeExecutor.enabled=false
 check "skipBlobStorageValidation lets storage come from RR_*_S3_* instead" render skip \
   --set rr.enabled=true --set rr.gitServer.skipBlobStorageValidation=true
-check "the agent sandbox alone, off by its own switch, needs no blob storage" render as-off \
+refuse git-no-blob-storage "while the git server is on; it names 0" \
   --set rr.enabled=true --set rr.agentSandbox.enabled=false
+check "the agent sandbox and the git server, off by their own switches, need no blob storage" \
+  render as-off --set rr.enabled=true --set rr.agentSandbox.enabled=false \
+  --set rr.gitServer.enabled=false
 check_eq "... and runs the js-executor it enables" \
   "$(kinds as-off | tr ' ' '\n' | grep -c '^Deployment/')" 2
 

@@ -43,7 +43,10 @@ static void do_req(struct http_server *srv, const char *method, const char *path
 	struct curl_slist *h = NULL;
 	char ah[600];
 	if (auth) {
-		snprintf(ah, sizeof(ah), "Authorization: Bearer %s", auth);
+		if (strncmp(auth, "Basic ", 6) == 0)
+			snprintf(ah, sizeof(ah), "Authorization: %s", auth);
+		else
+			snprintf(ah, sizeof(ah), "Authorization: Bearer %s", auth);
 		h = curl_slist_append(h, ah);
 	}
 	h = curl_slist_append(h, "Expect:");
@@ -178,6 +181,17 @@ static struct http_server *start(void)
 	CHECK(http_route(srv, "GET", "/stream", h_stream, NULL, 0) == 0);
 	CHECK(http_route(srv, "GET", "/noreply", h_noreply, NULL, 0) == 0);
 	CHECK(http_route(srv, "GET", "/slow", h_slow, NULL, 0) == 0);
+	struct http_route_spec basic = {.method = "GET",
+	                                .pattern = "/basic",
+	                                .handler = h_hello,
+	                                .flags = HTTP_AUTH_API_TOKEN | HTTP_AUTH_BASIC_OK};
+	CHECK(http_route_ex(srv, &basic) == 0);
+	struct http_route_spec capped = {.method = "PUT",
+	                                 .pattern = "/upload-capped",
+	                                 .handler = h_upload,
+	                                 .flags = HTTP_ROUTE_BODY_FILE,
+	                                 .max_body_bytes = 1000};
+	CHECK(http_route_ex(srv, &capped) == 0);
 	CHECK(http_auth_add_token(srv, "ci", TOKEN, "execute", &err) == 0);
 	CHECK(http_auth_set_jwt_secret(srv, "jwt-secret", 10) == 0);
 	CHECK(http_server_start(srv, &err) == 0);
@@ -343,6 +357,67 @@ TEST(http_auth_tokens_and_jwt)
 	free(none);
 	free(expired);
 	free(scoped);
+	stop(srv);
+}
+
+/* "Basic " + base64(user ":" password) */
+static char *basic(const char *userpass)
+{
+	static char out[512];
+	memcpy(out, "Basic ", 6);
+	EVP_EncodeBlock((unsigned char *)out + 6, (const unsigned char *)userpass,
+	                (int)strlen(userpass));
+	return out;
+}
+
+TEST(http_basic_auth_where_routes_take_it)
+{
+	struct http_server *srv = start();
+	struct resp r;
+	do_req(srv, "GET", "/basic", NULL, NULL, 0, &r);
+	CHECK_EQ_INT(r.status, 401);
+	CHECK_CONTAINS(r.headers.data, "WWW-Authenticate: Basic realm=\"stockade\"");
+	CHECK_CONTAINS(r.body.data, "password of Basic auth");
+	resp_release(&r);
+	do_req(srv, "GET", "/basic", basic("git:" TOKEN), NULL, 0, &r);
+	CHECK_EQ_INT(r.status, 200);
+	CHECK_CONTAINS(r.body.data, "\"principal\":\"ci\"");
+	resp_release(&r);
+	do_req(srv, "GET", "/basic", basic(":" TOKEN), NULL, 0, &r);
+	CHECK_EQ_INT(r.status, 200);
+	resp_release(&r);
+	do_req(srv, "GET", "/basic", TOKEN, NULL, 0, &r); /* bearer still works */
+	CHECK_EQ_INT(r.status, 200);
+	resp_release(&r);
+	static const char *const bad[] = {"x:wrong-token", "no-colon-" TOKEN, "x:" TOKEN "x"};
+	for (size_t i = 0; i < ST_ARRAY_SIZE(bad); i++) {
+		do_req(srv, "GET", "/basic", basic(bad[i]), NULL, 0, &r);
+		CHECK_EQ_INT(r.status, 401);
+		CHECK_CONTAINS(r.headers.data, "WWW-Authenticate: Basic");
+		resp_release(&r);
+	}
+	static const char *const malformed[] = {"Basic !!!!", "Basic ", "Basic YQ",
+	                                        "Basic ====", "Basic AAAAAAAA"};
+	for (size_t i = 0; i < ST_ARRAY_SIZE(malformed); i++) {
+		do_req(srv, "GET", "/basic", malformed[i], NULL, 0, &r);
+		CHECK_EQ_INT(r.status, 401);
+		resp_release(&r);
+	}
+	/* a route that does not take Basic refuses it */
+	do_req(srv, "GET", "/secure", basic("x:" TOKEN), NULL, 0, &r);
+	CHECK_EQ_INT(r.status, 401);
+	CHECK_CONTAINS(r.headers.data, "WWW-Authenticate: Bearer");
+	resp_release(&r);
+	/* a spooled body honours its route's own cap */
+	char body[2000];
+	memset(body, 'a', sizeof(body));
+	do_req(srv, "PUT", "/upload-capped", NULL, body, sizeof(body), &r);
+	CHECK_EQ_INT(r.status, 413);
+	resp_release(&r);
+	do_req(srv, "PUT", "/upload-capped", NULL, body, 900, &r);
+	CHECK_EQ_INT(r.status, 200);
+	CHECK_CONTAINS(r.body.data, "\"len\":900");
+	resp_release(&r);
 	stop(srv);
 }
 

@@ -59,6 +59,9 @@ and the health paths the seed chart's probes use.
 {{- if eq (include "stockade.follows" (dict "c" $rr.agentSandbox "rr" $rr)) "true" -}}
 {{- $roles = append $roles (dict "role" "agent-sandbox" "key" "agentSandbox" "profile" "stockade-agent-sandbox.json" "privileged" false "live" "/healthz" "ready" "/readyz") -}}
 {{- end -}}
+{{- if eq (include "stockade.follows" (dict "c" $rr.gitServer "rr" $rr)) "true" -}}
+{{- $roles = append $roles (dict "role" "git-server" "key" "gitServer" "profile" "stockade-executor.json" "privileged" false "live" "/healthz" "ready" "/readyz") -}}
+{{- end -}}
 {{- if eq (toString ($v.mcp | default dict).enabled) "true" -}}
 {{- $roles = append $roles (dict "role" "mcp" "key" "mcp" "profile" "stockade-executor.json" "privileged" false "live" "/healthz" "ready" "/readyz") -}}
 {{- end -}}
