@@ -456,7 +456,11 @@ const char *http_bearer_token(const struct http_request *req)
 
 char *http_basic_password(const struct http_request *req)
 {
-	const char *a = http_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
+	return http_basic_decode(http_header(req, MHD_HTTP_HEADER_AUTHORIZATION));
+}
+
+char *http_basic_decode(const char *a)
+{
 	if (!a || strncasecmp(a, "Basic ", 6) != 0)
 		return NULL;
 	a += 6;

@@ -160,6 +160,9 @@ const char *http_bearer_token(const struct http_request *req);
 /* The password of an "Authorization: Basic" header (decoded, heap; the user name is
    ignored), or NULL when there is none or it is malformed. */
 char *http_basic_password(const struct http_request *req);
+/* The same from an Authorization header's value ("Basic dXNlcjpwdw=="): NULL unless it is
+   Basic, valid base64 of at most 8 KiB, holds a ':' and no NUL byte. */
+char *http_basic_decode(const char *authorization);
 /* Does the authenticated principal have this scope? (always true for "*" tokens) */
 bool http_request_has_scope(const struct http_request *req, const char *scope);
 /* Parse the body as a JSON object. On failure replies 400 `invalid_json` itself and returns

@@ -64,6 +64,10 @@ check "clone with the token as a bearer header" git -c "http.extraHeader=Authori
 head -c 3000000 /dev/urandom >"$W/c1/blob.bin"
 (cd "$W/c1" && git add blob.bin && git commit -qm big) >/dev/null
 check "push of 3 MB (chunked upload)" git -C "$W/c1" push -q origin main
+check "shallow clone" git clone -q --depth 1 "$(url app)" "$W/shallow"
+check_eq "... holds one commit" "$(git -C "$W/shallow" rev-list --count HEAD 2>&1)" 1
+check "partial clone (--filter=blob:none)" git clone -q --no-checkout --filter=blob:none "$(url app)" "$W/partial"
+check_eq "... without the blobs" "$(git -C "$W/partial" rev-list --objects --missing=print HEAD | grep -c '^?')" 2
 check "fetch it" git -C "$W/c2" pull -q --ff-only
 check "fetched bytes identical" cmp "$W/c1/blob.bin" "$W/c2/blob.bin"
 check "the replaced archive is deleted" test ! -e "$SERVER_DATA/blobs/git/app/1.tar.zst.blob"

@@ -111,6 +111,38 @@ else
   skip "executor profile, uid 65534: stockade serve runs an execution" "no 'stockade serve' with a code-executor role in this build"
 fi
 
+# 4b. The git server (the chart runs it under the executor profile too): as uid 65534 under
+# the profile, a push and a clone with the real git client go through git http-backend,
+# pack-objects and index-pack.
+if "$STOCKADE_BIN" serve --help 2>/dev/null | grep -q git-server && command -v git >/dev/null; then
+  port=$(free_port); tok=tok_$H_TAG$RANDOM; gdata=$H_TMP/reports/git-$port
+  "$OSE" "$EXEC_PROFILE" -- env STOCKADE_API_TOKEN="$tok" "$STOCKADE_BIN" serve \
+    --listen "127.0.0.1:$port" --data-dir "$gdata" --role git-server >"$H_TMP/git.log" 2>&1 </dev/null &
+  gpid=$!
+  for i in $(seq 150); do
+    curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/healthz" && break
+    kill -0 "$gpid" 2>/dev/null || break
+    sleep 0.2
+  done
+  curl -s -o /dev/null -H "Authorization: Bearer $tok" -d '{"name":"p"}' "http://127.0.0.1:$port/api/v1/git/repos"
+  gw=$H_TMP/gitwork; rm -rf "$gw"; mkdir -p "$gw/src"
+  (cd "$gw/src" && git init -q -b main && echo profiled >f && git add f &&
+    git -c user.name=t -c user.email=t@t commit -qm m &&
+    GIT_TERMINAL_PROMPT=0 git push -q "http://x:$tok@127.0.0.1:$port/git/p.git" main) >"$H_TMP/git-push.log" 2>&1
+  GIT_TERMINAL_PROMPT=0 git clone -q "http://x:$tok@127.0.0.1:$port/git/p.git" "$gw/clone" >>"$H_TMP/git-push.log" 2>&1
+  if [ "$(cat "$gw/clone/f" 2>/dev/null)" = profiled ]; then
+    ok "executor profile, uid 65534: the git server takes a push and serves a clone"
+  else
+    not_ok "executor profile, uid 65534: the git server takes a push and serves a clone" \
+      "$(tail -3 "$H_TMP/git-push.log")" "$(grep -v '"request"' "$H_TMP/git.log" | tail -3)"
+  fi
+  kill -TERM "$gpid" 2>/dev/null
+  for i in $(seq 100); do kill -0 "$gpid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$gpid" 2>/dev/null; wait "$gpid" 2>/dev/null
+else
+  skip "executor profile, uid 65534: the git server takes a push and serves a clone" "no git server or no git"
+fi
+
 # 5. The gVisor agent sandbox under its profile.
 if command -v runsc >/dev/null; then
   prun "$AGENT_PROFILE" env HOME=/tmp runsc --rootless --network=none --platform=ptrace \

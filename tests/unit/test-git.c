@@ -97,8 +97,9 @@ static void commit_in(const struct git_serve *s, const char *text)
 {
 	sh("cd '%s/r.git' && b=$(printf '%s' | " GIT "hash-object -w --stdin) && "
 	   "t=$(printf '100644 blob %%s\\tfile\\n' $b | " GIT "mktree) && "
-	   "c=$(GIT_AUTHOR_NAME=t GIT_AUTHOR_EMAIL=t@t GIT_COMMITTER_NAME=t GIT_COMMITTER_EMAIL=t@t "
-	   GIT "commit-tree $t -m m) && " GIT "update-ref refs/heads/main $c",
+	   "c=$(GIT_AUTHOR_NAME=t GIT_AUTHOR_EMAIL=t@t GIT_COMMITTER_NAME=t "
+	   "GIT_COMMITTER_EMAIL=t@t " GIT "commit-tree $t -m m) && " GIT
+	   "update-ref refs/heads/main $c",
 	   git_serve_root(s), text);
 }
 
@@ -114,7 +115,7 @@ static int64_t generation(struct git_server *g)
 TEST(git_repository_names)
 {
 	static const char *const good[] = {"a", "app", "my-app_2", "v1.2", "A9"};
-	static const char *const bad[] = {"",       "-x",   ".hidden", "a/b",   "a b",  "x.git",
+	static const char *const bad[] = {"",       "-x",   ".hidden", "a/b",  "a b", "x.git",
 	                                  "x.lock", "a..b", "é",       "a\\b", NULL};
 	for (size_t i = 0; i < ST_ARRAY_SIZE(good); i++)
 		CHECK(git_repo_name_valid(good[i]));
