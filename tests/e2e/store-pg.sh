@@ -34,8 +34,9 @@ esac
 EOF
 chmod 0755 "$CTL"
 
-# Re-emit the unit binary's TAP lines as ours, prefixed with "pg: ".
-unit=$STOCKADE_BUILD_DIR/tests/test-store-pg
+# Re-emit the unit binaries' TAP lines as ours, prefixed with "pg: ": the store's own cases,
+# and the git server's storage cases (replicas, push lease) on Postgres.
+for unit in "$STOCKADE_BUILD_DIR/tests/test-store-pg" "$STOCKADE_BUILD_DIR/tests/test-git"; do
 if [ -x "$unit" ]; then
   out=$(STOCKADE_TEST_PG="$PG_CONNINFO" STOCKADE_TEST_PG_CTL="$CTL" "$unit" 2>&1)
   rc=$?
@@ -52,6 +53,7 @@ if [ -x "$unit" ]; then
 else
   not_ok "unit binary $unit exists (run make)"
 fi
+done
 
 # The CLI against Postgres: four processes bootstrap a fresh schema at the same time.
 pids=()

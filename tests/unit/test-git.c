@@ -41,8 +41,20 @@ static void setup(struct fixture *f)
 		unit_skip("git is not installed (scripts/deps.sh installs it)");
 	snprintf(f->dir, sizeof(f->dir), "/tmp/st-git-XXXXXX");
 	CHECK(mkdtemp(f->dir) != NULL);
-	cleanup_free char *db = st_xasprintf("%s/state.db", f->dir);
-	CHECK(store_open_sqlite(db, "stockade", &f->store, NULL) == 0);
+	/* Postgres when tests/e2e/store-pg.sh runs this binary against its private server. */
+	const char *pg = getenv("STOCKADE_TEST_PG");
+	if (pg && *pg) {
+		char ns[32];
+		snprintf(ns, sizeof(ns), "git_%d", (int)getpid());
+		cleanup_error struct st_error *err = NULL;
+		int r = store_open_pg(pg, ns, &f->store, &err);
+		if (r < 0)
+			fprintf(stderr, "store_open_pg: %s\n", st_error_msg(err));
+		CHECK(r == 0);
+	} else {
+		cleanup_free char *db = st_xasprintf("%s/state.db", f->dir);
+		CHECK(store_open_sqlite(db, "stockade", &f->store, NULL) == 0);
+	}
 	cleanup_free char *root = st_xasprintf("%s/blobs", f->dir);
 	struct blob_options o = {.provider = BLOB_PROVIDER_FS, .prefix = "git/"};
 	o.fs.path = root;
