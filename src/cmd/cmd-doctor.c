@@ -150,6 +150,8 @@ int cmd_doctor(int argc, char **argv)
 		line("runsc --platform=ptrace do true", json_is_true(dt), NULL);
 	line("pasta (user-mode networking)", str(o, "pasta", "path") != NULL,
 	     str(o, "pasta", "path"));
+	line("git http-backend (git server; Debian's git)",
+	     str(o, "gitHttpBackend", "path") != NULL, str(o, "gitHttpBackend", "path"));
 	printf("modes:\n");
 	mode(modes, "privileged", "privileged (root, namespaces + cgroups)");
 	mode(modes, "seccomp", "seccomp (non-root, user namespaces)");

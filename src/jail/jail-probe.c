@@ -226,6 +226,12 @@ json_t *jail_probe_host_ex(unsigned flags)
 	const char *pp = which("pasta", path, sizeof(path));
 	json_object_set_new(ps, "path", pp ? json_string(pp) : json_null());
 	json_object_set_new(o, "pasta", ps);
+	/* the git server's protocol backend (Debian's git) */
+	json_t *gs = json_object();
+	static const char backend[] = "/usr/lib/git-core/git-http-backend";
+	json_object_set_new(gs, "path",
+	                    access(backend, X_OK) == 0 ? json_string(backend) : json_null());
+	json_object_set_new(o, "gitHttpBackend", gs);
 
 	/* modes */
 	json_t *m = json_object();

@@ -12,6 +12,8 @@ check_contains "doctor: modes" "$out" "privileged (root"
 j=$("$STOCKADE_BIN" doctor --json)
 check "doctor --json is JSON" test -n "$(json_get "$j" .modes.seccomp.works)"
 check_contains "doctor --json: seccomp actions read" "$(json_get "$j" .seccomp.actionsAvailable)" "errno"
+check_eq "doctor --json: the git server's backend" "$(json_get "$j" .gitHttpBackend.path)" /usr/lib/git-core/git-http-backend
+check_contains "doctor: git http-backend line" "$out" "git http-backend (git server"
 check_eq "doctor --json: user-notify" "$(json_get "$j" .seccomp.userNotify)" "true"
 if [ "$(id -u)" = 0 ]; then
   check_eq "doctor: privileged mode works as root" "$(json_get "$j" .modes.privileged.works)" "true"
