@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -28,6 +29,9 @@
 
 static struct git_server *g_git;
 static struct blob_store *g_blob;
+/* git requests being served (a fetch's streaming thread included); shutdown waits for them */
+static atomic_int g_active;
+static atomic_int g_stopping;
 
 /* ---- repository management --------------------------------------------------------------- */
 
@@ -417,6 +421,7 @@ static void cgi_release(struct cgi *c)
 	free(c->name);
 	free(c->suffix);
 	free(c);
+	atomic_fetch_sub(&g_active, 1);
 }
 
 static void cgi_log_failure(struct cgi *c, const char *what)
@@ -471,9 +476,14 @@ static int serve(struct http_request *req, const char *suffix, bool push)
 		                        "no such repository: the URL is /git/<name>.git (list them "
 		                        "with GET /api/v1/git/repos)",
 		                        NULL);
+	if (atomic_load(&g_stopping))
+		return api_reply_busy(req, 503, 1, "shutting_down", "the server is shutting down");
+	atomic_fetch_add(&g_active, 1);
 	struct git_serve *s = NULL;
 	cleanup_error struct st_error *err = NULL;
 	int r = git_serve_begin(g_git, name, push, &s, &err);
+	if (r < 0)
+		atomic_fetch_sub(&g_active, 1);
 	if (r == -ENOENT) {
 		char *msg = st_xasprintf("no repository named '%s': create it with POST "
 		                         "/api/v1/git/repos {\"name\": \"%s\"}",
@@ -581,7 +591,15 @@ static enum app_health health(void *ctx, char **detail)
 static void on_shutdown(void *ctx, int64_t deadline_ms)
 {
 	(void)ctx;
-	(void)deadline_ms;
+	atomic_store(&g_stopping, 1);
+	while (atomic_load(&g_active) > 0 && st_now_ms() < deadline_ms)
+		usleep(50 * 1000);
+	int left = atomic_load(&g_active);
+	if (left > 0) {
+		/* their threads still use the server: it ends with the process */
+		st_log(ST_LOG_WARN, "git: %d request(s) still running at shutdown", left);
+		return;
+	}
 	git_server_close(g_git);
 	g_git = NULL;
 	blob_close(g_blob);
