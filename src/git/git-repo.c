@@ -2,8 +2,8 @@
  * git-repo.c - repositories: rows in the state store, archives in the blob store, working
  * copies in the cache directory, and the locks that keep the three in step (see git.h).
  *
- * Locks: inside a process, one of 64 readers-writer locks chosen by the name's hash (readers
- * share it while git serves a fetch; a push or a working-copy refresh takes it alone); across
+ * Locks: inside a process, one of 64 readers-writer locks chosen by the name's hash (git
+ * serving a fetch or a push shares it; rebuilding a working copy from storage takes it alone); across
  * processes, a push lease in the repository's row (owner and expiry, taken with a conditional
  * UPDATE), so two replicas never push to one repository at once.
  */
@@ -803,29 +803,21 @@ int git_serve_begin(struct git_server *g, const char *name, bool push, struct gi
 	s->push = push;
 	s->lock = stripe(g, name);
 	int r = 0;
-	if (push) {
-		r = take_lease(g, s, err);
-		if (r < 0)
-			goto fail;
-		stripe_wrlock(s->lock);
-		r = row_generation(g, name, &s->generation, err);
-		if (r == 0)
-			r = sync_copy(g, name, s->generation, err);
-		if (r < 0) {
-			stripe_unlock(s->lock);
-			goto fail;
-		}
-		cleanup_free char *path = repo_path(g, name, ".git");
-		s->refs_before = refs_state(path, &s->refs_before_len);
-		*out = s;
-		return 0;
-	}
+	/* A push first takes the repository's lease: one push at a time, across replicas. */
+	if (push && (r = take_lease(g, s, err)) < 0)
+		goto fail;
+	/* Serving shares the lock (git itself copes with a fetch beside a push); only rebuilding
+	   the working copy from storage takes it alone. */
 	for (int tries = 0;; tries++) {
 		r = row_generation(g, name, &s->generation, err);
 		if (r < 0)
 			goto fail;
 		stripe_rdlock(s->lock);
 		if (read_gen(g, name) == s->generation) {
+			if (push) {
+				cleanup_free char *path = repo_path(g, name, ".git");
+				s->refs_before = refs_state(path, &s->refs_before_len);
+			}
 			*out = s;
 			return 0;
 		}

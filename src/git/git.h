@@ -58,8 +58,8 @@ int git_repo_delete(struct git_server *g, const char *name, struct st_error **er
 enum git_service { GIT_UPLOAD_PACK, GIT_RECEIVE_PACK };
 
 /*
- * A request is served in three steps: git_serve_begin() takes the repository (for a push: the
- * lease and the exclusive lock; else the shared lock) and brings the working copy up to date;
+ * A request is served in three steps: git_serve_begin() takes the repository (for a push, its
+ * lease first) and brings the working copy up to date;
  * the caller runs git in git_serve_path(); git_serve_end() releases it, after storing a new
  * generation when `changed` (a push that git accepted). -ENOENT: no such repository; -EBUSY:
  * another push held the lease for the whole wait.
