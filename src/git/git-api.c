@@ -11,6 +11,7 @@
 #include <ctype.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/stat.h>
@@ -32,6 +33,40 @@ static struct blob_store *g_blob;
 /* git requests being served (a fetch's streaming thread included); shutdown waits for them */
 static atomic_int g_active;
 static atomic_int g_stopping;
+
+/*
+ * git processes at once: a clone's pack-objects can take a core and a good deal of memory, so
+ * requests beyond this many wait (up to SLOT_WAIT_MS, then 503 with Retry-After).
+ */
+#define SLOT_WAIT_MS 30000
+static pthread_mutex_t g_slot_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_slot_cond = PTHREAD_COND_INITIALIZER;
+static unsigned g_slots_used, g_slots_max;
+
+static bool slot_take(void)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += SLOT_WAIT_MS / 1000;
+	pthread_mutex_lock(&g_slot_lock);
+	while (g_slots_used >= g_slots_max) {
+		if (pthread_cond_timedwait(&g_slot_cond, &g_slot_lock, &until) == ETIMEDOUT)
+			break;
+	}
+	bool ok = g_slots_used < g_slots_max;
+	if (ok)
+		g_slots_used++;
+	pthread_mutex_unlock(&g_slot_lock);
+	return ok;
+}
+
+static void slot_give(void)
+{
+	pthread_mutex_lock(&g_slot_lock);
+	g_slots_used--;
+	pthread_cond_signal(&g_slot_cond);
+	pthread_mutex_unlock(&g_slot_lock);
+}
 
 /* ---- repository management --------------------------------------------------------------- */
 
@@ -421,6 +456,7 @@ static void cgi_release(struct cgi *c)
 	free(c->name);
 	free(c->suffix);
 	free(c);
+	slot_give();
 	atomic_fetch_sub(&g_active, 1);
 }
 
@@ -479,11 +515,21 @@ static int serve(struct http_request *req, const char *suffix, bool push)
 	if (atomic_load(&g_stopping))
 		return api_reply_busy(req, 503, 1, "shutting_down", "the server is shutting down");
 	atomic_fetch_add(&g_active, 1);
+	if (!slot_take()) {
+		atomic_fetch_sub(&g_active, 1);
+		char msg[160];
+		snprintf(msg, sizeof(msg),
+		         "%u git requests are running on this server; retry in a few seconds",
+		         g_slots_max);
+		return api_reply_busy(req, 503, 5, "busy", msg);
+	}
 	struct git_serve *s = NULL;
 	cleanup_error struct st_error *err = NULL;
 	int r = git_serve_begin(g_git, name, push, &s, &err);
-	if (r < 0)
+	if (r < 0) {
+		slot_give();
 		atomic_fetch_sub(&g_active, 1);
+	}
 	if (r == -ENOENT) {
 		char *msg = st_xasprintf("no repository named '%s': create it with POST "
 		                         "/api/v1/git/repos {\"name\": \"%s\"}",
@@ -538,6 +584,9 @@ static int serve(struct http_request *req, const char *suffix, bool push)
 			ret = http_reply_error(req, 503, "storage_failed", msg, NULL);
 			free(msg);
 		} else {
+			st_log(ST_LOG_INFO, "git: push to '%s' by '%s': generation %lld", name,
+			       req->principal ? req->principal : "?",
+			       (long long)git_serve_generation(s));
 			ret = http_reply_bytes(req, 200, c->content_type,
 			                       c->body.data ? c->body.data : "", c->body.len);
 		}
@@ -631,6 +680,19 @@ int api_register_git(struct http_server *srv, struct app *app, struct st_error *
 		return r;
 	}
 	uint64_t push_cap = o.max_push_bytes ? o.max_push_bytes : 512u << 20;
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	g_slots_max = (unsigned)(cpus > 2 ? 4 * cpus : 8);
+	uint64_t want = 0;
+	const char *mr = getenv("STOCKADE_GIT_MAX_REQUESTS");
+	if (mr && *mr) {
+		if (st_parse_u64(mr, &want) < 0 || want == 0 || want > 4096)
+			return st_error_make(
+			    err, EINVAL,
+			    "STOCKADE_GIT_MAX_REQUESTS must be a number from 1 to 4096, "
+			    "not '%s'",
+			    mr);
+		g_slots_max = (unsigned)want;
+	}
 	const unsigned auth = HTTP_AUTH_API_TOKEN | HTTP_AUTH_BASIC_OK;
 	const struct http_route_spec routes[] = {
 	    {"GET", "/api/v1/git/repos", h_list, app, HTTP_AUTH_API_TOKEN, "git", 0, NULL},

@@ -840,6 +840,11 @@ fail:
 	return r;
 }
 
+int64_t git_serve_generation(const struct git_serve *s)
+{
+	return s->generation;
+}
+
 const char *git_serve_root(const struct git_serve *s)
 {
 	return s->g->cache_dir;

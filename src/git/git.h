@@ -73,6 +73,8 @@ const char *git_serve_root(const struct git_serve *s);
 /* Store the pushed state (push only): archive, upload, move the row to the new generation.
    Returns 0 when stored or when nothing changed. */
 int git_serve_commit(struct git_serve *s, struct st_error **err);
+/* The generation the working copy is at (after a commit: the new one). */
+int64_t git_serve_generation(const struct git_serve *s);
 /* Release; a push that was not committed is rolled back (the working copy is discarded and
    rebuilt from storage on the next request). */
 void git_serve_end(struct git_serve *s);

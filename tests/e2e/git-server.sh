@@ -15,7 +15,8 @@ git config --global user.email t@example.invalid
 git config --global user.name tester
 git config --global init.defaultBranch main
 
-start_server --role git-server
+# One git request at a time: the concurrent pushes below queue for it.
+SERVE_ENV="STOCKADE_GIT_MAX_REQUESTS=1" start_server --role git-server
 if [ -z "$SERVER_PID" ]; then not_ok "server starts with --role git-server"; done_testing; exit 1; fi
 ok "server starts with --role git-server"
 REQ_TOKEN=none req GET /readyz
@@ -91,7 +92,7 @@ done
 pids=()
 for b in b1 b2 b3; do git -C "$W/p-$b" push -q origin "$b" & pids+=($!); done
 okc=0; for p in "${pids[@]}"; do wait "$p" && okc=$((okc + 1)); done
-check_eq "three concurrent pushes succeed" "$okc" 3
+check_eq "three concurrent pushes succeed (queued for the one git slot)" "$okc" 3
 check_eq "all three branches are there" "$(git ls-remote --heads "$(url app)" | awk '{print $2}' | sort | tr '\n' ' ')" "refs/heads/b1 refs/heads/b2 refs/heads/b3 refs/heads/main "
 req GET /api/v1/git/repos/app
 check_eq "one generation per push" "$(json_get "$REQ_BODY" .generation)" 6
