@@ -115,6 +115,31 @@ static void commit_in(const struct git_serve *s, const char *text)
 	   git_serve_root(s), text);
 }
 
+/* Create repository "r" on g and push one commit holding `text` to it (generation 1). */
+static void create_and_push(struct git_server *g, const char *text)
+{
+	json_t *row = NULL;
+	CHECK(git_repo_create(g, "r", NULL, NULL, &row, NULL) == 0);
+	json_decref(row);
+	struct git_serve *p = NULL;
+	CHECK(git_serve_begin(g, "r", true, &p, NULL) == 0);
+	commit_in(p, text);
+	CHECK(git_serve_commit(p, NULL) == 0);
+	git_serve_end(p);
+}
+
+/* The content of "file" on main in the working copy that a fetch from g serves. */
+static char *served_file(struct git_server *g)
+{
+	struct git_serve *r = NULL;
+	CHECK(git_serve_begin(g, "r", false, &r, NULL) == 0);
+	cleanup_free char *show =
+	    st_xasprintf("cd '%s/r.git' && " GIT "show main:file", git_serve_root(r));
+	char *out = st_xstrdup(sh_out(show));
+	git_serve_end(r);
+	return out;
+}
+
 static int64_t generation(struct git_server *g)
 {
 	json_t *row = NULL;
@@ -169,12 +194,8 @@ TEST(git_replicas_share_storage_and_serialise_pushes)
 	CHECK(stat(obj, &st) == 0);
 
 	/* replica 2 serves what replica 1 stored */
-	struct git_serve *r2 = NULL;
-	CHECK(git_serve_begin(f.g2, "r", false, &r2, NULL) == 0);
-	cleanup_free char *show =
-	    st_xasprintf("cd '%s/r.git' && " GIT "show main:file", git_serve_root(r2));
-	CHECK_STREQ(sh_out(show), "one");
-	git_serve_end(r2);
+	cleanup_free char *one = served_file(f.g2);
+	CHECK_STREQ(one, "one");
 
 	/* and pushes on top of it */
 	CHECK(git_serve_begin(f.g2, "r", true, &p2, NULL) == 0);
@@ -183,12 +204,8 @@ TEST(git_replicas_share_storage_and_serialise_pushes)
 	git_serve_end(p2);
 	CHECK_EQ_INT(generation(f.g1), 2);
 	CHECK(stat(obj, &st) < 0 && errno == ENOENT); /* the replaced archive is gone */
-	struct git_serve *r1 = NULL;
-	CHECK(git_serve_begin(f.g1, "r", false, &r1, NULL) == 0);
-	cleanup_free char *show1 =
-	    st_xasprintf("cd '%s/r.git' && " GIT "show main:file", git_serve_root(r1));
-	CHECK_STREQ(sh_out(show1), "two");
-	git_serve_end(r1);
+	cleanup_free char *two = served_file(f.g1);
+	CHECK_STREQ(two, "two");
 
 	/* a push that changes no ref stores nothing */
 	CHECK(git_serve_begin(f.g1, "r", true, &p1, NULL) == 0);
@@ -202,23 +219,13 @@ TEST(git_uncommitted_push_is_rolled_back)
 {
 	struct fixture f;
 	setup(&f);
-	json_t *row = NULL;
-	CHECK(git_repo_create(f.g1, "r", NULL, NULL, &row, NULL) == 0);
-	json_decref(row);
+	create_and_push(f.g1, "kept");
 	struct git_serve *p = NULL;
-	CHECK(git_serve_begin(f.g1, "r", true, &p, NULL) == 0);
-	commit_in(p, "kept");
-	CHECK(git_serve_commit(p, NULL) == 0);
-	git_serve_end(p);
 	CHECK(git_serve_begin(f.g1, "r", true, &p, NULL) == 0);
 	commit_in(p, "lost"); /* e.g. storing it failed: the caller ends without commit */
 	git_serve_end(p);
-	struct git_serve *r = NULL;
-	CHECK(git_serve_begin(f.g1, "r", false, &r, NULL) == 0);
-	cleanup_free char *show =
-	    st_xasprintf("cd '%s/r.git' && " GIT "show main:file", git_serve_root(r));
-	CHECK_STREQ(sh_out(show), "kept");
-	git_serve_end(r);
+	cleanup_free char *kept = served_file(f.g1);
+	CHECK_STREQ(kept, "kept");
 	CHECK_EQ_INT(generation(f.g1), 1);
 	teardown(&f);
 }
@@ -227,14 +234,7 @@ TEST(git_stored_archive_with_foreign_entries_is_refused)
 {
 	struct fixture f;
 	setup(&f);
-	json_t *row = NULL;
-	CHECK(git_repo_create(f.g1, "r", NULL, NULL, &row, NULL) == 0);
-	json_decref(row);
-	struct git_serve *p = NULL;
-	CHECK(git_serve_begin(f.g1, "r", true, &p, NULL) == 0);
-	commit_in(p, "x");
-	CHECK(git_serve_commit(p, NULL) == 0);
-	git_serve_end(p);
+	create_and_push(f.g1, "x");
 	/* what an attacker with write access to the bucket might plant */
 	static const char *const plants[] = {"config", "hooks/post-update", "info/attributes"};
 	for (size_t i = 0; i < ST_ARRAY_SIZE(plants); i++) {
@@ -273,14 +273,8 @@ TEST(git_delete_removes_row_archives_and_copy)
 {
 	struct fixture f;
 	setup(&f);
-	json_t *row = NULL;
-	CHECK(git_repo_create(f.g1, "r", NULL, NULL, &row, NULL) == 0);
-	json_decref(row);
+	create_and_push(f.g1, "x");
 	struct git_serve *p = NULL;
-	CHECK(git_serve_begin(f.g1, "r", true, &p, NULL) == 0);
-	commit_in(p, "x");
-	CHECK(git_serve_commit(p, NULL) == 0);
-	git_serve_end(p);
 	CHECK(git_repo_delete(f.g1, "r", NULL) == 0);
 	struct st_error *err = NULL;
 	CHECK_EQ_INT(git_repo_delete(f.g1, "r", &err), -ENOENT);
@@ -294,6 +288,7 @@ TEST(git_delete_removes_row_archives_and_copy)
 	struct stat st;
 	CHECK(stat(copy, &st) < 0);
 	/* the name starts over, empty */
+	json_t *row = NULL;
 	CHECK(git_repo_create(f.g1, "r", NULL, NULL, &row, NULL) == 0);
 	CHECK_EQ_INT(json_integer_value(json_object_get(row, "generation")), 0);
 	json_decref(row);
