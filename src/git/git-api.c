@@ -314,13 +314,16 @@ static int cgi_start(struct http_request *req, const char *root, const char *pat
 	ENV("GIT_TERMINAL_PROMPT=0");
 	ENV("LANG=C");
 	/* Whatever a repository's config says: no hooks, objects checked on the way in. */
-	ENV("GIT_CONFIG_COUNT=3");
+	ENV("GIT_CONFIG_COUNT=4");
 	ENV("GIT_CONFIG_KEY_0=core.hooksPath");
 	ENV("GIT_CONFIG_VALUE_0=/dev/null");
 	ENV("GIT_CONFIG_KEY_1=receive.fsckObjects");
 	ENV("GIT_CONFIG_VALUE_1=true");
 	ENV("GIT_CONFIG_KEY_2=safe.directory");
 	ENV("GIT_CONFIG_VALUE_2=*");
+	/* a gzip-encoded push inflates past the HTTP cap: git enforces it on the pack itself */
+	ENV("GIT_CONFIG_KEY_3=receive.maxInputSize");
+	ENV("GIT_CONFIG_VALUE_3=%llu", (unsigned long long)o->max_push_bytes);
 #undef ENV
 	envp[ne] = NULL;
 

@@ -147,4 +147,23 @@ check_eq "delete again: 404" "$REQ_STATUS" 404
 req POST /api/v1/git/repos '{"name":"app"}'
 check_eq "the name can be used again" "$(json_get "$REQ_BODY" .generation)" 0
 check_eq "and starts empty" "$(git ls-remote "$(url app)" 2>&1)" ""
+
+# ---- a configured push cap ----
+stop_server
+cat >"$W/stockade.yaml" <<YAML
+dataDir: $W/capped
+jwtSecret: 0123456789abcdef0123456789abcdef
+rr:
+  gitServer: {enabled: true, maxPushBytes: 1M}
+  blobStorage: {filesystem: {path: $W/capped/blobs}}
+YAML
+start_server --config "$W/stockade.yaml" --role git-server
+req POST /api/v1/git/repos '{"name":"small"}'
+out=$(git -C "$W/c1" push "$(url small)" main 2>&1); rc=$?
+check_eq "a push over rr.gitServer.maxPushBytes fails" "$rc" 1
+check_contains "... with HTTP 413" "$out" "413"
+req GET /api/v1/git/repos/small
+check_eq "... and stores nothing" "$(json_get "$REQ_BODY" .generation)" 0
+mkdir "$W/tiny" && (cd "$W/tiny" && git init -q && echo t >t && git add t && git commit -qm tiny) >/dev/null
+check "a push under the cap works" git -C "$W/tiny" push -q "$(url small)" main
 done_testing
