@@ -162,6 +162,15 @@ static int h_get(struct http_request *req, void *ctx)
 	int r = git_repo_get(g_git, name, &repo, &err);
 	if (r < 0)
 		return reply_store_error(req, r, err);
+	json_t *branches = NULL;
+	cleanup_free char *head = NULL;
+	r = git_repo_branches(g_git, name, &branches, &head, &err);
+	if (r < 0) {
+		json_decref(repo);
+		return reply_store_error(req, r, err);
+	}
+	json_object_set_new(repo, "branches", branches);
+	json_object_set_new(repo, "defaultBranch", head ? json_string(head) : json_null());
 	add_urls(req, repo);
 	return http_reply_json(req, 200, repo);
 }

@@ -549,6 +549,90 @@ static char *refs_state(const char *dir, size_t *len)
 	return st_buf_steal(&b);
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Loose refs under refs/heads of the bare repository at dir, into o (name -> commit). */
+static void heads_walk(json_t *o, const char *dir, const char *rel)
+{
+	cleanup_free char *full = st_xasprintf("%s/%s", dir, rel);
+	struct dirent **list = NULL;
+	int n = scandir(full, &list, NULL, alphasort);
+	for (int i = 0; i < n; i++) {
+		const char *nm = list[i]->d_name;
+		if (nm[0] != '.') {
+			cleanup_free char *r2 = st_xasprintf("%s/%s", rel, nm);
+			cleanup_free char *p2 = st_xasprintf("%s/%s", dir, r2);
+			struct stat st;
+			char *data = NULL;
+			size_t len = 0;
+			if (lstat(p2, &st) == 0 && S_ISDIR(st.st_mode))
+				heads_walk(o, dir, r2);
+			else if (S_ISREG(st.st_mode) &&
+			         st_read_file(p2, 256, &data, &len, NULL) == 0 && len >= 40)
+				json_object_set_new(o, r2 + strlen("refs/heads/"),
+				                    json_stringn(data, 40));
+			free(data);
+		}
+		free(list[i]);
+	}
+	free(list);
+}
+
+int git_repo_branches(struct git_server *g, const char *name, json_t **branches,
+                      char **default_branch, struct st_error **err)
+{
+	struct git_serve *s = NULL;
+	int r = git_serve_begin(g, name, false, &s, err);
+	if (r < 0)
+		return r;
+	cleanup_free char *dir = repo_path(g, name, ".git");
+	json_t *o = json_object();
+	/* packed-refs: "<sha> <ref>" lines; loose refs override them */
+	cleanup_free char *packed_path = st_xasprintf("%s/packed-refs", dir);
+	char *packed = NULL;
+	size_t plen = 0;
+	if (st_read_file(packed_path, 256u << 20, &packed, &plen, NULL) == 0) {
+		char *save = NULL;
+		for (char *line = strtok_r(packed, "\n", &save); line;
+		     line = strtok_r(NULL, "\n", &save))
+			if (strlen(line) > 41 && line[40] == ' ' &&
+			    st_str_has_prefix(line + 41, "refs/heads/"))
+				json_object_set_new(o, line + 41 + strlen("refs/heads/"),
+				                    json_stringn(line, 40));
+		free(packed);
+	}
+	heads_walk(o, dir, "refs/heads");
+	cleanup_free char *head_path = st_xasprintf("%s/HEAD", dir);
+	char *head = NULL;
+	size_t hlen = 0;
+	*default_branch = NULL;
+	if (st_read_file(head_path, 4096, &head, &hlen, NULL) == 0 &&
+	    st_str_has_prefix(head, "ref: refs/heads/")) {
+		char *b = head + strlen("ref: refs/heads/");
+		b[strcspn(b, "\r\n")] = '\0';
+		*default_branch = st_xstrdup(b);
+	}
+	free(head);
+	git_serve_end(s);
+	size_t nk = json_object_size(o), i = 0;
+	const char **names = st_xcalloc(nk ? nk : 1, sizeof(*names));
+	const char *k;
+	json_t *v;
+	json_object_foreach(o, k, v) names[i++] = k;
+	qsort(names, nk, sizeof(*names), cmp_str);
+	json_t *arr = json_array();
+	for (i = 0; i < nk; i++)
+		json_array_append_new(arr, json_pack("{s:s,s:O}", "name", names[i], "commit",
+		                                     json_object_get(o, names[i])));
+	free(names);
+	json_decref(o);
+	*branches = arr;
+	return 0;
+}
+
 /* ---- the server -------------------------------------------------------------------------- */
 
 int git_server_open(const struct git_options *opts, struct git_server **out, struct st_error **err)

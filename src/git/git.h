@@ -51,6 +51,9 @@ int git_repo_create(struct git_server *g, const char *name, const char *descript
 int git_repo_get(struct git_server *g, const char *name, json_t **out,
                  struct st_error **err); /* -ENOENT */
 int git_repo_list(struct git_server *g, json_t **out, struct st_error **err);
+/* The branches as stored: [{name, commit}] sorted by name, and HEAD's branch ("main"). */
+int git_repo_branches(struct git_server *g, const char *name, json_t **branches,
+                      char **default_branch, struct st_error **err);
 int git_repo_delete(struct git_server *g, const char *name, struct st_error **err);
 
 /* ---- serving one smart-HTTP request ------------------------------------------------------ */

@@ -29,6 +29,8 @@ check_eq "create: 201" "$REQ_STATUS" 201
 check_eq "create: generation 0" "$(json_get "$REQ_BODY" .generation)" 0
 check_eq "create: clone URL" "$(json_get "$REQ_BODY" .cloneUrl)" "$BASE_URL/git/app.git"
 check_contains "create: Location" "$REQ_HEADERS" "Location: /api/v1/git/repos/app"
+req GET /api/v1/git/repos/app
+check_eq "a new repository has no branches" "$(json_get "$REQ_BODY" '.branches | length')" 0
 req POST /api/v1/git/repos '{"name":"app"}'
 check_eq "same name again: 409" "$REQ_STATUS" 409
 req POST /api/v1/git/repos '{"name":"no spaces"}'
@@ -96,6 +98,10 @@ check_eq "three concurrent pushes succeed (queued for the one git slot)" "$okc" 
 check_eq "all three branches are there" "$(git ls-remote --heads "$(url app)" | awk '{print $2}' | sort | tr '\n' ' ')" "refs/heads/b1 refs/heads/b2 refs/heads/b3 refs/heads/main "
 req GET /api/v1/git/repos/app
 check_eq "one generation per push" "$(json_get "$REQ_BODY" .generation)" 6
+check_eq "GET lists the branches" "$(json_get "$REQ_BODY" '[.branches[].name] | join(" ")')" "b1 b2 b3 main"
+check_eq "... with their commits" "$(json_get "$REQ_BODY" '.branches[] | select(.name == "main") | .commit')" \
+  "$(git ls-remote "$(url app)" refs/heads/main | cut -f1)"
+check_eq "... and the default branch" "$(json_get "$REQ_BODY" .defaultBranch)" main
 
 # ---- refusals ----
 out=$(git clone "http://x:wrong-token@${BASE_URL#http://}/git/app.git" "$W/bad" 2>&1); rc=$?

@@ -300,3 +300,37 @@ TEST(git_delete_removes_row_archives_and_copy)
 	git_serve_end(r);
 	teardown(&f);
 }
+
+TEST(git_branches_from_loose_and_packed_refs)
+{
+	struct fixture f;
+	setup(&f);
+	create_and_push(f.g1, "x");
+	json_t *branches = NULL;
+	char *head = NULL;
+	CHECK(git_repo_branches(f.g1, "r", &branches, &head, NULL) == 0);
+	CHECK_STREQ(head, "main");
+	CHECK_EQ_INT(json_array_size(branches), 1);
+	const char *commit =
+	    json_string_value(json_object_get(json_array_get(branches, 0), "commit"));
+	CHECK(commit != NULL && strlen(commit) == 40);
+	cleanup_free char *want = st_xstrdup(commit);
+	json_decref(branches);
+	free(head);
+	/* packed, plus a loose branch that sorts first */
+	sh("cd '%s/c1/r.git' && " GIT "pack-refs --all && " GIT "update-ref refs/heads/a/b main",
+	   f.dir);
+	CHECK(git_repo_branches(f.g1, "r", &branches, &head, NULL) == 0);
+	CHECK_EQ_INT(json_array_size(branches), 2);
+	CHECK_STREQ(json_string_value(json_object_get(json_array_get(branches, 0), "name")), "a/b");
+	CHECK_STREQ(json_string_value(json_object_get(json_array_get(branches, 1), "name")),
+	            "main");
+	CHECK_STREQ(json_string_value(json_object_get(json_array_get(branches, 1), "commit")),
+	            want);
+	json_decref(branches);
+	free(head);
+	struct st_error *err = NULL;
+	CHECK_EQ_INT(git_repo_branches(f.g1, "nope", &branches, &head, &err), -ENOENT);
+	st_error_free(err);
+	teardown(&f);
+}
