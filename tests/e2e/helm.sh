@@ -79,8 +79,9 @@ rr:
 mcp:
   enabled: true
   staticToken: "0123456789abcdef0123456789"
+postgresql: {host: pg.internal, port: 5432, db: stockade, user: stockade, ssl_enabled: true}
 deploy:
-  replicas: {agentSandbox: 3}
+  replicas: {agentSandbox: 3, gitServer: 2}
 YAML
 check "everything on renders" render all -f "$T/all.values.yaml"
 check_eq "everything on: five roles, each a Deployment and a Service" \
@@ -96,6 +97,8 @@ check_eq "agent-sandbox: the externalSecret mounted where stockade reads it" \
 check_eq "agent-sandbox: ... from the Secret of that name" \
   "$(json_get "$as" ".spec.template.spec.volumes[] | select(.name == \"agent-sandbox-secret\") | .secret.secretName")" agent-sandbox-env
 check_eq "agent-sandbox: replicas from deploy.replicas" "$(json_get "$as" .spec.replicas)" 3
+check_eq "git-server: replicas from deploy.replicas (with postgresql)" \
+  "$(json_get "$(doc all Deployment t-stockade-git-server)" .spec.replicas)" 2
 check_eq "mcp: serve --role mcp" "$(json_get "$(doc all Deployment t-stockade-mcp)" "$c.args[-1]")" mcp
 check_eq "git-server: serve --role git-server" "$(json_get "$(doc all Deployment t-stockade-git-server)" "$c.args[-1]")" git-server
 mnt=$T/mounts/agent-sandbox-env
@@ -145,6 +148,8 @@ refuse two-providers "it names 2: s3, filesystem" --set rr.enabled=true \
 refuse privileged-sandbox "rr.agentSandbox.privileged is not supported" \
   --set rr.agentSandbox.privileged=true
 refuse nothing-on "no role is enabled" --set codeExecutor.enabled=false
+refuse sqlite-replicas "deploy.replicas.gitServer is 2, but without postgresql each git-server pod would keep its own SQLite state (repositories and push leases)" \
+  --set rr.enabled=true --set rr.blobStorage.s3.bucket=b --set deploy.replicas.gitServer=2
 check "skipBlobStorageValidation lets storage come from RR_*_S3_* instead" render skip \
   --set rr.enabled=true --set rr.gitServer.skipBlobStorageValidation=true
 refuse git-no-blob-storage "while the git server is on; it names 0" \

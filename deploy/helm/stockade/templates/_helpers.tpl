@@ -105,6 +105,17 @@ and the health paths the seed chart's probes use.
 {{- end -}}
 {{- end -}}
 {{- $roles := include "stockade.roles" . | fromJsonArray -}}
+{{- /* Roles whose state is in the store: with SQLite each pod would keep its own. */ -}}
+{{- if not (($v.postgresql | default dict).host) -}}
+{{- range $r := $roles -}}
+{{- if has $r.role (list "js-executor" "agent-sandbox" "git-server") -}}
+{{- $n := int (index (($v.deploy | default dict).replicas | default dict) $r.key | default 1) -}}
+{{- if gt $n 1 -}}
+{{- fail (printf "deploy.replicas.%s is %d, but without postgresql each %s pod would keep its own SQLite state (%s); set postgresql, or keep deploy.replicas.%s at 1" $r.key $n $r.role (get (dict "js-executor" "stored functions" "agent-sandbox" "sandbox records" "git-server" "repositories and push leases") $r.role) $r.key) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- if eq (len $roles) 0 -}}
 {{- fail "no role is enabled: set codeExecutor.enabled, rr.enabled (or one of rr.jsExecutor/rr.agentSandbox .enabled) or mcp.enabled" -}}
 {{- end -}}
