@@ -635,6 +635,51 @@ int git_repo_branches(struct git_server *g, const char *name, json_t **branches,
 
 /* ---- the server -------------------------------------------------------------------------- */
 
+/*
+ * Push leases that an earlier run on this host left behind (it crashed mid-push): a lease
+ * names "<host>:<pid>:<nonce>:<n>"; one of this host whose process is gone, or whose pid is
+ * ours (a restarted container gets the same pid), is released now instead of blocking pushes
+ * to that repository until it expires.
+ */
+static void release_dead_leases(struct git_server *g, const char *host)
+{
+	json_t *rows = NULL;
+	struct st_error *err = NULL;
+	if (store_query_json(g->o.store,
+	                     "SELECT name, lease_owner FROM {ns}git_repos "
+	                     "WHERE lease_owner IS NOT NULL",
+	                     NULL, 0, &rows, &err) < 0) {
+		st_log(ST_LOG_WARN, "git: cannot look for stale push leases: %s",
+		       st_error_msg(err));
+		st_error_free(err);
+		return;
+	}
+	size_t i;
+	json_t *row;
+	size_t hl = strlen(host);
+	json_array_foreach(rows, i, row)
+	{
+		const char *name = json_string_value(json_object_get(row, "name"));
+		const char *owner = json_string_value(json_object_get(row, "lease_owner"));
+		if (!name || !owner || strncmp(owner, host, hl) != 0 || owner[hl] != ':')
+			continue;
+		long pid = strtol(owner + hl + 1, NULL, 10);
+		if (pid <= 0 || (pid != getpid() && (kill((pid_t)pid, 0) == 0 || errno != ESRCH)))
+			continue;
+		struct store_value p[] = {store_text(name), store_text(owner)};
+		if (store_exec(g->o.store,
+		               "UPDATE {ns}git_repos SET lease_owner = NULL, lease_until = NULL "
+		               "WHERE name = ? AND lease_owner = ?",
+		               p, 2, NULL, NULL) == 0)
+			st_log(
+			    ST_LOG_INFO,
+			    "git: released the push lease on '%s' that an earlier run on this host "
+			    "left",
+			    name);
+	}
+	json_decref(rows);
+}
+
 int git_server_open(const struct git_options *opts, struct git_server **out, struct st_error **err)
 {
 	if (!opts->store || !opts->blob || !opts->cache_dir)
@@ -678,6 +723,7 @@ int git_server_open(const struct git_options *opts, struct git_server **out, str
 		pthread_mutex_init(&g->stripes[i].m, NULL);
 		pthread_cond_init(&g->stripes[i].cv, NULL);
 	}
+	release_dead_leases(g, host);
 	/* Working copies left by an earlier run are refreshed on use; half-made ones go now. */
 	DIR *d = opendir(g->cache_dir);
 	if (d) {

@@ -334,3 +334,36 @@ TEST(git_branches_from_loose_and_packed_refs)
 	st_error_free(err);
 	teardown(&f);
 }
+
+TEST(git_leases_of_dead_runs_on_this_host_are_released_at_start)
+{
+	struct fixture f;
+	setup(&f);
+	create_and_push(f.g1, "x");
+	json_t *row = NULL;
+	CHECK(git_repo_create(f.g1, "other", NULL, NULL, &row, NULL) == 0);
+	json_decref(row);
+	char host[256] = "";
+	CHECK(gethostname(host, sizeof(host) - 1) == 0);
+	/* a crashed run of this host (a pid that is not running), and a live one elsewhere */
+	cleanup_free char *dead = st_xasprintf("%s:4194303:00:1", host);
+	struct store_value p1[] = {store_text(dead), store_text("r")};
+	CHECK(store_exec(f.store,
+	                 "UPDATE {ns}git_repos SET lease_owner = ?, lease_until = 9999999999999 "
+	                 "WHERE name = ?",
+	                 p1, 2, NULL, NULL) == 0);
+	struct store_value p2[] = {store_text("elsewhere.invalid:1:00:1"), store_text("other")};
+	CHECK(store_exec(f.store,
+	                 "UPDATE {ns}git_repos SET lease_owner = ?, lease_until = 9999999999999 "
+	                 "WHERE name = ?",
+	                 p2, 2, NULL, NULL) == 0);
+	struct git_server *g3 = open_git(&f, "c3");
+	struct git_serve *p = NULL;
+	CHECK(git_serve_begin(g3, "r", true, &p, NULL) == 0); /* no wait: the lease was freed */
+	git_serve_end(p);
+	struct st_error *err = NULL;
+	CHECK_EQ_INT(git_serve_begin(g3, "other", true, &p, &err), -EBUSY);
+	st_error_free(err);
+	git_server_close(g3);
+	teardown(&f);
+}
