@@ -635,6 +635,17 @@ int git_repo_branches(struct git_server *g, const char *name, json_t **branches,
 
 /* ---- the server -------------------------------------------------------------------------- */
 
+/* Release the push lease on repository name if owner still holds it. */
+static int clear_lease(struct git_server *g, const char *name, const char *owner,
+                       struct st_error **err)
+{
+	struct store_value p[] = {store_text(name), store_text(owner)};
+	return store_exec(g->o.store,
+	                  "UPDATE {ns}git_repos SET lease_owner = NULL, lease_until = NULL "
+	                  "WHERE name = ? AND lease_owner = ?",
+	                  p, 2, NULL, err);
+}
+
 /*
  * Push leases that an earlier run on this host left behind (it crashed mid-push): a lease
  * names "<host>:<pid>:<nonce>:<n>"; one of this host whose process is gone, or whose pid is
@@ -666,11 +677,7 @@ static void release_dead_leases(struct git_server *g, const char *host)
 		long pid = strtol(owner + hl + 1, NULL, 10);
 		if (pid <= 0 || (pid != getpid() && (kill((pid_t)pid, 0) == 0 || errno != ESRCH)))
 			continue;
-		struct store_value p[] = {store_text(name), store_text(owner)};
-		if (store_exec(g->o.store,
-		               "UPDATE {ns}git_repos SET lease_owner = NULL, lease_until = NULL "
-		               "WHERE name = ? AND lease_owner = ?",
-		               p, 2, NULL, NULL) == 0)
+		if (clear_lease(g, name, owner, NULL) == 0)
 			st_log(
 			    ST_LOG_INFO,
 			    "git: released the push lease on '%s' that an earlier run on this host "
@@ -911,12 +918,8 @@ static void drop_lease(struct git_serve *s)
 {
 	if (!s->lease)
 		return;
-	struct store_value p[] = {store_text(s->name), store_text(s->lease)};
 	struct st_error *err = NULL;
-	if (store_exec(s->g->o.store,
-	               "UPDATE {ns}git_repos SET lease_owner = NULL, lease_until = NULL "
-	               "WHERE name = ? AND lease_owner = ?",
-	               p, 2, NULL, &err) < 0)
+	if (clear_lease(s->g, s->name, s->lease, &err) < 0)
 		st_log(ST_LOG_WARN, "git: cannot release the push lease on '%s': %s (it expires)",
 		       s->name, st_error_msg(err));
 	st_error_free(err);
