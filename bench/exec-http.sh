@@ -8,6 +8,7 @@
 # back to back (closed loop) and spaced (50 ms between a reply and the next request).
 # Stockade: `stockade serve --role code-executor` (release build) driven by bench/httpload.c
 # (libcurl multi, keep-alive), one connection for latency and 4 for throughput.
+# Also the host's ceiling for forking a zygote per execution (bench/forkceil.c).
 # Baselines: `bwrap ... node -e`, `bwrap ... python3 -c`, and `bwrap ... python3 -c 'import
 # pandas ...'`, run sequentially from a small Python timer (its own overhead, ~1 ms, counts
 # against the baseline, which makes the ratios conservative). The interpreters are named by
@@ -117,6 +118,15 @@ for name, (cmd, want) in cases.items():
 print(json.dumps(out))
 PY
 
+# The host's ceiling for any fork-per-execution design: a process the JavaScript zygote's size
+# forking children that each write ~300 pages (what a trivial execution's child writes:
+# bench/RESULTS.md, "Where a JavaScript execution's time goes") and exit, one worker per CPU.
+CEIL=
+if cc -std=gnu17 -O2 -Wall -o "$TMP/forkceil" "$ROOT/bench/forkceil.c"; then
+  "$TMP/forkceil" "${zrss_js:-93}" 300 >"$TMP/ceil.txt" 2>&1 || true
+  CEIL=$(awk '/namespaces/ {for (i = 1; i <= NF; i++) if ($(i+1) == "/s") print $i}' "$TMP/ceil.txt")
+fi
+
 j() { jq -r "$2" "$TMP/$1.json"; }
 b() { jq -r "$1" "$TMP/base.json"; }
 ratio() { python3 -c "print(f'{$1 / $2:.1f}x')"; }
@@ -136,6 +146,7 @@ report=$(cat <<MD
 | bwrap + \`node -e\` | $(b '.node.p50_ms*1000|round/1000') | $(b '.node.p99_ms*1000|round/1000') | $(b '.node.rps*10|round/10') | |
 | bwrap + \`/usr/bin/python3 -c\` | $(b '.python.p50_ms*1000|round/1000') | $(b '.python.p99_ms*1000|round/1000') | $(b '.python.rps*10|round/10') | |
 | bwrap + /usr/bin/python3 importing pandas | $(b '.pandas.p50_ms*1000|round/1000') | $(b '.pandas.p99_ms*1000|round/1000') | $(b '.pandas.rps*10|round/10') | |
+| host ceiling: clone of a ${zrss_js:-93} MiB process, child writes 300 pages and exits (bench/forkceil.c, $(nproc) workers) | | | | ${CEIL:-?} |
 
 Ratios of p50 latency (baseline / Stockade): JS $(ratio "$(b .node.p50_ms)" "$(j js1 .p50_ms)"),
 Python $(ratio "$(b .python.p50_ms)" "$(j py1 .p50_ms)"), pandas $(ratio "$(b .pandas.p50_ms)" "$(j pd1 .p50_ms)");
@@ -143,6 +154,10 @@ spaced: JS $(ratio "$(b .node.p50_ms)" "$(j jsp .p50_ms)"), Python $(ratio "$(b 
 Errors (Stockade): JS $(j js1 .errors)/$(j js4 .errors), Python $(j py1 .errors)/$(j py4 .errors), pandas $(j pd1 .errors)/$(j pd4 .errors).
 Zygote RSS: JavaScript ${zrss_js:-?} MiB, Python (numpy+pandas imported) ${zrss_py:-?} MiB; per-execution max RSS
 (the forked child, shared pages included): JS ${memjs:-?} KiB, Python pandas ${mem:-?} KiB.
+
+\`\`\`
+$(cat "$TMP/ceil.txt" 2>/dev/null)
+\`\`\`
 MD
 )
 echo "$report"
