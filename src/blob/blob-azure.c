@@ -289,22 +289,17 @@ int blob__az_put(struct blob_store *s, const char *key, const void *data, size_t
 	cleanup_free char *ek = blob__uri_encode(key, true);
 	cleanup_free char *path = st_xasprintf("/%s", ek);
 	size_t part = s->part_size;
-	cleanup_free char *buf = NULL;
-	if (fd >= 0) {
-		buf = st_xmalloc(part);
-		ssize_t n = blob__read_full(fd, buf, part);
-		if (n < 0)
-			return st_error_make(err, (int)-n, "cannot read the input");
-		data = buf;
-		len = (size_t)n;
-	}
-	if (len < part || (fd < 0 && len == part)) {
+	cleanup_free char *buf = fd >= 0 ? st_xmalloc(part) : NULL;
+	struct blob__parts p;
+	int r = blob__parts_start(&p, data, len, fd, buf, part, err);
+	if (r < 0)
+		return r;
+	if (p.single) {
 		char **x = meta_headers(meta, n_meta, 1);
 		x[n_meta] = st_xstrdup("x-ms-blob-type:BlockBlob");
 		struct blob__http_resp resp = {0};
-		int r =
-		    az_request(s, "PUT", path, NULL, 0, x, n_meta + 1, "application/octet-stream",
-		               data, len, NULL, 0, "Put Blob", &resp, err);
+		r = az_request(s, "PUT", path, NULL, 0, x, n_meta + 1, "application/octet-stream",
+		               p.data, p.len, NULL, 0, "Put Blob", &resp, err);
 		free_strv(x, n_meta + 1);
 		blob__http_resp_release(&resp);
 		return r;
@@ -315,31 +310,9 @@ int blob__az_put(struct blob_store *s, const char *key, const void *data, size_t
 		return blob__fail(err, EIO, "cannot generate a block id nonce");
 	char **ids = NULL;
 	size_t n_ids = 0, cap = 0;
-	int r = 0;
-	size_t off = 0;
-	for (;;) {
-		const char *chunk;
-		size_t clen;
-		if (fd < 0) {
-			if (off >= len)
-				break;
-			chunk = (const char *)data + off;
-			clen = len - off < part ? len - off : part;
-			off += clen;
-		} else {
-			if (n_ids > 0) {
-				ssize_t n = blob__read_full(fd, buf, part);
-				if (n < 0) {
-					r = st_error_make(err, (int)-n, "cannot read the input");
-					break;
-				}
-				if (n == 0)
-					break;
-				len = (size_t)n;
-			}
-			chunk = buf;
-			clen = len;
-		}
+	const char *chunk;
+	size_t clen;
+	while ((r = blob__parts_next(&p, &chunk, &clen, err)) > 0) {
 		if (n_ids >= AZ_MAX_BLOCKS) {
 			r = blob__fail(err, EFBIG,
 			               "object needs more than %d blocks: raise the part size",
@@ -399,21 +372,8 @@ int blob__az_get(struct blob_store *s, const char *key, struct blob__sink *sink,
 	const char *what = sink ? "Get Blob" : "Get Blob Properties";
 	int r = az_request(s, sink ? "GET" : "HEAD", path, NULL, 0, NULL, 0, NULL, NULL, 0, sink,
 	                   404, what, &resp, err);
-	if (r == 0 && resp.status == 404) {
-		r = blob__fail(err, ENOENT, "no such object");
-	} else if (r == 0) {
-		info->size = sink ? sink->written : resp.content_length;
-		if (sink && resp.has_content_length && resp.content_length != sink->written)
-			r = blob__fail(err, EPROTO,
-			               "%s: got %llu of %llu bytes (truncated response)", what,
-			               (unsigned long long)sink->written,
-			               (unsigned long long)resp.content_length);
-		info->etag = steal_pointer(&resp.etag);
-		info->mtime = resp.mtime;
-		info->meta = steal_pointer(&resp.meta_info.meta);
-		info->n_meta = resp.meta_info.n_meta;
-		resp.meta_info.n_meta = 0;
-	}
+	if (r == 0)
+		r = blob__http_take_info(&resp, sink, what, info, err);
 	blob__http_resp_release(&resp);
 	return r;
 }
@@ -428,6 +388,14 @@ int blob__az_delete(struct blob_store *s, const char *key, struct st_error **err
 	blob__http_resp_release(&resp);
 	return r;
 }
+
+static const struct blob__list_format az_list_format = {.what = "List Blobs",
+                                                        .root = "EnumerationResults",
+                                                        .item = "Blob",
+                                                        .name = "Name",
+                                                        .size = "Content-Length",
+                                                        .etag = "Etag",
+                                                        .mtime = "Last-Modified"};
 
 int blob__az_list(struct blob_store *s, const char *prefix, blob_list_fn fn, void *ud,
                   struct st_error **err)
@@ -448,48 +416,16 @@ int blob__az_list(struct blob_store *s, const char *prefix, blob_list_fn fn, voi
 		struct blob__http_resp resp = {0};
 		int r = az_request(s, "GET", "", q, nq, NULL, 0, NULL, NULL, 0, NULL, 0,
 		                   "List Blobs", &resp, err);
-		if (r < 0) {
+		if (r == 0)
+			r = blob__list_page(&az_list_format, &resp, fn, ud, err);
+		if (r != 0) {
 			blob__http_resp_release(&resp);
 			return r;
 		}
 		const char *b = resp.body.data ? resp.body.data : "";
-		const char *end = b + resp.body.len;
-		if (strstr(b, "EnumerationResults") == NULL) {
-			blob__http_resp_release(&resp);
-			return blob__fail(err, EPROTO,
-			                  "List Blobs: the response is not an EnumerationResults");
-		}
-		const char *pos = b, *in, *in_end;
-		while (r == 0 && blob__xml_next(&pos, end, "Blob", &in, &in_end)) {
-			cleanup_free char *name = blob__xml_text(in, in_end, "Name");
-			cleanup_free char *size = blob__xml_text(in, in_end, "Content-Length");
-			cleanup_free char *etag = blob__xml_text(in, in_end, "Etag");
-			cleanup_free char *lm = blob__xml_text(in, in_end, "Last-Modified");
-			uint64_t sz = 0;
-			if (name == NULL || size == NULL || st_parse_u64(size, &sz) < 0) {
-				r = blob__fail(
-				    err, EPROTO,
-				    "List Blobs: an entry without a valid Name or Content-Length");
-				break;
-			}
-			if (etag) {
-				size_t el = strlen(etag);
-				if (el >= 2 && etag[0] == '"' && etag[el - 1] == '"') {
-					memmove(etag, etag + 1, el - 2);
-					etag[el - 2] = '\0';
-				}
-			}
-			struct blob_entry e = {.key = name,
-			                       .size = sz,
-			                       .etag = etag,
-			                       .mtime = lm ? blob__parse_time(lm) : 0};
-			r = fn(&e, ud);
-		}
 		free(marker);
-		marker = blob__xml_text(b, end, "NextMarker");
+		marker = blob__xml_text(b, b + resp.body.len, "NextMarker");
 		blob__http_resp_release(&resp);
-		if (r != 0)
-			return r;
 		if (marker == NULL || *marker == '\0')
 			return 0;
 		if (page > 1000000)

@@ -2,8 +2,9 @@
  * blob-http.c - the HTTP layer the S3 and Azure backends share: one libcurl easy handle per
  * request (so a store can be used from any thread), timeouts, bounded retries with exponential
  * backoff for idempotent requests, response headers the backends need (ETag, Content-Length,
- * Last-Modified, user metadata, x-ms-error-code), capped response bodies, and the small XML and
- * date helpers for the few responses we read (list results, multipart upload ids, errors).
+ * Last-Modified, user metadata, x-ms-error-code), capped response bodies, what a GET/HEAD
+ * answer means for blob_info, and the small XML and date helpers for the few responses we read
+ * (listing pages, multipart upload ids, errors).
  *
  * Retry rule: a request marked `retry` is repeated after connection failures, timeouts, resets,
  * HTTP 5xx and 429, as long as no response body byte has been handed to a file-descriptor sink
@@ -210,6 +211,25 @@ int blob__http_fail(const struct blob__http_resp *r, const char *what, struct st
 	if (err && *err)
 		(*err)->code = code;
 	return -code;
+}
+
+int blob__http_take_info(struct blob__http_resp *resp, const struct blob__sink *sink,
+                         const char *what, struct blob_info *info, struct st_error **err)
+{
+	if (resp->status == 404)
+		return blob__fail(err, ENOENT, "no such object");
+	int r = 0;
+	info->size = sink ? sink->written : resp->content_length;
+	if (sink && resp->has_content_length && resp->content_length != sink->written)
+		r = blob__fail(err, EPROTO, "%s: got %llu of %llu bytes (truncated response)", what,
+		               (unsigned long long)sink->written,
+		               (unsigned long long)resp->content_length);
+	info->etag = steal_pointer(&resp->etag);
+	info->mtime = resp->mtime;
+	info->meta = steal_pointer(&resp->meta_info.meta);
+	info->n_meta = resp->meta_info.n_meta;
+	resp->meta_info.n_meta = 0;
+	return r;
 }
 
 int blob__http(const struct blob_store *s, const struct blob__http_req *req,
@@ -468,6 +488,39 @@ char *blob__xml_text(const char *p, const char *end, const char *tag)
 	if (!blob__xml_next(&p, end, tag, &in, &in_end))
 		return NULL;
 	return xml_decode(in, in_end);
+}
+
+int blob__list_page(const struct blob__list_format *f, const struct blob__http_resp *resp,
+                    blob_list_fn fn, void *ud, struct st_error **err)
+{
+	const char *b = resp->body.data ? resp->body.data : "";
+	const char *end = b + resp->body.len;
+	if (strstr(b, f->root) == NULL)
+		return blob__fail(err, EPROTO, "%s: the response is not %s %s", f->what,
+		                  strchr("AEIOU", f->root[0]) ? "an" : "a", f->root);
+	const char *pos = b, *in, *in_end;
+	int r = 0;
+	while (r == 0 && blob__xml_next(&pos, end, f->item, &in, &in_end)) {
+		cleanup_free char *name = blob__xml_text(in, in_end, f->name);
+		cleanup_free char *size = blob__xml_text(in, in_end, f->size);
+		cleanup_free char *etag = blob__xml_text(in, in_end, f->etag);
+		cleanup_free char *lm = blob__xml_text(in, in_end, f->mtime);
+		uint64_t sz = 0;
+		if (name == NULL || size == NULL || st_parse_u64(size, &sz) < 0)
+			return blob__fail(err, EPROTO, "%s: an entry without a valid %s or %s",
+			                  f->what, f->name, f->size);
+		if (etag) {
+			size_t el = strlen(etag);
+			if (el >= 2 && etag[0] == '"' && etag[el - 1] == '"') {
+				memmove(etag, etag + 1, el - 2);
+				etag[el - 2] = '\0';
+			}
+		}
+		struct blob_entry e = {
+		    .key = name, .size = sz, .etag = etag, .mtime = lm ? blob__parse_time(lm) : 0};
+		r = fn(&e, ud);
+	}
+	return r;
 }
 
 int64_t blob__parse_time(const char *s)

@@ -69,6 +69,27 @@ char *blob__full_key(const struct blob_store *s, const char *key);
 /* Sleep before attempt n (1-based retry count) with exponential backoff and jitter. */
 void blob__backoff(const struct blob_store *s, unsigned retry);
 
+/*
+ * The parts of an upload (blob.c), in order: slices of at most part bytes of data, or, when
+ * fd >= 0, reads of up to part bytes from fd into buf (part bytes, the caller's).
+ * blob__parts_start reads the first part of a stream, so that single tells whether the whole
+ * object fits one part: it is then data/len, for one plain PUT (atomic on the server).
+ */
+struct blob__parts {
+	const char *data; /* the object, or the part last read from fd (in buf) */
+	size_t len;
+	bool single; /* the whole object is data/len */
+	/* the walk's own state */
+	int fd;
+	char *buf;
+	size_t part, off;
+};
+int blob__parts_start(struct blob__parts *p, const void *data, size_t len, int fd, char *buf,
+                      size_t part, struct st_error **err);
+/* The next part in [*chunk, *chunk + *chunk_len): 1, or 0 after the last, or a negative code. */
+int blob__parts_next(struct blob__parts *p, const char **chunk, size_t *chunk_len,
+                     struct st_error **err);
+
 /* ---- HTTP (blob-http.c) ---------------------------------------------------------------- */
 
 struct blob__http_req {
@@ -106,6 +127,14 @@ int blob__http(const struct blob_store *s, const struct blob__http_req *req,
 /* Turn a non-2xx response into an error naming what failed and the server's Code/Message;
  * returns -ENOENT (404), -EACCES (401/403), -EEXIST (409/412) or -EIO. */
 int blob__http_fail(const struct blob__http_resp *r, const char *what, struct st_error **err);
+/*
+ * The answer to a GET or HEAD of an object whose status is 2xx or 404: 404 is -ENOENT "no such
+ * object"; otherwise info gets the size (what the sink received, or Content-Length for a HEAD),
+ * ETag, Last-Modified and user metadata (moved out of resp), and a body shorter than its
+ * Content-Length is an error naming what.
+ */
+int blob__http_take_info(struct blob__http_resp *resp, const struct blob__sink *sink,
+                         const char *what, struct blob_info *info, struct st_error **err);
 /* Percent-encode for a URL path (keep '/' when keep_slash) or query value. Heap string. */
 char *blob__uri_encode(const char *s, bool keep_slash);
 
@@ -116,6 +145,21 @@ bool blob__xml_next(const char **pos, const char *end, const char *tag, const ch
                     const char **inner_end);
 /* HTTP date (RFC 1123) or ISO 8601 -> epoch seconds; 0 when unparsable. */
 int64_t blob__parse_time(const char *s);
+
+/* How a listing page names its parts (S3 ListObjectsV2, Azure List Blobs). */
+struct blob__list_format {
+	const char *what; /* the operation, for messages: "ListObjectsV2" */
+	const char *root; /* the element that makes the body a listing: "ListBucketResult" */
+	const char *item; /* one object: "Contents" */
+	const char *name, *size, *etag, *mtime; /* its children: "Key", "Size", ... */
+};
+/*
+ * Call fn for each object of one listing page in resp->body, in order; returns the first
+ * non-zero value fn returns, 0, or -EPROTO when the body is not a listing or an object has no
+ * valid name or size. The continuation token is the caller's to read.
+ */
+int blob__list_page(const struct blob__list_format *f, const struct blob__http_resp *resp,
+                    blob_list_fn fn, void *ud, struct st_error **err);
 
 /* ---- backends ---------------------------------------------------------------------------- */
 
@@ -148,8 +192,5 @@ int blob__az_delete(struct blob_store *s, const char *key, struct st_error **err
 int blob__az_list(struct blob_store *s, const char *prefix, blob_list_fn fn, void *ud,
                   struct st_error **err);
 int blob__az_create_container(struct blob_store *s, struct st_error **err);
-
-/* Read up to n bytes from fd (to EOF); returns bytes read or -errno. */
-ssize_t blob__read_full(int fd, void *buf, size_t n);
 
 #endif

@@ -76,26 +76,48 @@ static struct curl_slist *add_meta(struct curl_slist *h, const struct blob_meta 
 	return h;
 }
 
+#define S3_ANY_STATUS (-1L) /* allowed_status: the caller judges the status */
+
+/*
+ * One signed, retried request: the common headers, Content-Type when given and the user
+ * metadata. A non-2xx status other than allowed_status becomes an error naming what.
+ */
+static int s3_request(struct blob_store *s, const char *method, const char *url,
+                      const char *content_type, const struct blob_meta *meta, size_t n_meta,
+                      const void *body, size_t body_len, struct blob__sink *sink,
+                      long allowed_status, const char *what, struct blob__http_resp *resp,
+                      struct st_error **err)
+{
+	struct curl_slist *h = base_headers(s, body, body_len);
+	if (content_type) {
+		cleanup_free char *ct = st_xasprintf("Content-Type: %s", content_type);
+		h = curl_slist_append(h, ct);
+	}
+	h = add_meta(h, meta, n_meta);
+	struct blob__http_req req = {.method = method,
+	                             .url = url,
+	                             .headers = h,
+	                             .body = body,
+	                             .body_len = body_len,
+	                             .sigv4 = true,
+	                             .retry = true,
+	                             .sink = sink,
+	                             .what = what};
+	int r = blob__http(s, &req, resp, err);
+	curl_slist_free_all(h);
+	if (r == 0 && allowed_status != S3_ANY_STATUS && resp->status != allowed_status &&
+	    (resp->status < 200 || resp->status >= 300))
+		r = blob__http_fail(resp, what, err);
+	return r;
+}
+
 static int put_single(struct blob_store *s, const char *key, const void *data, size_t len,
                       const struct blob_meta *meta, size_t n_meta, struct st_error **err)
 {
 	cleanup_free char *url = object_url(s, key, NULL);
-	struct curl_slist *h = base_headers(s, data, len);
-	h = curl_slist_append(h, "Content-Type: application/octet-stream");
-	h = add_meta(h, meta, n_meta);
-	struct blob__http_req req = {.method = "PUT",
-	                             .url = url,
-	                             .headers = h,
-	                             .body = data,
-	                             .body_len = len,
-	                             .sigv4 = true,
-	                             .retry = true,
-	                             .what = "PUT object"};
 	struct blob__http_resp resp = {0};
-	int r = blob__http(s, &req, &resp, err);
-	if (r == 0 && (resp.status < 200 || resp.status >= 300))
-		r = blob__http_fail(&resp, "PUT object", err);
-	curl_slist_free_all(h);
+	int r = s3_request(s, "PUT", url, "application/octet-stream", meta, n_meta, data, len, NULL,
+	                   0, "PUT object", &resp, err);
 	blob__http_resp_release(&resp);
 	return r;
 }
@@ -119,22 +141,11 @@ static int mpu_create(struct blob_store *s, const char *key, const struct blob_m
                       size_t n_meta, struct mpu *m, struct st_error **err)
 {
 	cleanup_free char *url = object_url(s, key, "uploads=");
-	struct curl_slist *h = base_headers(s, NULL, 0);
-	h = curl_slist_append(h, "Content-Type: application/octet-stream");
-	h = add_meta(h, meta, n_meta);
 	/* Retrying a create at worst leaves an unused upload behind (lifecycle rules reap those),
 	 * never a visible object. */
-	struct blob__http_req req = {.method = "POST",
-	                             .url = url,
-	                             .headers = h,
-	                             .sigv4 = true,
-	                             .retry = true,
-	                             .what = "CreateMultipartUpload"};
 	struct blob__http_resp resp = {0};
-	int r = blob__http(s, &req, &resp, err);
-	curl_slist_free_all(h);
-	if (r == 0 && (resp.status < 200 || resp.status >= 300))
-		r = blob__http_fail(&resp, "CreateMultipartUpload", err);
+	int r = s3_request(s, "POST", url, "application/octet-stream", meta, n_meta, NULL, 0, NULL,
+	                   0, "CreateMultipartUpload", &resp, err);
 	if (r == 0) {
 		const char *b = resp.body.data ? resp.body.data : "";
 		m->upload_id = blob__xml_text(b, b + resp.body.len, "UploadId");
@@ -156,21 +167,9 @@ static int mpu_part(struct blob_store *s, const char *key, struct mpu *m, const 
 	cleanup_free char *eid = blob__uri_encode(m->upload_id, false);
 	cleanup_free char *q = st_xasprintf("partNumber=%zu&uploadId=%s", m->n_parts + 1, eid);
 	cleanup_free char *url = object_url(s, key, q);
-	struct curl_slist *h = base_headers(s, data, len);
 	cleanup_free char *what = st_xasprintf("UploadPart %zu", m->n_parts + 1);
-	struct blob__http_req req = {.method = "PUT",
-	                             .url = url,
-	                             .headers = h,
-	                             .body = data,
-	                             .body_len = len,
-	                             .sigv4 = true,
-	                             .retry = true,
-	                             .what = what};
 	struct blob__http_resp resp = {0};
-	int r = blob__http(s, &req, &resp, err);
-	curl_slist_free_all(h);
-	if (r == 0 && (resp.status < 200 || resp.status >= 300))
-		r = blob__http_fail(&resp, what, err);
+	int r = s3_request(s, "PUT", url, NULL, NULL, 0, data, len, NULL, 0, what, &resp, err);
 	if (r == 0 && resp.etag == NULL)
 		r = blob__fail(err, EPROTO, "%s: no ETag in the response", what);
 	if (r == 0) {
@@ -194,22 +193,16 @@ static void mpu_abort(struct blob_store *s, const char *key, struct mpu *m)
 	cleanup_free char *eid = blob__uri_encode(m->upload_id, false);
 	cleanup_free char *q = st_xasprintf("uploadId=%s", eid);
 	cleanup_free char *url = object_url(s, key, q);
-	struct curl_slist *h = base_headers(s, NULL, 0);
-	struct blob__http_req req = {.method = "DELETE",
-	                             .url = url,
-	                             .headers = h,
-	                             .sigv4 = true,
-	                             .retry = true,
-	                             .what = "AbortMultipartUpload"};
 	struct blob__http_resp resp = {0};
 	struct st_error *e = NULL;
-	if (blob__http(s, &req, &resp, &e) < 0 || resp.status >= 300)
+	if (s3_request(s, "DELETE", url, NULL, NULL, 0, NULL, 0, NULL, S3_ANY_STATUS,
+	               "AbortMultipartUpload", &resp, &e) < 0 ||
+	    resp.status >= 300)
 		st_log(ST_LOG_WARN,
 		       "cannot abort multipart upload of '%s' (%s); a bucket lifecycle "
 		       "rule for incomplete uploads will reclaim it",
 		       key, e ? st_error_msg(e) : "server refused");
 	st_error_free(e);
-	curl_slist_free_all(h);
 	blob__http_resp_release(&resp);
 }
 
@@ -289,42 +282,25 @@ int blob__s3_put(struct blob_store *s, const char *key, const void *data, size_t
 	size_t part = s->part_size;
 	if (part < S3_MIN_PART && fd >= 0)
 		part = S3_MIN_PART; /* the S3 minimum for all but the last part */
-	if (fd < 0) {
-		if (len <= part)
-			return put_single(s, key, data, len, meta, n_meta, err);
-	}
-	/* Read the first part: a stream shorter than one part is a single PUT. */
-	cleanup_free char *buf = NULL;
-	if (fd >= 0) {
-		buf = st_xmalloc(part);
-		ssize_t n = blob__read_full(fd, buf, part);
-		if (n < 0)
-			return st_error_make(err, (int)-n, "cannot read the input");
-		if ((size_t)n < part)
-			return put_single(s, key, buf, (size_t)n, meta, n_meta, err);
-		data = buf;
-		len = (size_t)n;
-	}
-	struct mpu m = {0};
-	int r = mpu_create(s, key, meta, n_meta, &m, err);
+	cleanup_free char *buf = fd >= 0 ? st_xmalloc(part) : NULL;
+	struct blob__parts p;
+	int r = blob__parts_start(&p, data, len, fd, buf, part, err);
 	if (r < 0)
 		return r;
-	if (fd < 0) {
-		for (size_t off = 0; off < len && r == 0; off += part)
-			r = mpu_part(s, key, &m, (const char *)data + off,
-			             len - off < part ? len - off : part, err);
-	} else {
-		r = mpu_part(s, key, &m, buf, len, err);
-		while (r == 0) {
-			ssize_t n = blob__read_full(fd, buf, part);
-			if (n < 0) {
-				r = st_error_make(err, (int)-n, "cannot read the input");
-				break;
-			}
-			if (n == 0)
-				break;
-			r = mpu_part(s, key, &m, buf, (size_t)n, err);
-		}
+	if (p.single)
+		return put_single(s, key, p.data, p.len, meta, n_meta, err);
+	struct mpu m = {0};
+	r = mpu_create(s, key, meta, n_meta, &m, err);
+	if (r < 0) {
+		mpu_release(&m);
+		return r;
+	}
+	const char *chunk;
+	size_t clen;
+	while ((r = blob__parts_next(&p, &chunk, &clen, err)) > 0) {
+		r = mpu_part(s, key, &m, chunk, clen, err);
+		if (r < 0)
+			break;
 	}
 	if (r == 0)
 		r = mpu_complete(s, key, &m, err);
@@ -338,35 +314,12 @@ int blob__s3_get(struct blob_store *s, const char *key, struct blob__sink *sink,
                  struct blob_info *info, struct st_error **err)
 {
 	cleanup_free char *url = object_url(s, key, NULL);
-	struct curl_slist *h = base_headers(s, NULL, 0);
 	const char *what = sink ? "GET object" : "HEAD object";
-	struct blob__http_req req = {.method = sink ? "GET" : "HEAD",
-	                             .url = url,
-	                             .headers = h,
-	                             .sigv4 = true,
-	                             .retry = true,
-	                             .sink = sink,
-	                             .what = what};
 	struct blob__http_resp resp = {.meta_prefix = "x-amz-meta-"};
-	int r = blob__http(s, &req, &resp, err);
-	curl_slist_free_all(h);
-	if (r == 0 && resp.status == 404) {
-		r = blob__fail(err, ENOENT, "no such object");
-	} else if (r == 0 && (resp.status < 200 || resp.status >= 300)) {
-		r = blob__http_fail(&resp, what, err);
-	} else if (r == 0) {
-		info->size = sink ? sink->written : resp.content_length;
-		if (sink && resp.has_content_length && resp.content_length != sink->written)
-			r = blob__fail(err, EPROTO,
-			               "%s: got %llu of %llu bytes (truncated response)", what,
-			               (unsigned long long)sink->written,
-			               (unsigned long long)resp.content_length);
-		info->etag = steal_pointer(&resp.etag);
-		info->mtime = resp.mtime;
-		info->meta = steal_pointer(&resp.meta_info.meta);
-		info->n_meta = resp.meta_info.n_meta;
-		resp.meta_info.n_meta = 0;
-	}
+	int r = s3_request(s, sink ? "GET" : "HEAD", url, NULL, NULL, 0, NULL, 0, sink, 404, what,
+	                   &resp, err);
+	if (r == 0)
+		r = blob__http_take_info(&resp, sink, what, info, err);
 	blob__http_resp_release(&resp);
 	return r;
 }
@@ -374,26 +327,20 @@ int blob__s3_get(struct blob_store *s, const char *key, struct blob__sink *sink,
 int blob__s3_delete(struct blob_store *s, const char *key, struct st_error **err)
 {
 	cleanup_free char *url = object_url(s, key, NULL);
-	struct curl_slist *h = base_headers(s, NULL, 0);
-	struct blob__http_req req = {.method = "DELETE",
-	                             .url = url,
-	                             .headers = h,
-	                             .sigv4 = true,
-	                             .retry = true,
-	                             .what = "DELETE object"};
 	struct blob__http_resp resp = {0};
-	int r = blob__http(s, &req, &resp, err);
-	curl_slist_free_all(h);
-	if (r == 0 && resp.status != 404 && (resp.status < 200 || resp.status >= 300))
-		r = blob__http_fail(&resp, "DELETE object", err);
+	int r = s3_request(s, "DELETE", url, NULL, NULL, 0, NULL, 0, NULL, 404, "DELETE object",
+	                   &resp, err);
 	blob__http_resp_release(&resp);
 	return r;
 }
 
-static char *xml_child(const char *p, const char *end, const char *tag)
-{
-	return blob__xml_text(p, end, tag);
-}
+static const struct blob__list_format s3_list_format = {.what = "ListObjectsV2",
+                                                        .root = "ListBucketResult",
+                                                        .item = "Contents",
+                                                        .name = "Key",
+                                                        .size = "Size",
+                                                        .etag = "ETag",
+                                                        .mtime = "LastModified"};
 
 int blob__s3_list(struct blob_store *s, const char *prefix, blob_list_fn fn, void *ud,
                   struct st_error **err)
@@ -407,61 +354,21 @@ int blob__s3_list(struct blob_store *s, const char *prefix, blob_list_fn fn, voi
 		    "%s%s%slist-type=2&max-keys=%u&prefix=%s", etoken ? "continuation-token=" : "",
 		    etoken ? etoken : "", etoken ? "&" : "", s->list_page_size, eprefix);
 		cleanup_free char *url = bucket_url(s, q);
-		struct curl_slist *h = base_headers(s, NULL, 0);
-		struct blob__http_req req = {.method = "GET",
-		                             .url = url,
-		                             .headers = h,
-		                             .sigv4 = true,
-		                             .retry = true,
-		                             .what = "ListObjectsV2"};
 		struct blob__http_resp resp = {0};
-		int r = blob__http(s, &req, &resp, err);
-		curl_slist_free_all(h);
-		if (r == 0 && (resp.status < 200 || resp.status >= 300))
-			r = blob__http_fail(&resp, "ListObjectsV2", err);
-		if (r < 0) {
+		int r = s3_request(s, "GET", url, NULL, NULL, 0, NULL, 0, NULL, 0, "ListObjectsV2",
+		                   &resp, err);
+		if (r == 0)
+			r = blob__list_page(&s3_list_format, &resp, fn, ud, err);
+		if (r != 0) {
 			blob__http_resp_release(&resp);
 			return r;
 		}
 		const char *b = resp.body.data ? resp.body.data : "";
 		const char *end = b + resp.body.len;
-		if (strstr(b, "ListBucketResult") == NULL) {
-			blob__http_resp_release(&resp);
-			return blob__fail(err, EPROTO,
-			                  "ListObjectsV2: the response is not a ListBucketResult");
-		}
-		const char *pos = b, *in, *in_end;
-		while (r == 0 && blob__xml_next(&pos, end, "Contents", &in, &in_end)) {
-			cleanup_free char *key = xml_child(in, in_end, "Key");
-			cleanup_free char *size = xml_child(in, in_end, "Size");
-			cleanup_free char *etag = xml_child(in, in_end, "ETag");
-			cleanup_free char *lm = xml_child(in, in_end, "LastModified");
-			uint64_t sz = 0;
-			if (key == NULL || size == NULL || st_parse_u64(size, &sz) < 0) {
-				r = blob__fail(
-				    err, EPROTO,
-				    "ListObjectsV2: an entry without a valid Key or Size");
-				break;
-			}
-			if (etag) {
-				size_t el = strlen(etag);
-				if (el >= 2 && etag[0] == '"' && etag[el - 1] == '"') {
-					memmove(etag, etag + 1, el - 2);
-					etag[el - 2] = '\0';
-				}
-			}
-			struct blob_entry e = {.key = key,
-			                       .size = sz,
-			                       .etag = etag,
-			                       .mtime = lm ? blob__parse_time(lm) : 0};
-			r = fn(&e, ud);
-		}
-		cleanup_free char *trunc = xml_child(b, end, "IsTruncated");
+		cleanup_free char *trunc = blob__xml_text(b, end, "IsTruncated");
 		free(token);
-		token = xml_child(b, end, "NextContinuationToken");
+		token = blob__xml_text(b, end, "NextContinuationToken");
 		blob__http_resp_release(&resp);
-		if (r != 0)
-			return r;
 		if (trunc == NULL || strcmp(trunc, "true") != 0)
 			return 0;
 		if (token == NULL || *token == '\0')
@@ -481,38 +388,18 @@ int blob__s3_create_bucket(struct blob_store *s, struct st_error **err)
 		body = st_xasprintf("<CreateBucketConfiguration><LocationConstraint>%s</"
 		                    "LocationConstraint></CreateBucketConfiguration>",
 		                    s->region);
-	size_t bl = body ? strlen(body) : 0;
-	struct curl_slist *h = base_headers(s, body, bl);
-	struct blob__http_req req = {.method = "PUT",
-	                             .url = url,
-	                             .headers = h,
-	                             .body = body,
-	                             .body_len = bl,
-	                             .sigv4 = true,
-	                             .retry = true,
-	                             .what = "CreateBucket"};
 	struct blob__http_resp resp = {0};
-	int r = blob__http(s, &req, &resp, err);
-	curl_slist_free_all(h);
+	int r = s3_request(s, "PUT", url, NULL, NULL, 0, body, body ? strlen(body) : 0, NULL, 409,
+	                   "CreateBucket", &resp, err);
 	if (r == 0 && resp.status == 409) {
 		/* Exists: fine if it is ours (some servers say BucketAlreadyExists even then), which
 		 * a one-key listing with our credentials tells (HeadBucket is not on every clone). */
 		struct blob__http_resp hr = {0};
-		struct curl_slist *hh = base_headers(s, NULL, 0);
 		cleanup_free char *lurl = bucket_url(s, "list-type=2&max-keys=1&prefix=");
-		struct blob__http_req hq = {.method = "GET",
-		                            .url = lurl,
-		                            .headers = hh,
-		                            .sigv4 = true,
-		                            .retry = true,
-		                            .what = "ListObjectsV2"};
-		int r2 = blob__http(s, &hq, &hr, NULL);
-		if (r2 < 0 || hr.status < 200 || hr.status >= 300)
+		if (s3_request(s, "GET", lurl, NULL, NULL, 0, NULL, 0, NULL, 0, "ListObjectsV2",
+		               &hr, NULL) < 0)
 			r = blob__http_fail(&resp, "CreateBucket", err);
-		curl_slist_free_all(hh);
 		blob__http_resp_release(&hr);
-	} else if (r == 0 && (resp.status < 200 || resp.status >= 300)) {
-		r = blob__http_fail(&resp, "CreateBucket", err);
 	}
 	blob__http_resp_release(&resp);
 	if (r < 0)

@@ -1,6 +1,7 @@
 /*
  * blob.c - the front end of blob storage: option validation and defaults, key and metadata
- * rules shared by every backend, the store prefix, and dispatch to the backend.
+ * rules shared by every backend, the store prefix, how an upload is cut into parts (S3 and
+ * Azure), and dispatch to the backend.
  *
  * Lifecycle: blob_open() validates and copies everything it is given into a struct blob_store,
  * which is never modified afterwards (so several threads may use it); blob_close() frees it.
@@ -221,21 +222,42 @@ void blob__backoff(const struct blob_store *s, unsigned retry)
 		;
 }
 
-ssize_t blob__read_full(int fd, void *buf, size_t n)
+/* ---- uploads ---------------------------------------------------------------------------- */
+
+int blob__parts_start(struct blob__parts *p, const void *data, size_t len, int fd, char *buf,
+                      size_t part, struct st_error **err)
 {
-	size_t got = 0;
-	while (got < n) {
-		ssize_t r = read(fd, (char *)buf + got, n - got);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (r == 0)
-			break;
-		got += (size_t)r;
+	*p = (struct blob__parts){.data = data, .len = len, .fd = fd, .buf = buf, .part = part};
+	if (fd < 0) {
+		p->single = len <= part;
+		return 0;
 	}
-	return (ssize_t)got;
+	ssize_t n = st_read_all(fd, buf, part);
+	if (n < 0)
+		return st_error_make(err, (int)-n, "cannot read the input");
+	p->data = buf;
+	p->len = (size_t)n;
+	p->single = p->len < part;
+	return 0;
+}
+
+int blob__parts_next(struct blob__parts *p, const char **chunk, size_t *chunk_len,
+                     struct st_error **err)
+{
+	if (p->fd >= 0 && p->off > 0) {
+		/* The part in buf has been handed out: read the next one over it. */
+		ssize_t n = st_read_all(p->fd, p->buf, p->part);
+		if (n < 0)
+			return st_error_make(err, (int)-n, "cannot read the input");
+		p->len = (size_t)n;
+		p->off = 0;
+	}
+	if (p->off >= p->len)
+		return 0;
+	*chunk = p->data + p->off;
+	*chunk_len = p->len - p->off < p->part ? p->len - p->off : p->part;
+	p->off += *chunk_len;
+	return 1;
 }
 
 /* ---- options ---------------------------------------------------------------------------- */
