@@ -1,9 +1,9 @@
 /*
  * fuzz-blobxml.c - libFuzzer target: any bytes as the body of an S3 / GCS / Azure response.
- * Drives the same minimal XML reader the backends use (blob-internal.h) the way they use it:
- * the ListObjectsV2 walk (Contents: Key, Size, ETag, LastModified; IsTruncated,
- * NextContinuationToken), the Azure List Blobs walk (Blob: Name, Content-Length, Etag,
- * Last-Modified; NextMarker), the multipart UploadId, an error body (Code, Message) through
+ * Drives the code the backends use (blob-internal.h): the listing-page parser with the
+ * ListObjectsV2 format (Contents: Key, Size, ETag, LastModified) and the Azure List Blobs one
+ * (Blob: Name, Content-Length, Etag, Last-Modified), the continuation fields (IsTruncated,
+ * NextContinuationToken, NextMarker), the multipart UploadId, an error body (Code, Message) through
  * blob__http_fail, and the HTTP-date / ISO 8601 parser. A storage server is outside the trust
  * boundary: its replies must never crash the service.
  */
@@ -15,24 +15,32 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void walk(const char *b, const char *end, const char *elem, const char *const *fields,
-                 size_t nfields)
+/* Checks each entry the parser hands on; counts them so a walk that does not advance shows. */
+static int on_entry(const struct blob_entry *e, void *ud)
 {
-	const char *pos = b, *in, *in_end;
-	unsigned guard = 0;
-	while (blob__xml_next(&pos, end, elem, &in, &in_end)) {
-		if (in < b || in_end > end || in > in_end || pos > end)
-			abort(); /* an element reported outside the body */
-		for (size_t i = 0; i < nfields; i++) {
-			char *v = blob__xml_text(in, in_end, fields[i]);
-			if (v && i == 3)
-				(void)blob__parse_time(v);
-			free(v);
-		}
-		if (++guard > 100000)
-			abort(); /* the walk does not advance */
-	}
+	unsigned *n = ud;
+	if (e->key == NULL || ++*n > 100000)
+		abort();
+	return 0;
 }
+
+/* The listing formats as the backends declare them (blob-s3.c, blob-azure.c). */
+static const struct blob__list_format formats[] = {
+    {.what = "ListObjectsV2",
+     .root = "ListBucketResult",
+     .item = "Contents",
+     .name = "Key",
+     .size = "Size",
+     .etag = "ETag",
+     .mtime = "LastModified"},
+    {.what = "List Blobs",
+     .root = "EnumerationResults",
+     .item = "Blob",
+     .name = "Name",
+     .size = "Content-Length",
+     .etag = "Etag",
+     .mtime = "Last-Modified"},
+};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -44,10 +52,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *b = resp.body.data ? resp.body.data : "";
 	const char *end = b + resp.body.len;
 
-	static const char *const s3[] = {"Key", "Size", "ETag", "LastModified"};
-	static const char *const az[] = {"Name", "Content-Length", "Etag", "Last-Modified"};
-	walk(b, end, "Contents", s3, 4);
-	walk(b, end, "Blob", az, 4);
+	for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++) {
+		struct st_error *err = NULL;
+		unsigned n = 0;
+		int r = blob__list_page(&formats[i], &resp, on_entry, &n, &err);
+		if ((r < 0) != (err != NULL))
+			abort(); /* a failure without its message, or a message without a failure */
+		st_error_free(err);
+	}
 	static const char *const top[] = {"IsTruncated", "NextContinuationToken", "NextMarker",
 	                                  "UploadId"};
 	for (size_t i = 0; i < 4; i++)
