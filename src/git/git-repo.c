@@ -24,6 +24,7 @@
 #include "blob/blob.h"
 #include "git/git.h"
 #include "store/store.h"
+#include "tarball/tarball.h"
 
 #define STRIPES 64
 #define LEASE_MS (30 * 60 * 1000) /* a push that outlives this loses its lease */
@@ -297,163 +298,40 @@ static bool kept(const char *rel)
 	return false;
 }
 
-/* The repository's kept files as tar+zstd into out_fd; *size gets the archive's length. */
-static int archive_repo(const char *dir, int out_fd, uint64_t *size, struct st_error **err)
+/* What a stored archive takes: directories and regular files under the kept names, but no lock
+   files and no half-received packs. */
+static bool archive_keeps(const char *rel, mode_t type)
 {
-	struct archive *w = archive_write_new();
-	struct archive *d = archive_read_disk_new();
-	int r = 0;
-	archive_write_set_format_pax_restricted(w);
-	archive_write_add_filter_zstd(w);
-	archive_read_disk_set_symlink_physical(d);
-	if (archive_write_open_fd(w, out_fd) != ARCHIVE_OK) {
-		r = st_error_make(err, 0, "cannot start the archive: %s", archive_error_string(w));
-		goto out;
-	}
-	if (archive_read_disk_open(d, dir) != ARCHIVE_OK) {
-		r = st_error_make(err, 0, "cannot read '%s': %s", dir, archive_error_string(d));
-		goto out;
-	}
-	size_t dl = strlen(dir);
-	for (;;) {
-		struct archive_entry *e = archive_entry_new();
-		int ar = archive_read_next_header2(d, e);
-		if (ar == ARCHIVE_EOF) {
-			archive_entry_free(e);
-			break;
-		}
-		if (ar != ARCHIVE_OK) {
-			r = st_error_make(err, 0, "cannot read '%s': %s", dir,
-			                  archive_error_string(d));
-			archive_entry_free(e);
-			break;
-		}
-		const char *p = archive_entry_pathname(e);
-		const char *rel = strlen(p) > dl ? p + dl + 1 : "";
-		bool top = *rel == '\0';
-		mode_t type = archive_entry_filetype(e);
-		bool take = !top && kept(rel) && (type == AE_IFREG || type == AE_IFDIR) &&
-		            !st_str_has_suffix(rel, ".lock") && !strstr(rel, "/incoming-");
-		if (top || (take && type == AE_IFDIR))
-			archive_read_disk_descend(d);
-		if (!take) {
-			archive_entry_free(e);
-			continue;
-		}
-		char *relc = st_xstrdup(rel);
-		archive_entry_set_pathname(e, relc);
-		free(relc);
-		archive_entry_set_uid(e, 0);
-		archive_entry_set_gid(e, 0);
-		archive_entry_set_uname(e, NULL);
-		archive_entry_set_gname(e, NULL);
-		if (archive_write_header(w, e) != ARCHIVE_OK) {
-			r = st_error_make(err, 0, "cannot archive '%s': %s", rel,
-			                  archive_error_string(w));
-			archive_entry_free(e);
-			break;
-		}
-		if (type == AE_IFREG && archive_entry_size(e) > 0) {
-			int fd =
-			    open(archive_entry_sourcepath(e), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-			if (fd < 0) {
-				r = st_error_make(err, errno, "cannot open '%s'",
-				                  archive_entry_sourcepath(e));
-				archive_entry_free(e);
-				break;
-			}
-			char buf[65536];
-			ssize_t k;
-			while ((k = read(fd, buf, sizeof(buf))) > 0)
-				if (archive_write_data(w, buf, (size_t)k) < 0)
-					break;
-			close(fd);
-		}
-		archive_entry_free(e);
-	}
-	if (r == 0 && archive_write_close(w) != ARCHIVE_OK)
-		r = st_error_make(err, 0, "cannot finish the archive: %s", archive_error_string(w));
-out:
-	archive_read_free(d);
-	archive_write_free(w);
-	if (r == 0) {
-		off_t end = lseek(out_fd, 0, SEEK_CUR);
-		if (end < 0)
-			return st_error_make(err, errno, "lseek");
-		*size = (uint64_t)end;
-	}
-	return r;
+	return kept(rel) && (type == AE_IFREG || type == AE_IFDIR) &&
+	       !st_str_has_suffix(rel, ".lock") && !strstr(rel, "/incoming-");
 }
 
-/* Unpack a stored archive into the bare repository at dir: only directories and regular files
-   under the kept names, nothing absolute, no "..". */
+/* Only directories and regular files under the kept names, nothing absolute, no "..". */
+static int extract_check(struct archive_entry *e, const char *p, struct st_error **err)
+{
+	mode_t type = archive_entry_filetype(e);
+	if (!*p || *p == '/' || strstr(p, "..") || !kept(p) ||
+	    (type != AE_IFREG && type != AE_IFDIR) || archive_entry_hardlink(e))
+		return st_error_make(err, 0,
+		                     "the stored archive holds '%s', which a repository archive "
+		                     "written by Stockade never does; refusing it",
+		                     p);
+	archive_entry_set_perm(e, type == AE_IFDIR ? 0755 : 0444);
+	return 1;
+}
+
+/* Unpack a stored archive into the bare repository at dir. */
 static int extract_repo(int in_fd, const char *dir, struct st_error **err)
 {
-	struct archive *a = archive_read_new();
-	struct archive *w = archive_write_disk_new();
-	archive_read_support_format_tar(a);
-	archive_read_support_filter_zstd(a);
-	/* The names are checked below and then made absolute (under dir) on purpose. */
-	archive_write_disk_set_options(w, ARCHIVE_EXTRACT_SECURE_NODOTDOT |
-	                                      ARCHIVE_EXTRACT_SECURE_SYMLINKS |
-	                                      ARCHIVE_EXTRACT_PERM);
-	int r = 0;
-	if (archive_read_open_fd(a, in_fd, 256 * 1024) != ARCHIVE_OK) {
-		r = st_error_make(err, 0, "cannot read the stored archive: %s",
-		                  archive_error_string(a));
-		goto out;
-	}
-	for (;;) {
-		struct archive_entry *e;
-		int ar = archive_read_next_header(a, &e);
-		if (ar == ARCHIVE_EOF)
-			break;
-		if (ar != ARCHIVE_OK) {
-			r = st_error_make(err, 0, "the stored archive is damaged: %s",
-			                  archive_error_string(a));
-			break;
-		}
-		const char *p0 = archive_entry_pathname(e);
-		cleanup_free char *p = st_xstrdup(p0 ? p0 : "");
-		mode_t type = archive_entry_filetype(e);
-		if (!*p || *p == '/' || strstr(p, "..") || !kept(p) ||
-		    (type != AE_IFREG && type != AE_IFDIR) || archive_entry_hardlink(e)) {
-			r = st_error_make(
-			    err, 0,
-			    "the stored archive holds '%s', which a repository archive "
-			    "written by Stockade never does; refusing it",
-			    p);
-			break;
-		}
-		cleanup_free char *full = st_xasprintf("%s/%s", dir, p);
-		archive_entry_set_pathname(e, full);
-		archive_entry_set_perm(e, type == AE_IFDIR ? 0755 : 0444);
-		if (archive_write_header(w, e) < ARCHIVE_WARN) {
-			r = st_error_make(err, 0, "cannot unpack '%s': %s", p,
-			                  archive_error_string(w));
-			break;
-		}
-		const void *buf;
-		size_t size;
-		la_int64_t off;
-		while ((ar = archive_read_data_block(a, &buf, &size, &off)) == ARCHIVE_OK)
-			if (archive_write_data_block(w, buf, size, off) < ARCHIVE_WARN)
-				break;
-		if (ar != ARCHIVE_EOF && ar != ARCHIVE_OK) {
-			r = st_error_make(err, 0, "the stored archive is damaged: %s",
-			                  archive_error_string(a));
-			break;
-		}
-		if (archive_write_finish_entry(w) < ARCHIVE_WARN) {
-			r = st_error_make(err, 0, "cannot unpack '%s': %s", p,
-			                  archive_error_string(w));
-			break;
-		}
-	}
-out:
-	archive_read_free(a);
-	archive_write_free(w);
-	return r;
+	const struct tarball_unpack_opts o = {
+	    .flags = ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_SECURE_SYMLINKS |
+	             ARCHIVE_EXTRACT_PERM,
+	    .check = extract_check,
+	    .unreadable = "cannot read the stored archive",
+	    .damaged = "the stored archive is damaged",
+	    .verb = "unpack",
+	};
+	return tarball_unpack(in_fd, dir, &o, err);
 }
 
 /* An unnamed temporary file in the cache directory (same file system as the copies). */
@@ -999,7 +877,8 @@ int git_serve_commit(struct git_serve *s, struct st_error **err)
 	if (fd < 0)
 		return fd;
 	uint64_t size = 0;
-	int r = archive_repo(path, fd, &size, err);
+	const struct tarball_pack_opts ao = {.keep = archive_keeps};
+	int r = tarball_pack(path, fd, &ao, &size, err);
 	if (r < 0)
 		return st_error_wrap(err, "cannot archive repository '%s'", s->name);
 	if (lseek(fd, 0, SEEK_SET) < 0)

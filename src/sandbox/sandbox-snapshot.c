@@ -1,5 +1,5 @@
 /*
- * sandbox-snapshot.c - workspace snapshots: a pax tar compressed with zstd (libarchive), sealed
+ * sandbox-snapshot.c - workspace snapshots: a pax tar compressed with zstd (src/tarball), sealed
  * with AES-256-GCM in authenticated chunks (crypto_stream, see crypto.h) under the agent
  * sandbox encryption key, stored in blob storage (or state_dir/snapshots without one).
  *
@@ -32,6 +32,7 @@
 #include "blob/blob.h"
 #include "crypto/crypto.h"
 #include "sandbox/sandbox-internal.h"
+#include "tarball/tarball.h"
 
 static char *owner_prefix(const char *owner)
 {
@@ -61,158 +62,42 @@ static int tmpfile_in(const char *dir, struct st_error **err)
 static int store_object(struct sandbox_mgr *m, const char *key, const char *pre, int sealed,
                         struct st_error **err);
 
-static int archive_dir(const char *dir, int out_fd, struct st_error **err)
+/* Entry names are checked here (relative, no ".." segment) because they are then prefixed
+ * with the workspace path, which libarchive's own check would refuse; so are hardlink targets.
+ * Ownership goes to the sandbox user, without set-id bits. */
+static int extract_check(struct archive_entry *e, const char *p, struct st_error **err)
 {
-	struct archive *w = archive_write_new();
-	struct archive *d = archive_read_disk_new();
-	int r = 0;
-	archive_write_set_format_pax_restricted(w);
-	archive_write_add_filter_zstd(w);
-	archive_read_disk_set_symlink_physical(d);
-	archive_read_disk_set_standard_lookup(d);
-	if (archive_write_open_fd(w, out_fd) != ARCHIVE_OK) {
-		r = st_error_make(err, 0, "cannot start the archive: %s", archive_error_string(w));
-		goto out;
-	}
-	if (archive_read_disk_open(d, dir) != ARCHIVE_OK) {
-		r = st_error_make(err, 0, "cannot read '%s': %s", dir, archive_error_string(d));
-		goto out;
-	}
-	char *buf = st_xmalloc(256 * 1024);
-	for (;;) {
-		struct archive_entry *e = archive_entry_new();
-		int ar = archive_read_next_header2(d, e);
-		if (ar == ARCHIVE_EOF) {
-			archive_entry_free(e);
-			break;
-		}
-		if (ar < ARCHIVE_WARN) {
-			r = st_error_make(err, 0, "cannot archive the workspace: %s",
-			                  archive_error_string(d));
-			archive_entry_free(e);
-			break;
-		}
-		archive_read_disk_descend(d);
-		/* Paths relative to the workspace root. */
-		const char *p = archive_entry_pathname(e);
-		size_t dl = strlen(dir);
-		if (p && !strncmp(p, dir, dl)) {
-			const char *rel = p + dl;
-			while (*rel == '/')
-				rel++;
-			if (!*rel) {
-				archive_entry_free(e);
-				continue; /* the root itself */
-			}
-			char *relc = st_xstrdup(rel);
-			archive_entry_set_pathname(e, relc);
-			free(relc);
-		}
-		if (archive_write_header(w, e) != ARCHIVE_OK) {
-			r = st_error_make(err, 0, "cannot archive '%s': %s",
-			                  archive_entry_pathname(e), archive_error_string(w));
-			archive_entry_free(e);
-			break;
-		}
-		if (archive_entry_filetype(e) == AE_IFREG && archive_entry_size(e) > 0) {
-			int fd =
-			    open(archive_entry_sourcepath(e), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-			if (fd >= 0) {
-				ssize_t k;
-				while ((k = read(fd, buf, 256 * 1024)) > 0)
-					archive_write_data(w, buf, (size_t)k);
-				close(fd);
-			}
-		}
-		archive_entry_free(e);
-	}
-	free(buf);
-	if (r == 0 && archive_write_close(w) != ARCHIVE_OK)
-		r = st_error_make(err, 0, "cannot finish the archive: %s", archive_error_string(w));
-out:
-	archive_read_free(d);
-	archive_write_free(w);
-	return r;
+	if (!*p)
+		return 0;
+	if (p[0] == '/' || !strcmp(p, "..") || !strncmp(p, "../", 3) || strstr(p, "/../") ||
+	    st_str_has_suffix(p, "/.."))
+		return st_error_make(err, EINVAL, "snapshot entry '%s' escapes the workspace", p);
+	const char *hl = archive_entry_hardlink(e);
+	if (hl && (hl[0] == '/' || strstr(hl, ".."))) /* stricter than needed, on purpose */
+		return st_error_make(err, EINVAL, "snapshot entry '%s' links outside", p);
+	archive_entry_set_uid(e, AGENT_USER_UID);
+	archive_entry_set_gid(e, AGENT_USER_GID);
+	archive_entry_set_uname(e, NULL);
+	archive_entry_set_gname(e, NULL);
+	archive_entry_set_perm(e, archive_entry_perm(e) & 0777);
+	return 1;
 }
 
 static int extract_into(int in_fd, const char *dir, struct st_error **err)
 {
-	struct archive *a = archive_read_new();
-	struct archive *w = archive_write_disk_new();
-	archive_read_support_format_tar(a);
-	archive_read_support_filter_zstd(a);
-	archive_write_disk_set_options(
-	    w, ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_OWNER |
-	           ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_SECURE_NODOTDOT);
-	int r = 0;
-	cleanup_close int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	const struct tarball_unpack_opts o = {
+	    .flags = ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_OWNER |
+	             ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_SECURE_NODOTDOT,
+	    .check = extract_check,
+	    .lenient = true,
+	    .unreadable = "snapshot archive unreadable",
+	    .damaged = "snapshot archive unreadable",
+	    .verb = "restore",
+	};
+	cleanup_close int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC); /* it must exist */
 	if (dfd < 0)
 		return st_error_make(err, errno, "cannot open '%s'", dir);
-	cleanup_close int saved = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (archive_read_open_fd(a, in_fd, 256 * 1024) != ARCHIVE_OK) {
-		r = st_error_make(err, 0, "snapshot archive unreadable: %s",
-		                  archive_error_string(a));
-		goto out;
-	}
-	for (;;) {
-		struct archive_entry *e;
-		int ar = archive_read_next_header(a, &e);
-		if (ar == ARCHIVE_EOF)
-			break;
-		if (ar < ARCHIVE_WARN) {
-			r = st_error_make(err, 0, "snapshot archive unreadable: %s",
-			                  archive_error_string(a));
-			break;
-		}
-		const char *pp = archive_entry_pathname(e);
-		if (!pp || !*pp)
-			continue;
-		/* Entry names are checked here (relative, no ".." segment) because they are then
-		 * prefixed with the workspace path, which libarchive's own check would refuse. */
-		cleanup_free char *p = st_xstrdup(pp);
-		if (p[0] == '/' || !strcmp(p, "..") || !strncmp(p, "../", 3) || strstr(p, "/../") ||
-		    st_str_has_suffix(p, "/..")) {
-			r = st_error_make(err, EINVAL, "snapshot entry '%s' escapes the workspace",
-			                  p);
-			break;
-		}
-		cleanup_free char *full = st_xasprintf("%s/%s", dir, p);
-		archive_entry_set_pathname(e, full);
-		/* Hardlink targets must stay inside too. */
-		const char *hl = archive_entry_hardlink(e);
-		if (hl) {
-			if (hl[0] == '/' ||
-			    strstr(hl, "..")) { /* stricter than needed, on purpose */
-				r = st_error_make(err, EINVAL, "snapshot entry '%s' links outside",
-				                  p);
-				break;
-			}
-			cleanup_free char *hfull = st_xasprintf("%s/%s", dir, hl);
-			archive_entry_set_hardlink(e, hfull);
-		}
-		archive_entry_set_uid(e, AGENT_USER_UID);
-		archive_entry_set_gid(e, AGENT_USER_GID);
-		archive_entry_set_uname(e, NULL);
-		archive_entry_set_gname(e, NULL);
-		archive_entry_set_perm(e, archive_entry_perm(e) & 0777);
-		if (archive_write_header(w, e) < ARCHIVE_WARN) {
-			r = st_error_make(err, 0, "cannot restore '%s': %s", p,
-			                  archive_error_string(w));
-			break;
-		}
-		const void *buf;
-		size_t size;
-		la_int64_t off;
-		while ((ar = archive_read_data_block(a, &buf, &size, &off)) == ARCHIVE_OK)
-			if (archive_write_data_block(w, buf, size, off) < ARCHIVE_WARN)
-				break;
-		archive_write_finish_entry(w);
-	}
-out:
-	archive_read_free(a);
-	archive_write_free(w);
-	(void)saved;
-	return r;
+	return tarball_unpack(in_fd, dir, &o, err);
 }
 
 int sandbox__snapshot_save(struct sandbox_mgr *m, const char *owner, const char *sandbox_id,
@@ -231,7 +116,9 @@ int sandbox__snapshot_save(struct sandbox_mgr *m, const char *owner, const char 
 	cleanup_close int plain = tmpfile_in(tmpdir, err);
 	if (plain < 0)
 		return plain;
-	if ((r = archive_dir(ws_dir, plain, err)) < 0)
+	const struct tarball_pack_opts ao = {
+	    .owners = true, .lenient = true, .walk_error = "cannot archive the workspace"};
+	if ((r = tarball_pack(ws_dir, plain, &ao, NULL, err)) < 0)
 		return r;
 	cleanup_close int sealed = tmpfile_in(tmpdir, err);
 	if (sealed < 0)

@@ -736,6 +736,60 @@ static int sb_connect(struct sandbox_mgr *m, struct sandbox *sb, int *fd, struct
 	return -ESRCH;
 }
 
+/* A request to a sandbox's agent in progress: the sandbox held, the connection, the reply. */
+struct agent_op {
+	struct sandbox *sb;
+	int fd;
+	uint32_t n;
+	char *buf; /* AGENT_FRAME_MAX + 1 bytes: the reply, then what follows it */
+};
+
+/* Let go of what o holds: the sandbox, the connection, the buffer (none once it ran). */
+static void agent_op_end(struct sandbox_mgr *m, struct agent_op *o)
+{
+	if (o->sb)
+		sb_put(m, o->sb);
+	if (o->fd >= 0)
+		close(o->fd);
+	free(o->buf);
+	*o = (struct agent_op){.fd = -1};
+}
+
+/*
+ * Connect to the agent of o->sb, send q (released here) and read its reply into o->buf, or with
+ * send_only return once it is sent (the agent of a write replies after the data). The caller
+ * reads on, and ends with agent_op_end whatever this returned.
+ */
+static int agent_op_send(struct sandbox_mgr *m, struct agent_op *o, struct st_buf *q,
+                         bool send_only, struct st_error **err)
+{
+	o->buf = st_xmalloc(AGENT_FRAME_MAX + 1);
+	int r = sb_connect(m, o->sb, &o->fd, err);
+	if (r == 0 && !send_only)
+		r = sandbox__agent_call(o->fd, q, o->buf, &o->n, err);
+	if (r == 0 && send_only &&
+	    (r = sandbox__frame_write(o->fd, AGENT_F_REQ, q->data, q->len)) < 0)
+		r = st_error_make(err, -r, "cannot send to the sandbox agent");
+	st_buf_release(q);
+	return r;
+}
+
+/* agent_op_send to the ready sandbox id of owner; on failure nothing is held. */
+static int agent_op_start(struct sandbox_mgr *m, const char *owner, const char *id,
+                          struct st_buf *q, bool send_only, struct agent_op *o,
+                          struct st_error **err)
+{
+	*o = (struct agent_op){.fd = -1};
+	int r = sb_get(m, owner, id, true, &o->sb, err);
+	if (r == 0)
+		r = agent_op_send(m, o, q, send_only, err);
+	else
+		st_buf_release(q);
+	if (r < 0)
+		agent_op_end(m, o);
+	return r;
+}
+
 /* ---- create / get / list / destroy -------------------------------------------------------------- */
 
 int sandbox_create(struct sandbox_mgr *m, const struct sandbox_create_opts *o, json_t **out,
@@ -950,8 +1004,8 @@ int sandbox_exec(struct sandbox_mgr *m, const char *owner, const char *id,
 {
 	if (!rq->cmd || !*rq->cmd)
 		return st_error_make(err, EINVAL, "missing 'cmd'");
-	struct sandbox *sb;
-	int r = sb_get(m, owner, id, true, &sb, err);
+	struct agent_op call = {.fd = -1};
+	int r = sb_get(m, owner, id, true, &call.sb, err);
 	if (r < 0)
 		return r;
 	memset(res, 0, sizeof(*res));
@@ -964,7 +1018,7 @@ int sandbox_exec(struct sandbox_mgr *m, const char *owner, const char *id,
 	if (rq->cwd)
 		sandbox__kv_add(&q, "cwd", rq->cwd);
 	pthread_mutex_lock(&m->lock);
-	json_t *senv = sb->env ? json_incref(sb->env) : NULL;
+	json_t *senv = call.sb->env ? json_incref(call.sb->env) : NULL;
 	pthread_mutex_unlock(&m->lock);
 	if (senv)
 		add_env(&q, senv);
@@ -983,21 +1037,14 @@ int sandbox_exec(struct sandbox_mgr *m, const char *owner, const char *id,
 		sandbox__kv_add(&q, "background", "1");
 	if (q.len >= AGENT_FRAME_MAX) {
 		st_buf_release(&q);
-		sb_put(m, sb);
+		agent_op_end(m, &call);
 		return st_error_make(err, E2BIG,
 		                     "command, arguments and environment are too large");
 	}
-
-	cleanup_free char *buf = st_xmalloc(AGENT_FRAME_MAX + 1);
-	cleanup_close int fd = -1;
-	uint32_t n = 0;
-	r = sb_connect(m, sb, &fd, err);
-	if (r == 0)
-		r = sandbox__agent_call(fd, &q, buf, &n, err);
-	st_buf_release(&q);
+	r = agent_op_send(m, &call, &q, false, err);
 	if (r < 0)
 		goto out;
-	const char *pid = sandbox__kv_get(buf, n, "pid");
+	const char *pid = sandbox__kv_get(call.buf, call.n, "pid");
 	int64_t pidv = 0;
 	if (pid)
 		st_parse_i64(pid, &pidv);
@@ -1009,12 +1056,12 @@ int sandbox_exec(struct sandbox_mgr *m, const char *owner, const char *id,
 		size_t left = rq->stdin_len;
 		while (left && r == 0) {
 			size_t c = left > 65536 ? 65536 : left;
-			r = sandbox__frame_write(fd, AGENT_F_STDIN, p, c);
+			r = sandbox__frame_write(call.fd, AGENT_F_STDIN, p, c);
 			p += c;
 			left -= c;
 		}
 		if (r == 0)
-			r = sandbox__frame_write(fd, AGENT_F_STDIN, "", 0);
+			r = sandbox__frame_write(call.fd, AGENT_F_STDIN, "", 0);
 		if (r < 0) {
 			r = st_error_make(err, -r, "cannot send stdin to the command");
 			goto out;
@@ -1022,7 +1069,7 @@ int sandbox_exec(struct sandbox_mgr *m, const char *owner, const char *id,
 	}
 	for (;;) {
 		char t;
-		int fr = sandbox__frame_read(fd, &t, buf, &n);
+		int fr = sandbox__frame_read(call.fd, &t, call.buf, &call.n);
 		if (fr <= 0) {
 			r = st_error_make(
 			    err, fr < 0 ? -fr : EPIPE,
@@ -1031,92 +1078,78 @@ int sandbox_exec(struct sandbox_mgr *m, const char *owner, const char *id,
 			break;
 		}
 		if (t == AGENT_F_OUT || t == AGENT_F_ERRDATA) {
-			if (outfn && outfn(ctx, t == AGENT_F_OUT ? 1 : 2, buf, n) < 0) {
+			if (outfn && outfn(ctx, t == AGENT_F_OUT ? 1 : 2, call.buf, call.n) < 0) {
 				r = st_error_make(err, ECANCELED, "output consumer stopped");
 				break; /* closing the connection kills the command */
 			}
 		} else if (t == AGENT_F_EXIT) {
 			int64_t v;
 			const char *s;
-			if ((s = sandbox__kv_get(buf, n, "exit")) && st_parse_i64(s, &v) == 0)
+			if ((s = sandbox__kv_get(call.buf, call.n, "exit")) &&
+			    st_parse_i64(s, &v) == 0)
 				res->exit_code = (int)v;
-			if ((s = sandbox__kv_get(buf, n, "signal")) && st_parse_i64(s, &v) == 0)
+			if ((s = sandbox__kv_get(call.buf, call.n, "signal")) &&
+			    st_parse_i64(s, &v) == 0)
 				res->signal = (int)v;
-			if ((s = sandbox__kv_get(buf, n, "wall_ms")) && st_parse_i64(s, &v) == 0)
+			if ((s = sandbox__kv_get(call.buf, call.n, "wall_ms")) &&
+			    st_parse_i64(s, &v) == 0)
 				res->wall_ms = v;
-			s = sandbox__kv_get(buf, n, "timedout");
+			s = sandbox__kv_get(call.buf, call.n, "timedout");
 			res->timed_out = s && !strcmp(s, "1");
 			break;
 		}
 	}
 out:
-	sb_put(m, sb);
+	agent_op_end(m, &call);
 	return r;
 }
 
 /* ---- files ---------------------------------------------------------------------------------- */
 
-static int file_call(struct sandbox_mgr *m, const char *owner, const char *id, struct st_buf *q,
-                     struct sandbox **sbp, int *fdp, char *buf, uint32_t *n, struct st_error **err)
+/* The request of a file operation: op on path. */
+static struct st_buf *file_req(struct st_buf *q, const char *op, const char *path)
 {
-	int r = sb_get(m, owner, id, true, sbp, err);
-	if (r < 0)
-		return r;
-	r = sb_connect(m, *sbp, fdp, err);
-	if (r == 0)
-		r = sandbox__agent_call(*fdp, q, buf, n, err);
-	if (r < 0) {
-		if (*fdp >= 0) {
-			close(*fdp);
-			*fdp = -1;
-		}
-		sb_put(m, *sbp);
-	}
-	return r;
+	st_buf_init(q, 8192);
+	sandbox__kv_add(q, "op", op);
+	sandbox__kv_add(q, "path", path ? path : "");
+	return q;
 }
 
 int sandbox_file_read(struct sandbox_mgr *m, const char *owner, const char *id, const char *path,
                       sandbox_data_fn fn, void *ctx, uint64_t *size, struct st_error **err)
 {
 	struct st_buf q;
-	st_buf_init(&q, 8192);
-	sandbox__kv_add(&q, "op", "read");
-	sandbox__kv_add(&q, "path", path ? path : "");
-	cleanup_free char *buf = st_xmalloc(AGENT_FRAME_MAX + 1);
-	struct sandbox *sb;
-	cleanup_close int fd = -1;
-	uint32_t n;
-	int r = file_call(m, owner, id, &q, &sb, &fd, buf, &n, err);
-	st_buf_release(&q);
+	struct agent_op call;
+	int r = agent_op_start(m, owner, id, file_req(&q, "read", path), false, &call, err);
 	if (r < 0)
 		return r;
-	const char *sz = sandbox__kv_get(buf, n, "size");
+	const char *sz = sandbox__kv_get(call.buf, call.n, "size");
 	uint64_t total = 0;
 	if (sz)
 		st_parse_u64(sz, &total);
 	if (size)
 		*size = total;
 	if (m->o.max_file_bytes && total > m->o.max_file_bytes) {
-		sb_put(m, sb);
+		agent_op_end(m, &call);
 		return st_error_make(err, EFBIG, "'%s' is %llu bytes, above the %llu byte limit",
 		                     path, (unsigned long long)total,
 		                     (unsigned long long)m->o.max_file_bytes);
 	}
 	for (;;) {
 		char t;
-		int fr = sandbox__frame_read(fd, &t, buf, &n);
+		int fr = sandbox__frame_read(call.fd, &t, call.buf, &call.n);
 		if (fr <= 0 || t != AGENT_F_DATA) {
 			r = st_error_make(err, EPIPE, "the file transfer was cut short");
 			break;
 		}
-		if (n == 0)
+		if (call.n == 0)
 			break;
-		if (fn(ctx, buf, n) < 0) {
+		if (fn(ctx, call.buf, call.n) < 0) {
 			r = st_error_make(err, ECANCELED, "the reader stopped");
 			break;
 		}
 	}
-	sb_put(m, sb);
+	agent_op_end(m, &call);
 	return r;
 }
 
@@ -1131,28 +1164,14 @@ static int file_write_src(struct sandbox_mgr *m, const char *owner, const char *
                           struct st_error **err)
 {
 	struct st_buf q;
-	st_buf_init(&q, 8192);
-	sandbox__kv_add(&q, "op", "write");
-	sandbox__kv_add(&q, "path", path ? path : "");
-	cleanup_free char *buf = st_xmalloc(AGENT_FRAME_MAX + 1);
-	struct sandbox *sb;
-	cleanup_close int fd = -1;
-	uint32_t n;
+	struct agent_op call;
 	/* The agent only replies after the data: send the request, then the stream. */
-	int r = sb_get(m, owner, id, true, &sb, err);
-	if (r < 0) {
-		st_buf_release(&q);
-		return r;
-	}
-	r = sb_connect(m, sb, &fd, err);
-	if (r == 0 && (r = sandbox__frame_write(fd, AGENT_F_REQ, q.data, q.len)) < 0)
-		r = st_error_make(err, -r, "cannot send to the sandbox agent");
-	st_buf_release(&q);
+	int r = agent_op_start(m, owner, id, file_req(&q, "write", path), true, &call, err);
 	uint64_t total = 0;
 	while (r == 0) {
 		ssize_t k;
 		if (src->fd >= 0) {
-			k = st_read_all(src->fd, buf, 256 * 1024);
+			k = st_read_all(src->fd, call.buf, 256 * 1024);
 			if (k < 0) {
 				r = st_error_make(err, (int)-k, "cannot read the upload");
 				break;
@@ -1161,7 +1180,7 @@ static int file_write_src(struct sandbox_mgr *m, const char *owner, const char *
 			k = (ssize_t)(src->len - src->off > 256 * 1024 ? 256 * 1024
 			                                               : src->len - src->off);
 			if (k)
-				memcpy(buf, src->data + src->off, (size_t)k);
+				memcpy(call.buf, src->data + src->off, (size_t)k);
 			src->off += (size_t)k;
 		}
 		total += (uint64_t)k;
@@ -1170,7 +1189,7 @@ static int file_write_src(struct sandbox_mgr *m, const char *owner, const char *
 			                  (unsigned long long)m->o.max_file_bytes);
 			break; /* closing without the end frame makes the agent discard it */
 		}
-		int w = sandbox__frame_write(fd, AGENT_F_DATA, buf, (size_t)k);
+		int w = sandbox__frame_write(call.fd, AGENT_F_DATA, call.buf, (size_t)k);
 		if (w < 0) {
 			/* The agent may have refused early (bad path): read its reason below. */
 			break;
@@ -1180,12 +1199,12 @@ static int file_write_src(struct sandbox_mgr *m, const char *owner, const char *
 	}
 	if (r == 0) {
 		char t;
-		int fr = sandbox__frame_read(fd, &t, buf, &n);
+		int fr = sandbox__frame_read(call.fd, &t, call.buf, &call.n);
 		if (fr <= 0)
 			r = st_error_make(err, EPIPE, "the sandbox agent closed the connection");
 		else if (t == AGENT_F_ERR) {
-			const char *e = sandbox__kv_get(buf, n, "errno");
-			const char *msg = sandbox__kv_get(buf, n, "msg");
+			const char *e = sandbox__kv_get(call.buf, call.n, "errno");
+			const char *msg = sandbox__kv_get(call.buf, call.n, "msg");
 			int64_t code = 0;
 			if (e)
 				st_parse_i64(e, &code);
@@ -1197,7 +1216,7 @@ static int file_write_src(struct sandbox_mgr *m, const char *owner, const char *
 	}
 	if (written)
 		*written = total;
-	sb_put(m, sb);
+	agent_op_end(m, &call);
 	return r;
 }
 
@@ -1219,27 +1238,12 @@ static int simple_op(struct sandbox_mgr *m, const char *owner, const char *id, c
                      const char *path, const char *k2, const char *v2, struct st_error **err)
 {
 	struct st_buf q;
-	st_buf_init(&q, 8192);
-	sandbox__kv_add(&q, "op", op);
-	sandbox__kv_add(&q, "path", path ? path : "");
-	if (k2)
-		sandbox__kv_add(&q, k2, v2);
-	char buf[8192];
-	struct sandbox *sb;
-	int fd = -1;
-	uint32_t n;
-	/* Replies to these ops are small: a stack buffer is enough, but frame_read needs the max
-	 * size, so use the call with a heap buffer only when needed. */
-	char *big = st_xmalloc(AGENT_FRAME_MAX + 1);
-	(void)buf;
-	int r = file_call(m, owner, id, &q, &sb, &fd, big, &n, err);
-	free(big);
-	st_buf_release(&q);
-	if (r < 0)
-		return r;
-	close(fd);
-	sb_put(m, sb);
-	return 0;
+	struct agent_op call;
+	sandbox__kv_add(file_req(&q, op, path), k2, v2);
+	int r = agent_op_start(m, owner, id, &q, false, &call, err);
+	if (r == 0)
+		agent_op_end(m, &call);
+	return r;
 }
 
 int sandbox_file_delete(struct sandbox_mgr *m, const char *owner, const char *id, const char *path,
@@ -1258,21 +1262,14 @@ int sandbox_file_list(struct sandbox_mgr *m, const char *owner, const char *id, 
                       json_t **out, struct st_error **err)
 {
 	struct st_buf q;
-	st_buf_init(&q, 8192);
-	sandbox__kv_add(&q, "op", "list");
-	sandbox__kv_add(&q, "path", path ? path : "");
-	cleanup_free char *buf = st_xmalloc(AGENT_FRAME_MAX + 1);
-	struct sandbox *sb;
-	cleanup_close int fd = -1;
-	uint32_t n;
-	int r = file_call(m, owner, id, &q, &sb, &fd, buf, &n, err);
-	st_buf_release(&q);
+	struct agent_op call;
+	int r = agent_op_start(m, owner, id, file_req(&q, "list", path), false, &call, err);
 	if (r < 0)
 		return r;
 	json_t *a = json_array();
 	for (;;) {
 		char t;
-		int fr = sandbox__frame_read(fd, &t, buf, &n);
+		int fr = sandbox__frame_read(call.fd, &t, call.buf, &call.n);
 		if (fr <= 0) {
 			r = st_error_make(err, EPIPE, "the listing was cut short");
 			break;
@@ -1283,9 +1280,9 @@ int sandbox_file_list(struct sandbox_mgr *m, const char *owner, const char *id, 
 		const char *f[5];
 		uint32_t off = 0;
 		size_t i;
-		for (i = 0; i < 5 && off < n; i++) {
-			f[i] = buf + off;
-			off += (uint32_t)strnlen(buf + off, n - off) + 1;
+		for (i = 0; i < 5 && off < call.n; i++) {
+			f[i] = call.buf + off;
+			off += (uint32_t)strnlen(call.buf + off, call.n - off) + 1;
 		}
 		if (i < 5)
 			continue;
@@ -1297,7 +1294,7 @@ int sandbox_file_list(struct sandbox_mgr *m, const char *owner, const char *id, 
 		                                   f[1], "size", (json_int_t)size, "mode", f[3],
 		                                   "mtime", (json_int_t)mtime));
 	}
-	sb_put(m, sb);
+	agent_op_end(m, &call);
 	if (r < 0) {
 		json_decref(a);
 		return r;
@@ -1349,34 +1346,22 @@ int sandbox_port_open(struct sandbox_mgr *m, const char *id, unsigned port, int 
 {
 	if (port == 0 || port > 65535)
 		return st_error_make(err, EINVAL, "invalid port %u", port);
-	struct sandbox *sb;
-	int r = sb_get(m, NULL, id, true, &sb, err);
-	if (r < 0)
-		return r;
 	struct st_buf q;
 	st_buf_init(&q, 256);
 	sandbox__kv_add(&q, "op", "connect");
 	char num[16];
 	snprintf(num, sizeof(num), "%u", port);
 	sandbox__kv_add(&q, "port", num);
-	cleanup_free char *buf = st_xmalloc(AGENT_FRAME_MAX + 1);
-	int fd = -1;
-	uint32_t n;
-	r = sb_connect(m, sb, &fd, err);
-	if (r == 0)
-		r = sandbox__agent_call(fd, &q, buf, &n, err);
-	st_buf_release(&q);
-	if (r < 0) {
-		if (fd >= 0)
-			close(fd);
-		sb_put(m, sb);
+	struct agent_op call;
+	int r = agent_op_start(m, NULL, id, &q, false, &call, err);
+	if (r < 0)
 		return r;
-	}
 	/* The reference (and the activity count) stays until sandbox_port_close. */
 	pthread_mutex_lock(&m->lock);
-	sb_unref_locked(sb);
+	sb_unref_locked(call.sb);
 	pthread_mutex_unlock(&m->lock);
-	*fdp = fd;
+	free(call.buf);
+	*fdp = call.fd;
 	return 0;
 }
 
