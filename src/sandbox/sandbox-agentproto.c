@@ -103,8 +103,14 @@ int sandbox__agent_call(int fd, const struct st_buf *req, char *buf, uint32_t *l
 	int r = sandbox__frame_write(fd, AGENT_F_REQ, req->data, req->len);
 	if (r < 0)
 		return st_error_make(err, -r, "cannot send to the sandbox agent");
+	return sandbox__agent_reply(fd, buf, len, "the sandbox agent refused the request", err);
+}
+
+int sandbox__agent_reply(int fd, char *buf, uint32_t *len, const char *refused,
+                         struct st_error **err)
+{
 	char t;
-	r = sandbox__frame_read(fd, &t, buf, len);
+	int r = sandbox__frame_read(fd, &t, buf, len);
 	if (r <= 0)
 		return st_error_make(err, r < 0 ? -r : EPIPE,
 		                     "the sandbox agent closed the connection");
@@ -123,7 +129,7 @@ int sandbox__agent_call(int fd, const struct st_buf *req, char *buf, uint32_t *l
 	if (code < 0 || code > 4095)
 		code = EPROTO;
 	int rc = code > 0 ? -(int)code : -EPERM;
-	st_error_make(err, 0, "%s", msg ? msg : "the sandbox agent refused the request");
+	st_error_make(err, 0, "%s", msg ? msg : refused);
 	if (err && *err)
 		(*err)->code = code > 0 ? (int)code : EPERM;
 	return rc;

@@ -81,6 +81,10 @@ const char *sandbox__kv_get(const char *data, uint32_t len, const char *key);
  * negative code with the agent's message in err. */
 int sandbox__agent_call(int fd, const struct st_buf *req, char *buf, uint32_t *len,
                         struct st_error **err);
+/* The reply half of sandbox__agent_call, for a request sent in several frames; refused is the
+ * message when the agent's refusal carries none. */
+int sandbox__agent_reply(int fd, char *buf, uint32_t *len, const char *refused,
+                         struct st_error **err);
 /* Connect and ping until the agent answers or deadline_ms (st_now_ms clock) passes. */
 int sandbox__agent_wait_ready(const char *sock, int64_t deadline_ms, struct st_error **err);
 

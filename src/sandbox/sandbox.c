@@ -1197,23 +1197,8 @@ static int file_write_src(struct sandbox_mgr *m, const char *owner, const char *
 		if (k == 0)
 			break;
 	}
-	if (r == 0) {
-		char t;
-		int fr = sandbox__frame_read(call.fd, &t, call.buf, &call.n);
-		if (fr <= 0)
-			r = st_error_make(err, EPIPE, "the sandbox agent closed the connection");
-		else if (t == AGENT_F_ERR) {
-			const char *e = sandbox__kv_get(call.buf, call.n, "errno");
-			const char *msg = sandbox__kv_get(call.buf, call.n, "msg");
-			int64_t code = 0;
-			if (e)
-				st_parse_i64(e, &code);
-			r = st_error_make(err, 0, "%s", msg ? msg : "write refused");
-			if (err && *err)
-				(*err)->code = code > 0 ? (int)code : EPERM;
-			r = code > 0 ? -(int)code : -EPERM;
-		}
-	}
+	if (r == 0)
+		r = sandbox__agent_reply(call.fd, call.buf, &call.n, "write refused", err);
 	if (written)
 		*written = total;
 	agent_op_end(m, &call);

@@ -119,6 +119,21 @@ out:
 	return r;
 }
 
+/* Whether a stored name would land outside the directory once put under it: absolute, or
+ * with a ".." component anywhere. */
+static bool name_escapes(const char *p)
+{
+	if (p[0] == '/')
+		return true;
+	for (const char *s = p; s != NULL; s = strchr(s, '/')) {
+		if (*s == '/')
+			s++;
+		if (s[0] == '.' && s[1] == '.' && (s[2] == '/' || s[2] == '\0'))
+			return true;
+	}
+	return false;
+}
+
 int tarball_unpack(int in_fd, const char *dir, const struct tarball_unpack_opts *o,
                    struct st_error **err)
 {
@@ -152,6 +167,14 @@ int tarball_unpack(int in_fd, const char *dir, const struct tarball_unpack_opts 
 		}
 		if (c == 0)
 			continue;
+		/* Each caller's check refuses these with its own words; this is the backstop, so
+		   that a check written later cannot forget it. */
+		const char *hl0 = archive_entry_hardlink(e);
+		if (name_escapes(p) || (hl0 != NULL && name_escapes(hl0))) {
+			r = st_error_make(err, EINVAL, "%s: entry '%s' leaves the directory",
+			                  o->damaged, p);
+			break;
+		}
 		cleanup_free char *full = st_xasprintf("%s/%s", dir, p);
 		archive_entry_set_pathname(e, full);
 		const char *hl = archive_entry_hardlink(e);

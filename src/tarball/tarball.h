@@ -9,8 +9,9 @@
  *
  * Packing reads the tree physically (a symlink is archived as one, a file is opened with
  * O_NOFOLLOW); names are relative to the root, which is not an entry itself. Unpacking puts
- * each accepted name, and a hardlink's target, under dir: the check callback must refuse
- * absolute names and "..".
+ * each accepted name, and a hardlink's target, under dir; an absolute name or target, or one
+ * with a ".." component, fails the whole unpack whatever the check callback said (each
+ * caller's check refuses them first, in its own words).
  */
 #ifndef STOCKADE_TARBALL_H
 #define STOCKADE_TARBALL_H

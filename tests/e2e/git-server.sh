@@ -9,7 +9,7 @@
 
 command -v git >/dev/null || { skip "git server" "git is not installed (scripts/deps.sh installs it)"; done_testing; exit 0; }
 W=$(mktemp -d)
-trap 'rm -rf "$W"' EXIT
+trap '_serve_cleanup; rm -rf "$W"' EXIT
 export GIT_TERMINAL_PROMPT=0 GIT_CONFIG_NOSYSTEM=1 HOME=$W
 git config --global user.email t@example.invalid
 git config --global user.name tester
