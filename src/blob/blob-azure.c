@@ -389,13 +389,13 @@ int blob__az_delete(struct blob_store *s, const char *key, struct st_error **err
 	return r;
 }
 
-static const struct blob__list_format az_list_format = {.what = "List Blobs",
-                                                        .root = "EnumerationResults",
-                                                        .item = "Blob",
-                                                        .name = "Name",
-                                                        .size = "Content-Length",
-                                                        .etag = "Etag",
-                                                        .mtime = "Last-Modified"};
+const struct blob__list_format blob__az_list_format = {.what = "List Blobs",
+                                                       .root = "EnumerationResults",
+                                                       .item = "Blob",
+                                                       .name = "Name",
+                                                       .size = "Content-Length",
+                                                       .etag = "Etag",
+                                                       .mtime = "Last-Modified"};
 
 int blob__az_list(struct blob_store *s, const char *prefix, blob_list_fn fn, void *ud,
                   struct st_error **err)
@@ -417,7 +417,7 @@ int blob__az_list(struct blob_store *s, const char *prefix, blob_list_fn fn, voi
 		int r = az_request(s, "GET", "", q, nq, NULL, 0, NULL, NULL, 0, NULL, 0,
 		                   "List Blobs", &resp, err);
 		if (r == 0)
-			r = blob__list_page(&az_list_format, &resp, fn, ud, err);
+			r = blob__list_page(&blob__az_list_format, &resp, fn, ud, err);
 		if (r != 0) {
 			blob__http_resp_release(&resp);
 			return r;

@@ -160,6 +160,8 @@ struct blob__list_format {
  */
 int blob__list_page(const struct blob__list_format *f, const struct blob__http_resp *resp,
                     blob_list_fn fn, void *ud, struct st_error **err);
+/* The backends' listing formats (blob-s3.c: ListObjectsV2; blob-azure.c: List Blobs). */
+extern const struct blob__list_format blob__s3_list_format, blob__az_list_format;
 
 /* ---- backends ---------------------------------------------------------------------------- */
 

@@ -334,13 +334,13 @@ int blob__s3_delete(struct blob_store *s, const char *key, struct st_error **err
 	return r;
 }
 
-static const struct blob__list_format s3_list_format = {.what = "ListObjectsV2",
-                                                        .root = "ListBucketResult",
-                                                        .item = "Contents",
-                                                        .name = "Key",
-                                                        .size = "Size",
-                                                        .etag = "ETag",
-                                                        .mtime = "LastModified"};
+const struct blob__list_format blob__s3_list_format = {.what = "ListObjectsV2",
+                                                       .root = "ListBucketResult",
+                                                       .item = "Contents",
+                                                       .name = "Key",
+                                                       .size = "Size",
+                                                       .etag = "ETag",
+                                                       .mtime = "LastModified"};
 
 int blob__s3_list(struct blob_store *s, const char *prefix, blob_list_fn fn, void *ud,
                   struct st_error **err)
@@ -358,7 +358,7 @@ int blob__s3_list(struct blob_store *s, const char *prefix, blob_list_fn fn, voi
 		int r = s3_request(s, "GET", url, NULL, NULL, 0, NULL, 0, NULL, 0, "ListObjectsV2",
 		                   &resp, err);
 		if (r == 0)
-			r = blob__list_page(&s3_list_format, &resp, fn, ud, err);
+			r = blob__list_page(&blob__s3_list_format, &resp, fn, ud, err);
 		if (r != 0) {
 			blob__http_resp_release(&resp);
 			return r;

@@ -24,23 +24,9 @@ static int on_entry(const struct blob_entry *e, void *ud)
 	return 0;
 }
 
-/* The listing formats as the backends declare them (blob-s3.c, blob-azure.c). */
-static const struct blob__list_format formats[] = {
-    {.what = "ListObjectsV2",
-     .root = "ListBucketResult",
-     .item = "Contents",
-     .name = "Key",
-     .size = "Size",
-     .etag = "ETag",
-     .mtime = "LastModified"},
-    {.what = "List Blobs",
-     .root = "EnumerationResults",
-     .item = "Blob",
-     .name = "Name",
-     .size = "Content-Length",
-     .etag = "Etag",
-     .mtime = "Last-Modified"},
-};
+/* The listing formats the backends use, as they declare them. */
+static const struct blob__list_format *const formats[] = {&blob__s3_list_format,
+                                                          &blob__az_list_format};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -55,7 +41,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++) {
 		struct st_error *err = NULL;
 		unsigned n = 0;
-		int r = blob__list_page(&formats[i], &resp, on_entry, &n, &err);
+		int r = blob__list_page(formats[i], &resp, on_entry, &n, &err);
 		if ((r < 0) != (err != NULL))
 			abort(); /* a failure without its message, or a message without a failure */
 		st_error_free(err);
