@@ -22,12 +22,6 @@ static char *make_root(void)
 	return st_xstrdup(d);
 }
 
-static void rm_rf(const char *path)
-{
-	cleanup_free char *cmd = st_xasprintf("rm -rf '%s'", path);
-	CHECK(system(cmd) == 0);
-}
-
 static struct blob_store *open_fs(const char *root, const char *prefix)
 {
 	struct blob_options o = {.provider = BLOB_PROVIDER_FS, .prefix = prefix};
@@ -99,7 +93,7 @@ TEST(fs_round_trip_with_metadata)
 	struct stat st;
 	CHECK(stat(adir, &st) < 0 && errno == ENOENT);
 	blob_close(s);
-	rm_rf(root);
+	CHECK(unit_rm_rf(root) == 0);
 }
 
 TEST(fs_empty_object_and_missing)
@@ -115,7 +109,7 @@ TEST(fs_empty_object_and_missing)
 	free(data);
 	CHECK_EQ_INT(blob_get(s, "missing/x", 10, &data, &len, NULL, &err), -ENOENT);
 	blob_close(s);
-	rm_rf(root);
+	CHECK(unit_rm_rf(root) == 0);
 }
 
 TEST(fs_list_sorted_prefix_and_key_that_is_also_a_directory)
@@ -156,7 +150,7 @@ TEST(fs_list_sorted_prefix_and_key_that_is_also_a_directory)
 	CHECK_EQ_INT(blob_list(s, "zzz", collect_cb, &c, &err), 0);
 	CHECK_EQ_INT(c.n, 0);
 	blob_close(s);
-	rm_rf(root);
+	CHECK(unit_rm_rf(root) == 0);
 }
 
 static int stop_after_two(const struct blob_entry *e, void *ud)
@@ -179,7 +173,7 @@ TEST(fs_list_callback_stops)
 	CHECK_EQ_INT(blob_list(s, NULL, stop_after_two, &n, &err), 42);
 	CHECK_EQ_INT(n, 2);
 	blob_close(s);
-	rm_rf(root);
+	CHECK(unit_rm_rf(root) == 0);
 }
 
 TEST(fs_prefix_isolates_subsystems)
@@ -204,7 +198,7 @@ TEST(fs_prefix_isolates_subsystems)
 	CHECK(stat(ondisk, &st) == 0);
 	blob_close(git);
 	blob_close(snap);
-	rm_rf(root);
+	CHECK(unit_rm_rf(root) == 0);
 }
 
 TEST(key_rules)
@@ -256,7 +250,7 @@ TEST(metadata_rules)
 	struct blob_info info = {0};
 	CHECK_EQ_INT(blob_stat(s, "k", &info, &err), -ENOENT);
 	blob_close(s);
-	rm_rf(root);
+	CHECK(unit_rm_rf(root) == 0);
 }
 
 TEST(fs_streaming_large_object)
@@ -297,7 +291,7 @@ TEST(fs_streaming_large_object)
 	close(fd);
 	unlink(out);
 	blob_close(s);
-	rm_rf(root);
+	CHECK(unit_rm_rf(root) == 0);
 }
 
 /*
@@ -356,7 +350,7 @@ TEST(fs_killed_writer_leaves_no_partial_object)
 	CHECK_EQ_INT(c.n, 1);
 	CHECK_STREQ(c.keys[0], "old/key");
 	blob_close(s);
-	rm_rf(root);
+	CHECK(unit_rm_rf(root) == 0);
 }
 
 TEST(fs_confined_under_root_despite_symlinks)
@@ -394,8 +388,8 @@ TEST(fs_confined_under_root_despite_symlinks)
 	CHECK_EQ_INT(blob_list(s, "", collect_cb, &c, &err), 0);
 	CHECK_EQ_INT(c.n, 0);
 	blob_close(s);
-	rm_rf(root);
-	rm_rf(outside);
+	CHECK(unit_rm_rf(root) == 0);
+	CHECK(unit_rm_rf(outside) == 0);
 }
 
 struct thread_arg {
@@ -453,7 +447,7 @@ TEST(fs_store_shared_by_threads)
 		CHECK_EQ_INT(args[i].failures, 0);
 	}
 	blob_close(s);
-	rm_rf(root);
+	CHECK(unit_rm_rf(root) == 0);
 }
 
 TEST(open_errors_name_what_to_fix)

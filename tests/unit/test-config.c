@@ -91,13 +91,6 @@ static void write_file(const char *dir, const char *name, const char *data)
 	free(p);
 }
 
-static void rm_rf(const char *dir)
-{
-	char *cmd = st_xasprintf("rm -rf '%s'", dir);
-	CHECK(system(cmd) == 0);
-	free(cmd);
-}
-
 /* Writes priv.pem, pub.pem, enc.txt into dir; returns the YAML lines for rr.agentSandbox. */
 static char *agent_keys(const char *dir)
 {
@@ -218,7 +211,7 @@ TEST(master_switch_and_overrides)
 	CHECK(load(BASE "rr:\n  jsExecutor: {enabled: maybe}\n", &cfg, &pr) == -EINVAL);
 	CHECK(has(&pr, CONFIG_ERROR, "rr.jsExecutor.enabled", "true, false or null"));
 	config_problems_release(&pr);
-	rm_rf(d);
+	CHECK(unit_rm_rf(d) == 0);
 	free(d);
 	free(full);
 	free(y);
@@ -440,7 +433,7 @@ TEST(agent_sandbox_secrets_required_when_enabled)
 	CHECK(cfg.rr.agent_sandbox.snapshots_enabled);
 	config_release(&cfg);
 	config_problems_release(&pr);
-	rm_rf(d);
+	CHECK(unit_rm_rf(d) == 0);
 	free(d);
 	free(y);
 }
@@ -455,7 +448,7 @@ static void check_enc_key(const char *value, const char *needle)
 	CHECK(load(y, &cfg, &pr) == -EINVAL);
 	CHECK(has(&pr, CONFIG_ERROR, "rr.agentSandbox.encryptionKey", needle));
 	config_problems_release(&pr);
-	rm_rf(d);
+	CHECK(unit_rm_rf(d) == 0);
 	free(d);
 	free(y);
 }
@@ -539,7 +532,7 @@ TEST(agent_jwt_keypair_rules)
 	free(r2);
 	free(priv);
 	free(pub);
-	rm_rf(d);
+	CHECK(unit_rm_rf(d) == 0);
 	free(d);
 	free(y);
 }
@@ -578,7 +571,7 @@ TEST(agent_secrets_must_not_reuse_backend_secrets)
 	CHECK(load(y, &cfg, &pr) == -EINVAL);
 	CHECK(has(&pr, CONFIG_ERROR, "rr.agentSandbox.encryptionKey", "equals the backend"));
 	config_problems_release(&pr);
-	rm_rf(d);
+	CHECK(unit_rm_rf(d) == 0);
 	free(d);
 	free(y);
 	free(keys);
@@ -878,7 +871,7 @@ TEST(external_secret_mount)
 			config_problems_release(&pr);
 		}
 	}
-	rm_rf(d);
+	CHECK(unit_rm_rf(d) == 0);
 	free(p);
 	free(nl);
 	free(d);
@@ -936,7 +929,7 @@ TEST(show_redacts_every_secret)
 	json_decref(j);
 	config_release(&cfg);
 	config_problems_release(&pr);
-	rm_rf(d);
+	CHECK(unit_rm_rf(d) == 0);
 	free(d);
 	free(full);
 	free(y);
@@ -976,7 +969,7 @@ TEST(mcp_is_top_level_and_needs_oauth)
 	CHECK(has(&pr, CONFIG_WARNING, "mcp.staticToken", "development"));
 	config_release(&cfg);
 	config_problems_release(&pr);
-	rm_rf(d);
+	CHECK(unit_rm_rf(d) == 0);
 	free(d);
 	free(y);
 }
@@ -1070,7 +1063,7 @@ TEST(dev_secrets_generated_once_0600)
 	st_error_free(err);
 	config_release(&cfg);
 	config_problems_release(&pr);
-	rm_rf(d);
+	CHECK(unit_rm_rf(d) == 0);
 	free(first);
 	free(sec);
 	free(d);

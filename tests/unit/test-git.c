@@ -69,8 +69,7 @@ static void teardown(struct fixture *f)
 	git_server_close(f->g2);
 	blob_close(f->blob);
 	store_free(f->store);
-	cleanup_free char *cmd = st_xasprintf("rm -rf '%s'", f->dir);
-	CHECK(system(cmd) == 0);
+	CHECK(unit_rm_rf(f->dir) == 0);
 }
 
 static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -53,9 +53,7 @@ static struct sandbox_mgr *open_mgr(void)
 
 static void rm_dir(void)
 {
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", g_dir);
-	CHECK(system(cmd) == 0);
+	CHECK(unit_rm_rf(g_dir) == 0);
 }
 
 static int collect(void *ctx, int stream, const void *d, size_t n)

@@ -43,9 +43,7 @@ static void fake_mgr_free(struct sandbox_mgr *m)
 	pthread_cond_destroy(&m->cond);
 	free(m->state_dir);
 	free(m);
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", g_dir);
-	CHECK(system(cmd) == 0);
+	CHECK(unit_rm_rf(g_dir) == 0);
 }
 
 /* A second handle on the manager's database, to look at the rows. */

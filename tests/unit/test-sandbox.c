@@ -48,9 +48,7 @@ static void close_mgr(struct sandbox_mgr *m)
 {
 	sandbox_mgr_destroy_all(m);
 	sandbox_mgr_free(m);
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", g_dir);
-	CHECK(system(cmd) == 0);
+	CHECK(unit_rm_rf(g_dir) == 0);
 }
 
 struct outbuf {

@@ -2,6 +2,8 @@
  * unit-main.c - runs every TEST of one test binary, each in a forked child, and prints TAP.
  * `test-foo NAME...` runs only the named tests. Exit status: 0 when all passed.
  */
+#include <errno.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +41,27 @@ void unit_skip(const char *why)
 		}
 	}
 	exit(SKIP_STATUS);
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	if (remove(path) < 0 && errno != ENOENT) {
+		fprintf(stderr, "unit_rm_rf: cannot remove '%s': %s\n", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int unit_rm_rf(const char *path)
+{
+	if (nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS) < 0 && errno != ENOENT) {
+		fprintf(stderr, "unit_rm_rf: cannot remove '%s': %s\n", path, strerror(errno));
+		return -1;
+	}
+	return 0;
 }
 
 /*

@@ -17,6 +17,9 @@
 
 void unit_register(const char *name, void (*fn)(void));
 void unit_skip(const char *why) __attribute__((noreturn));
+/* Remove path and everything under it (not following links); a path already gone is fine.
+ * Returns 0, or -1 after saying on stderr what could not be removed. */
+int unit_rm_rf(const char *path);
 
 #define TEST(name)                                                     \
 	static void test_##name(void);                                 \
