@@ -85,6 +85,9 @@ int sandbox__agent_call(int fd, const struct st_buf *req, char *buf, uint32_t *l
  * message when the agent's refusal carries none. */
 int sandbox__agent_reply(int fd, char *buf, uint32_t *len, const char *refused,
                          struct st_error **err);
+/* Whether id is prefix followed by exactly n_hex lowercase hex digits (sandbox and snapshot
+ * ids: they become file and object names, so nothing else may pass). */
+bool sandbox__is_hex_id(const char *id, const char *prefix, size_t n_hex);
 /* Connect and ping until the agent answers or deadline_ms (st_now_ms clock) passes. */
 int sandbox__agent_wait_ready(const char *sock, int64_t deadline_ms, struct st_error **err);
 

@@ -43,12 +43,7 @@ static char *owner_prefix(const char *owner)
 
 static bool snap_id_valid(const char *id)
 {
-	if (!id || strlen(id) != 27 || strncmp(id, "snap-", 5) != 0)
-		return false;
-	for (const char *p = id + 5; *p; p++)
-		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
-			return false;
-	return true;
+	return sandbox__is_hex_id(id, "snap-", 22);
 }
 
 static int tmpfile_in(const char *dir, struct st_error **err)

@@ -135,14 +135,20 @@ static void new_id(char out[SANDBOX_ID_LEN])
 		n += snprintf(out + n, SANDBOX_ID_LEN - (size_t)n, "%02x", b[i]);
 }
 
-static bool id_is_valid(const char *id)
+bool sandbox__is_hex_id(const char *id, const char *prefix, size_t n_hex)
 {
-	if (!id || strlen(id) != 23 || strncmp(id, "sb-", 3) != 0)
+	size_t pl = strlen(prefix);
+	if (!id || strlen(id) != pl + n_hex || strncmp(id, prefix, pl) != 0)
 		return false;
-	for (const char *p = id + 3; *p; p++)
+	for (const char *p = id + pl; *p; p++)
 		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
 			return false;
 	return true;
+}
+
+static bool id_is_valid(const char *id)
+{
+	return sandbox__is_hex_id(id, "sb-", 20);
 }
 
 static struct sandbox *sb_new(struct sandbox_mgr *m, const char *id)
