@@ -80,7 +80,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(OUT)/tests/%)
 HOSTILE_BIN := $(HOSTILE_SRC:tests/hostile/%.c=build/hostile/%)
 
 .SECONDARY:
-.PHONY: all build asan deps run test test-release unit format format-check bench fuzz clean help
+.PHONY: all build asan deps run test test-release unit format format-check bench fuzz soak clean help
 .DEFAULT_GOAL := all
 
 all: build
@@ -90,6 +90,8 @@ help:
 	@echo "make test         install, build (release + ASan/UBSan), run every test under ASan/UBSan"
 	@echo "make test-release run the suite against the release build"
 	@echo "make bench        run the benchmarks in bench/ (release build)"
+	@echo "make soak         ten minutes of mixed executions from four clients, then a leak check"
+	@echo "make fuzz         build the libFuzzer targets with clang and run each (FUZZ_SECONDS)"
 	@echo "make format       apply clang-format;  make format-check  check it"
 
 deps:
@@ -238,6 +240,9 @@ format-check:
 
 fuzz:
 	bash tests/fuzz/run.sh
+
+soak: build
+	STOCKADE_BUILD=build STOCKADE_SOAK_SECONDS=$${STOCKADE_SOAK_SECONDS:-600} bash tests/e2e/soak.sh
 
 clean:
 	rm -rf build build-asan
