@@ -12,6 +12,8 @@
 # the server through STOCKADE_API_TOKEN), waits until /healthz answers, and exports:
 #   BASE_URL  http://127.0.0.1:PORT      TOKEN        the API token
 #   SERVER_PID, SERVER_LOG (its stderr), SERVER_DATA (its --data-dir)
+# start_role ROLE ends the test file when the server does not start; engine_cgroup_parent
+# says where a started server puts its engine cgroups.
 # Pass --config FILE, --role ROLE etc. as arguments. Set SERVE_ENV="VAR=value ..." to give the
 # server extra environment, SERVE_DATA_DIR=DIR to reuse a data dir (restart tests).
 # The server is a background job of the test shell: wait for your own jobs by pid
@@ -115,3 +117,30 @@ exec_lang() {
 }
 exec_js() { exec_lang javascript "$@"; }
 exec_py() { exec_lang python "$@"; }
+
+# start_role ROLE [ARGS...] - start_server --role ROLE; when it does not start, the test file
+# ends here: skipped if this build has no execution engine, failed otherwise.
+start_role() {
+  local role=$1
+  shift
+  start_server --role "$role" "$@"
+  [ -n "$SERVER_PID" ] && return 0
+  if grep -q "not part of this build" "$SERVER_LOG" 2>/dev/null; then
+    skip "$role" "the execution engine is not part of this build"
+    done_testing; exit 0
+  fi
+  not_ok "server starts with --role $role"; done_testing; exit 1
+}
+
+# engine_cgroup_parent - where a server started by this test puts its engine cgroups
+# ("stockade-engine-<pid>"): the test's own memory cgroup (v1), or its v2 cgroup.
+engine_cgroup_parent() {
+  local rel
+  rel=$(awk -F: '$2 == "memory" { print $3 }' /proc/self/cgroup)
+  if [ -n "$rel" ] && [ -d /sys/fs/cgroup/memory ]; then
+    echo "/sys/fs/cgroup/memory${rel%/}"
+  else
+    rel=$(awk -F: '$1 == "0" { print $3 }' /proc/self/cgroup)
+    echo "/sys/fs/cgroup${rel%/}"
+  fi
+}

@@ -11,13 +11,7 @@ if [ "$(id -u)" != 0 ]; then
   done_testing; exit 0
 fi
 # The parent the server will use: its own memory cgroup (v1), or its v2 cgroup.
-rel=$(awk -F: '$2 == "memory" { print $3 }' /proc/self/cgroup)
-if [ -n "$rel" ] && [ -d /sys/fs/cgroup/memory ]; then
-  parent=/sys/fs/cgroup/memory${rel%/}
-else
-  rel=$(awk -F: '$1 == "0" { print $3 }' /proc/self/cgroup)
-  parent=/sys/fs/cgroup${rel%/}
-fi
+parent=$(engine_cgroup_parent)
 sh -c 'exit 0' & dead=$!
 wait "$dead"
 stale=$parent/stockade-engine-$dead

@@ -15,14 +15,7 @@ SOAK_SECONDS=${STOCKADE_SOAK_SECONDS:-0}
 CLIENTS=4
 ROUNDS=3
 
-start_server --role code-executor
-if [ -z "$SERVER_PID" ]; then
-  if grep -q "not part of this build" "$SERVER_LOG" 2>/dev/null; then
-    skip "soak" "the execution engine is not part of this build"
-    done_testing; exit 0
-  fi
-  not_ok "server starts with --role code-executor"; done_testing; exit 1
-fi
+start_role code-executor
 exec_js 'return 1'
 if [ "$(json_get "$REQ_BODY" .status)" != ok ]; then
   skip "soak" "the engine cannot run here: $REQ_BODY"; done_testing; exit 0
@@ -82,14 +75,7 @@ client() { # id
 }
 
 # The per-execution cgroups live under the service's own one, next to the test's cgroup.
-rel=$(awk -F: '$2 == "memory" { print $3 }' /proc/self/cgroup)
-if [ -n "$rel" ] && [ -d /sys/fs/cgroup/memory ]; then
-  cg_parent=/sys/fs/cgroup/memory${rel%/}
-else
-  rel=$(awk -F: '$1 == "0" { print $3 }' /proc/self/cgroup)
-  cg_parent=/sys/fs/cgroup${rel%/}
-fi
-cg_dir=$cg_parent/stockade-engine-$SERVER_PID
+cg_dir=$(engine_cgroup_parent)/stockade-engine-$SERVER_PID
 
 # What the service holds: fds threads mounts cgroups zombies processes rss-kb
 holdings() {
